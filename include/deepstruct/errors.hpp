@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+/// \file errors.hpp
+/// The exceptions deepstruct throws. Every message says what was expected and what was found,
+/// and ends with the library source location that raised it, e.g. "[masked_linear.hpp:120]".
+
+#include <cstddef>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace deepstruct {
+
+/// A matrix, mask or file entry whose shape does not fit.
+struct shape_error : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+/// A value outside its domain (negative threshold, density outside [0, 1], ...).
+struct value_error : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+/// A file that cannot be read or written, or whose content is malformed.
+/// The message names the path and, for text formats, the line.
+struct io_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// A graph that should be acyclic has a cycle; vertex() is a vertex on the cycle.
+struct not_a_dag : std::invalid_argument {
+  not_a_dag(const std::string& what, std::size_t vertex) : std::invalid_argument(what), vertex_(vertex) {}
+  std::size_t vertex() const noexcept { return vertex_; }
+
+ private:
+  std::size_t vertex_;
+};
+
+namespace detail {
+
+inline const char* file_basename(const char* path) {
+  const char* base = path;
+  for (const char* p = path; *p != '\0'; ++p)
+    if (*p == '/' || *p == '\\') base = p + 1;
+  return base;
+}
+
+template <typename Error>
+[[noreturn]] void raise(const char* file, int line, const std::string& message) {
+  std::ostringstream out;
+  out << message << " [" << file_basename(file) << ':' << line << ']';
+  throw Error(out.str());
+}
+
+/// "rows x cols", the way shapes are printed in every message.
+template <typename Index>
+std::string shape_str(Index rows, Index cols) {
+  std::ostringstream out;
+  out << rows << 'x' << cols;
+  return out.str();
+}
+
+}  // namespace detail
+}  // namespace deepstruct
+
+/// Throws `Type` with `message` (a std::string expression) and the source location.
+#define DEEPSTRUCT_THROW(Type, message) ::deepstruct::detail::raise<Type>(__FILE__, __LINE__, (message))
+
+/// Checks `condition` and throws `Type` with `message` when it does not hold. Always on.
+#define DEEPSTRUCT_CHECK(condition, Type, message) \
+  do {                                             \
+    if (!(condition)) DEEPSTRUCT_THROW(Type, message); \
+  } while (false)

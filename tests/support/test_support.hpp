@@ -1,0 +1,76 @@
+// Helpers shared by the tests: Catch2 v2/v3, fixture loading, matrix comparison.
+#pragma once
+
+#if __has_include(<catch2/catch_all.hpp>)
+#include <catch2/catch_all.hpp>  // Catch2 v3
+using Catch::Approx;
+#else
+#include <catch2/catch.hpp>  // Catch2 v2
+#endif
+
+#include <Eigen/Core>
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace test {
+
+inline std::string data_path(const std::string& name) { return std::string(DEEPSTRUCT_TEST_DATA_DIR) + "/" + name; }
+
+inline nlohmann::json load_json(const std::string& name) {
+  std::ifstream in(data_path(name));
+  if (!in) throw std::runtime_error("cannot open fixture " + data_path(name));
+  return nlohmann::json::parse(in);
+}
+
+/// A nested list [rows][cols] as a matrix of the same orientation.
+template <typename Scalar>
+Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> matrix(const nlohmann::json& rows) {
+  const auto r = static_cast<Eigen::Index>(rows.size());
+  const auto c = r == 0 ? Eigen::Index{0} : static_cast<Eigen::Index>(rows[0].size());
+  Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> m(r, c);
+  for (Eigen::Index i = 0; i < r; ++i)
+    for (Eigen::Index j = 0; j < c; ++j) m(i, j) = rows[static_cast<std::size_t>(i)][static_cast<std::size_t>(j)].get<Scalar>();
+  return m;
+}
+
+template <typename Scalar>
+Eigen::Matrix<Scalar, Eigen::Dynamic, 1> vector(const nlohmann::json& values) {
+  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> v(static_cast<Eigen::Index>(values.size()));
+  for (Eigen::Index i = 0; i < v.size(); ++i) v[i] = values[static_cast<std::size_t>(i)].get<Scalar>();
+  return v;
+}
+
+inline Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic> mask(const nlohmann::json& rows) {
+  const auto r = static_cast<Eigen::Index>(rows.size());
+  const auto c = r == 0 ? Eigen::Index{0} : static_cast<Eigen::Index>(rows[0].size());
+  Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic> m(r, c);
+  for (Eigen::Index i = 0; i < r; ++i)
+    for (Eigen::Index j = 0; j < c; ++j) m(i, j) = rows[static_cast<std::size_t>(i)][static_cast<std::size_t>(j)].get<bool>();
+  return m;
+}
+
+/// Largest |a - b| relative to max(1, |b|), elementwise; shapes must agree.
+template <typename A, typename B>
+double max_rel_diff(const Eigen::MatrixBase<A>& a, const Eigen::MatrixBase<B>& b) {
+  REQUIRE(a.rows() == b.rows());
+  REQUIRE(a.cols() == b.cols());
+  double worst = 0.0;
+  for (Eigen::Index j = 0; j < a.cols(); ++j)
+    for (Eigen::Index i = 0; i < a.rows(); ++i) {
+      const double x = static_cast<double>(a(i, j)), y = static_cast<double>(b(i, j));
+      worst = std::max(worst, std::abs(x - y) / std::max(1.0, std::abs(y)));
+    }
+  return worst;
+}
+
+/// A tolerance of `ulps_factor` machine epsilons of Scalar.
+template <typename Scalar>
+double tol(double factor = 100.0) {
+  return factor * static_cast<double>(std::numeric_limits<Scalar>::epsilon());
+}
+
+}  // namespace test
