@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+/// \file layer_norm.hpp
+/// LayerNorm<Scalar> over the features of each sample (column), as torch.nn.LayerNorm(features)
+/// with elementwise affine parameters: y = (x - mean) / sqrt(var + eps) * weight + bias, where
+/// mean and the biased variance are taken over the features of one sample.
+
+#include <Eigen/Core>
+#include <string>
+
+#include "deepstruct/errors.hpp"
+#include "deepstruct/parameter.hpp"
+
+namespace deepstruct {
+
+template <typename Scalar_>
+class LayerNorm {
+ public:
+  using Scalar = Scalar_;
+  using Index = Eigen::Index;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  using RowVector = Eigen::Matrix<Scalar, 1, Eigen::Dynamic>;
+
+  /// weight = 1, bias = 0, as PyTorch initialises them.
+  explicit LayerNorm(Index features, double eps = 1e-5) : eps_(eps) {
+    if (features <= 0)
+      DEEPSTRUCT_THROW(shape_error, "LayerNorm: expected features >= 1, found " + std::to_string(features));
+    if (!(eps > 0.0)) DEEPSTRUCT_THROW(value_error, "LayerNorm: expected eps > 0, found " + std::to_string(eps));
+    weight_ = Vector::Ones(features);
+    bias_ = Vector::Zero(features);
+    weight_grad_ = Vector::Zero(features);
+    bias_grad_ = Vector::Zero(features);
+  }
+
+  Index features() const { return weight_.size(); }
+  double eps() const { return eps_; }
+  const Vector& weight() const { return weight_; }
+  const Vector& bias() const { return bias_; }
+  const Vector& weight_grad() const { return weight_grad_; }
+  const Vector& bias_grad() const { return bias_grad_; }
+  void set_weight(const Eigen::Ref<const Vector>& w) { set(weight_, w, "set_weight"); }
+  void set_bias(const Eigen::Ref<const Vector>& b) { set(bias_, b, "set_bias"); }
+  void reset_parameters() {
+    weight_.setOnes();
+    bias_.setZero();
+  }
+
+  /// y = LayerNorm(x) for features x batch x; keeps the normalised input for backward.
+  void forward(const Eigen::Ref<const Matrix>& x, Matrix& y) {
+    if (x.rows() != features())
+      DEEPSTRUCT_THROW(shape_error, "LayerNorm::forward: expected input with " + std::to_string(features()) +
+                                        " rows (features x batch), found " + detail::shape_str(x.rows(), x.cols()));
+    const auto n = static_cast<Scalar>(x.rows());
+    const RowVector mean = x.colwise().sum() / n;
+    normalized_ = x.rowwise() - mean;
+    inv_std_ = ((normalized_.array().square().colwise().sum() / n) + static_cast<Scalar>(eps_)).rsqrt().matrix();
+    normalized_.array().rowwise() *= inv_std_.array();
+    y = (normalized_.array().colwise() * weight_.array()).colwise() + bias_.array();
+  }
+
+  /// Adds dL/dweight and dL/dbias to the gradients and writes dL/dx (may alias grad_output).
+  void backward(const Eigen::Ref<const Matrix>& grad_output, Matrix& grad_input) {
+    if (grad_output.rows() != normalized_.rows() || grad_output.cols() != normalized_.cols())
+      DEEPSTRUCT_THROW(shape_error, "LayerNorm::backward: expected grad_output of shape " +
+                                        detail::shape_str(normalized_.rows(), normalized_.cols()) +
+                                        " (that of the last forward), found " +
+                                        detail::shape_str(grad_output.rows(), grad_output.cols()));
+    weight_grad_.noalias() += grad_output.cwiseProduct(normalized_).rowwise().sum();
+    bias_grad_.noalias() += grad_output.rowwise().sum();
+    const auto n = static_cast<Scalar>(normalized_.rows());
+    grad_xhat_ = grad_output.array().colwise() * weight_.array();
+    const RowVector sum_g = grad_xhat_.colwise().sum();
+    const RowVector sum_gx = grad_xhat_.cwiseProduct(normalized_).colwise().sum();
+    grad_input = ((n * grad_xhat_.array()).rowwise() - sum_g.array() -
+                  normalized_.array().rowwise() * sum_gx.array());
+    grad_input.array().rowwise() *= inv_std_.array() / n;
+  }
+
+  void zero_grad() {
+    weight_grad_.setZero();
+    bias_grad_.setZero();
+  }
+
+  template <typename Fn>
+  void for_each_parameter(Fn&& fn) {
+    fn(ParameterRef<Scalar>{weight_.data(), weight_grad_.data(), weight_.size(), nullptr});
+    fn(ParameterRef<Scalar>{bias_.data(), bias_grad_.data(), bias_.size(), nullptr});
+  }
+
+ private:
+  void set(Vector& target, const Eigen::Ref<const Vector>& v, const char* where) {
+    if (v.size() != features())
+      DEEPSTRUCT_THROW(shape_error, std::string("LayerNorm::") + where + ": expected size " +
+                                        std::to_string(features()) + ", found " + std::to_string(v.size()));
+    target = v;
+  }
+
+  double eps_;
+  Vector weight_, bias_, weight_grad_, bias_grad_;
+  Matrix normalized_, grad_xhat_;
+  RowVector inv_std_;
+};
+
+}  // namespace deepstruct

@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+/// \file optim.hpp
+/// Optimizers with PyTorch's update rules (torch.optim.SGD, Adam, AdamW, single-tensor
+/// implementations). They work on any model that hands out its parameters through
+/// for_each_parameter (MaskedLinear, MaskedDeepFFN, MaskedDeepDAN) and keep their state in the
+/// order the model visits its parameters.
+///
+/// Masked weights have exactly zero gradient, so an update without weight decay leaves them as
+/// they are; weight decay shrinks them as PyTorch would, but never changes a mask: a weight
+/// behind the mask stays inactive.
+
+#include <Eigen/Core>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "deepstruct/errors.hpp"
+#include "deepstruct/parameter.hpp"
+
+namespace deepstruct {
+
+namespace detail {
+
+/// Per-parameter state buffers, allocated on the first step and checked on every later one.
+template <typename Scalar>
+class OptimizerState {
+ public:
+  /// The k-th buffer set for a parameter of `size` scalars (`buffers` vectors of that size).
+  std::vector<Scalar>* slot(std::size_t k, Eigen::Index size, std::size_t buffers) {
+    if (k == sizes_.size() && !frozen_) {
+      sizes_.push_back(size);
+      slots_.emplace_back(buffers, std::vector<Scalar>(static_cast<std::size_t>(size), Scalar(0)));
+    } else if (k >= sizes_.size() || sizes_[k] != size) {
+      DEEPSTRUCT_THROW(shape_error, "optimizer step: expected the model the optimizer was first used with (parameter " +
+                                        std::to_string(k) + " of size " +
+                                        (k < sizes_.size() ? std::to_string(sizes_[k]) : std::string("none")) +
+                                        "), found a parameter of size " + std::to_string(size));
+    }
+    return slots_[k].data();
+  }
+  /// After the first step the number of parameters is fixed.
+  void end_step(std::size_t visited) {
+    if (frozen_ && visited != sizes_.size())
+      DEEPSTRUCT_THROW(shape_error, "optimizer step: expected " + std::to_string(sizes_.size()) +
+                                        " parameters (the model of the first step), found " + std::to_string(visited));
+    frozen_ = true;
+  }
+  bool empty() const { return sizes_.empty(); }
+
+ private:
+  std::vector<Eigen::Index> sizes_;
+  std::vector<std::vector<std::vector<Scalar>>> slots_;
+  bool frozen_ = false;
+};
+
+inline void check_non_negative(double value, const char* optimizer, const char* name) {
+  if (!(value >= 0.0))
+    DEEPSTRUCT_THROW(value_error, std::string(optimizer) + ": expected " + name + " >= 0, found " + std::to_string(value));
+}
+
+}  // namespace detail
+
+struct SGDOptions {
+  double lr = 1e-2;
+  double momentum = 0.0;
+  double dampening = 0.0;
+  bool nesterov = false;
+  double weight_decay = 0.0;
+};
+
+/// torch.optim.SGD.
+template <typename Scalar>
+class SGD {
+ public:
+  explicit SGD(const SGDOptions& options = {}) : options_(options) {
+    detail::check_non_negative(options.lr, "SGD", "lr");
+    detail::check_non_negative(options.momentum, "SGD", "momentum");
+    detail::check_non_negative(options.weight_decay, "SGD", "weight_decay");
+    if (options.nesterov && (options.momentum <= 0.0 || options.dampening != 0.0))
+      DEEPSTRUCT_THROW(value_error, "SGD: nesterov expects momentum > 0 and dampening 0, found momentum " +
+                                        std::to_string(options.momentum) + " and dampening " +
+                                        std::to_string(options.dampening));
+  }
+  const SGDOptions& options() const { return options_; }
+  void set_lr(double lr) {
+    detail::check_non_negative(lr, "SGD", "lr");
+    options_.lr = lr;
+  }
+
+  template <typename Model>
+  void step(Model& model) {
+    std::size_t k = 0;
+    const bool first = state_.empty();
+    for_each_parameter(model, [&](const ParameterRef<Scalar>& p) { update(p, k++, first); });
+    state_.end_step(k);
+  }
+
+ private:
+  void update(const ParameterRef<Scalar>& p, std::size_t k, bool first) {
+    const auto lr = static_cast<Scalar>(options_.lr), wd = static_cast<Scalar>(options_.weight_decay),
+               mom = static_cast<Scalar>(options_.momentum), damp = static_cast<Scalar>(options_.dampening);
+    std::vector<Scalar>* slot = state_.slot(k, p.size, options_.momentum != 0.0 ? 1 : 0);
+    std::vector<Scalar>* buf = options_.momentum != 0.0 ? slot : nullptr;
+    for (Eigen::Index i = 0; i < p.size; ++i) {
+      Scalar g = p.grad[i];
+      if (wd != Scalar(0)) g += wd * p.value[i];
+      if (buf != nullptr) {
+        Scalar& b = (*buf)[static_cast<std::size_t>(i)];
+        b = first ? g : mom * b + (Scalar(1) - damp) * g;
+        g = options_.nesterov ? g + mom * b : b;
+      }
+      p.value[i] -= lr * g;
+    }
+  }
+
+  SGDOptions options_;
+  detail::OptimizerState<Scalar> state_;
+};
+
+struct AdamOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;  ///< L2 added to the gradient (Adam); decoupled decay (AdamW)
+};
+
+namespace detail {
+
+/// torch.optim.Adam (decoupled = false) and AdamW (decoupled = true).
+template <typename Scalar, bool Decoupled>
+class AdamBase {
+ public:
+  explicit AdamBase(const AdamOptions& options) : options_(options) {
+    const char* name = Decoupled ? "AdamW" : "Adam";
+    check_non_negative(options.lr, name, "lr");
+    check_non_negative(options.weight_decay, name, "weight_decay");
+    if (!(options.beta1 >= 0.0 && options.beta1 < 1.0 && options.beta2 >= 0.0 && options.beta2 < 1.0))
+      DEEPSTRUCT_THROW(value_error, std::string(name) + ": expected betas in [0, 1), found (" +
+                                        std::to_string(options.beta1) + ", " + std::to_string(options.beta2) + ")");
+    if (!(options.eps >= 0.0))
+      DEEPSTRUCT_THROW(value_error, std::string(name) + ": expected eps >= 0, found " + std::to_string(options.eps));
+  }
+  const AdamOptions& options() const { return options_; }
+  void set_lr(double lr) {
+    check_non_negative(lr, Decoupled ? "AdamW" : "Adam", "lr");
+    options_.lr = lr;
+  }
+  /// Number of steps taken.
+  long steps() const { return t_; }
+
+  template <typename Model>
+  void step(Model& model) {
+    ++t_;
+    std::size_t k = 0;
+    for_each_parameter(model, [&](const ParameterRef<Scalar>& p) { update(p, k++); });
+    state_.end_step(k);
+  }
+
+ private:
+  void update(const ParameterRef<Scalar>& p, std::size_t k) {
+    std::vector<Scalar>* s = state_.slot(k, p.size, 2);
+    Scalar* m = s[0].data();
+    Scalar* v = s[1].data();
+    const auto b1 = static_cast<Scalar>(options_.beta1), b2 = static_cast<Scalar>(options_.beta2);
+    const double bias_correction1 = 1.0 - std::pow(options_.beta1, static_cast<double>(t_));
+    const double bias_correction2 = 1.0 - std::pow(options_.beta2, static_cast<double>(t_));
+    const auto step_size = static_cast<Scalar>(options_.lr / bias_correction1);
+    const auto sqrt_bc2 = static_cast<Scalar>(std::sqrt(bias_correction2));
+    const auto eps = static_cast<Scalar>(options_.eps), wd = static_cast<Scalar>(options_.weight_decay);
+    const auto decay = static_cast<Scalar>(1.0 - options_.lr * options_.weight_decay);
+    for (Eigen::Index i = 0; i < p.size; ++i) {
+      Scalar g = p.grad[i];
+      if (Decoupled) {
+        p.value[i] *= decay;
+      } else if (wd != Scalar(0)) {
+        g += wd * p.value[i];
+      }
+      m[i] = b1 * m[i] + (Scalar(1) - b1) * g;
+      v[i] = b2 * v[i] + (Scalar(1) - b2) * g * g;
+      p.value[i] -= step_size * m[i] / (std::sqrt(v[i]) / sqrt_bc2 + eps);
+    }
+  }
+
+  AdamOptions options_;
+  long t_ = 0;
+  OptimizerState<Scalar> state_;
+};
+
+}  // namespace detail
+
+/// torch.optim.Adam: weight_decay adds wd * p to the gradient.
+template <typename Scalar>
+class Adam : public detail::AdamBase<Scalar, false> {
+ public:
+  explicit Adam(const AdamOptions& options = {}) : detail::AdamBase<Scalar, false>(options) {}
+};
+
+/// torch.optim.AdamW: decoupled weight decay p *= 1 - lr * wd (PyTorch's default wd is 1e-2).
+template <typename Scalar>
+class AdamW : public detail::AdamBase<Scalar, true> {
+ public:
+  static AdamOptions default_options() {
+    AdamOptions o;
+    o.weight_decay = 1e-2;
+    return o;
+  }
+  explicit AdamW(const AdamOptions& options = default_options()) : detail::AdamBase<Scalar, true>(options) {}
+};
+
+}  // namespace deepstruct
