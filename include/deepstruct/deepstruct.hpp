@@ -13,6 +13,7 @@
 #include "deepstruct/masked_linear.hpp"
 #include "deepstruct/optim.hpp"
 #include "deepstruct/parameter.hpp"
+#include "deepstruct/prune.hpp"
 #include "deepstruct/random.hpp"
 #include "deepstruct/state_dict.hpp"
 #include "deepstruct/train.hpp"

@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+/// \file prune.hpp
+/// Pruning by magnitude (zeroth order: single weights) and by neuron norm (first order: whole
+/// neurons), per layer or globally across layers, as torch.nn.utils.prune does it:
+/// l1_unstructured, ln_structured (rows) and global_unstructured. Pruning only ever turns mask
+/// entries off: it ranks the weights that are still active, so iterative pruning never revives a
+/// pruned weight. Scores are the layers' saliency() (|W| unless a custom saliency was set).
+///
+/// Amounts follow PyTorch: a fraction f prunes round(f * candidates) (round half to even, as
+/// Python's round), a count prunes exactly that many. Ties are broken by position (lower first).
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "deepstruct/errors.hpp"
+#include "deepstruct/masked_linear.hpp"
+#include "deepstruct/parameter.hpp"
+
+namespace deepstruct {
+
+/// How much to prune: a fraction of the candidates, or a number of them.
+class PruneAmount {
+ public:
+  static PruneAmount fraction(double f) {
+    if (!(f >= 0.0 && f <= 1.0))
+      DEEPSTRUCT_THROW(value_error, "PruneAmount::fraction: expected a fraction in [0, 1], found " + std::to_string(f));
+    return PruneAmount(f, -1);
+  }
+  static PruneAmount count(Eigen::Index n) {
+    if (n < 0) DEEPSTRUCT_THROW(value_error, "PruneAmount::count: expected a count >= 0, found " + std::to_string(n));
+    return PruneAmount(-1.0, n);
+  }
+  /// How many of `candidates` to prune; throws if a count exceeds them.
+  Eigen::Index of(Eigen::Index candidates, const char* where) const {
+    if (count_ >= 0) {
+      if (count_ > candidates)
+        DEEPSTRUCT_THROW(value_error, std::string(where) + ": expected to prune at most the " + std::to_string(candidates) +
+                                          " remaining candidates, found a count of " + std::to_string(count_));
+      return count_;
+    }
+    return static_cast<Eigen::Index>(std::nearbyint(fraction_ * static_cast<double>(candidates)));
+  }
+
+ private:
+  PruneAmount(double f, Eigen::Index n) : fraction_(f), count_(n) {}
+  double fraction_;
+  Eigen::Index count_;
+};
+
+namespace detail {
+
+struct Candidate {
+  double score;
+  std::size_t layer;
+  Eigen::Index position;  // column-major index into the layer's weight
+};
+
+/// Turns off the `k` lowest-scored candidates (ties by layer, then position).
+template <typename Scalar>
+void prune_lowest(std::vector<Candidate>& candidates, Eigen::Index k, const std::vector<MaskedLinear<Scalar>*>& layers) {
+  if (k <= 0) return;
+  auto less = [](const Candidate& a, const Candidate& b) {
+    if (a.score != b.score) return a.score < b.score;
+    if (a.layer != b.layer) return a.layer < b.layer;
+    return a.position < b.position;
+  };
+  std::nth_element(candidates.begin(), candidates.begin() + (k - 1), candidates.end(), less);
+  std::vector<typename MaskedLinear<Scalar>::Mask> masks;
+  for (auto* l : layers) masks.push_back(l->mask());
+  for (Eigen::Index i = 0; i < k; ++i) {
+    const Candidate& c = candidates[static_cast<std::size_t>(i)];
+    masks[c.layer].data()[c.position] = false;
+  }
+  for (std::size_t l = 0; l < layers.size(); ++l) layers[l]->set_mask(masks[l]);
+}
+
+template <typename Scalar>
+void collect_active(const MaskedLinear<Scalar>& layer, std::size_t index, std::vector<Candidate>& out) {
+  const auto saliency = layer.saliency();
+  const bool* mask = layer.mask().data();
+  for (Eigen::Index i = 0; i < saliency.size(); ++i)
+    if (mask[i]) {
+      const double s = static_cast<double>(saliency.data()[i]);
+      if (std::isnan(s))
+        DEEPSTRUCT_THROW(value_error, "prune: expected finite saliency scores, found NaN at weight " + std::to_string(i) +
+                                          " of layer " + std::to_string(index));
+      out.push_back(Candidate{s, index, i});
+    }
+}
+
+}  // namespace detail
+
+/// torch.nn.utils.prune.l1_unstructured over the active weights of one layer (by saliency).
+/// Returns the number of weights pruned.
+template <typename Scalar>
+Eigen::Index prune_layer(MaskedLinear<Scalar>& layer, PruneAmount amount) {
+  std::vector<detail::Candidate> candidates;
+  detail::collect_active(layer, 0, candidates);
+  const Eigen::Index k = amount.of(static_cast<Eigen::Index>(candidates.size()), "prune_layer");
+  detail::prune_lowest<Scalar>(candidates, k, {&layer});
+  return k;
+}
+
+/// torch.nn.utils.prune.global_unstructured (L1): ranks the active weights of all layers together.
+template <typename Scalar>
+Eigen::Index prune_global(const std::vector<MaskedLinear<Scalar>*>& layers, PruneAmount amount) {
+  std::vector<detail::Candidate> candidates;
+  for (std::size_t l = 0; l < layers.size(); ++l) detail::collect_active(*layers[l], l, candidates);
+  const Eigen::Index k = amount.of(static_cast<Eigen::Index>(candidates.size()), "prune_global");
+  detail::prune_lowest<Scalar>(candidates, k, layers);
+  return k;
+}
+
+/// Global pruning over every masked layer of a model (MaskedDeepFFN, MaskedDeepDAN).
+template <typename Model>
+auto prune_global(Model& model, PruneAmount amount) -> decltype(model.maskable_layers(), Eigen::Index()) {
+  return prune_global(model.maskable_layers(), amount);
+}
+
+/// Per-layer pruning of every masked layer of a model: each layer loses the same fraction.
+template <typename Model>
+auto prune_each_layer(Model& model, PruneAmount amount) -> decltype(model.maskable_layers(), Eigen::Index()) {
+  Eigen::Index total = 0;
+  for (auto* layer : model.maskable_layers()) total += prune_layer(*layer, amount);
+  return total;
+}
+
+/// torch.nn.utils.prune.ln_structured(dim=0): removes whole neurons (rows of the weight) with the
+/// smallest L_p norm of their effective weights, among the neurons that still have an active
+/// weight. p may be any value > 0 or infinity. Returns the number of neurons pruned.
+template <typename Scalar>
+Eigen::Index prune_neurons(MaskedLinear<Scalar>& layer, PruneAmount amount, double p = 2.0) {
+  if (!(p > 0.0)) DEEPSTRUCT_THROW(value_error, "prune_neurons: expected a norm order p > 0, found " + std::to_string(p));
+  const auto w = layer.effective_weight();
+  const auto& mask = layer.mask();
+  std::vector<std::pair<double, Eigen::Index>> rows;
+  for (Eigen::Index o = 0; o < w.rows(); ++o) {
+    if (!mask.row(o).any()) continue;
+    double norm = 0.0;
+    if (std::isinf(p)) {
+      norm = static_cast<double>(w.row(o).cwiseAbs().maxCoeff());
+    } else {
+      for (Eigen::Index i = 0; i < w.cols(); ++i) norm += std::pow(std::abs(static_cast<double>(w(o, i))), p);
+      norm = std::pow(norm, 1.0 / p);
+    }
+    rows.emplace_back(norm, o);
+  }
+  const Eigen::Index k = amount.of(static_cast<Eigen::Index>(rows.size()), "prune_neurons");
+  if (k == 0) return 0;
+  std::sort(rows.begin(), rows.end());
+  auto new_mask = mask;
+  for (Eigen::Index i = 0; i < k; ++i) new_mask.row(rows[static_cast<std::size_t>(i)].second).setConstant(false);
+  layer.set_mask(new_mask);
+  return k;
+}
+
+/// A copy of every parameter value of a model, in for_each_parameter order (for rewinding).
+template <typename Scalar>
+using ParameterSnapshot = std::vector<std::vector<Scalar>>;
+
+template <typename Scalar, typename Model>
+ParameterSnapshot<Scalar> snapshot_parameters(Model& model) {
+  ParameterSnapshot<Scalar> snap;
+  for_each_parameter(model, [&](const ParameterRef<Scalar>& p) { snap.emplace_back(p.value, p.value + p.size); });
+  return snap;
+}
+
+/// Writes a snapshot back (masks are left as they are).
+template <typename Scalar, typename Model>
+void restore_parameters(Model& model, const ParameterSnapshot<Scalar>& snap) {
+  std::size_t k = 0;
+  for_each_parameter(model, [&](const ParameterRef<Scalar>& p) {
+    if (k >= snap.size() || static_cast<Eigen::Index>(snap[k].size()) != p.size)
+      DEEPSTRUCT_THROW(shape_error, "restore_parameters: expected a snapshot of this model, found one whose parameter " +
+                                        std::to_string(k) + " does not fit");
+    std::copy(snap[k].begin(), snap[k].end(), p.value);
+    ++k;
+  });
+  if (k != snap.size())
+    DEEPSTRUCT_THROW(shape_error, "restore_parameters: expected " + std::to_string(k) + " parameters, found a snapshot of " +
+                                      std::to_string(snap.size()));
+}
+
+struct IterativePruningOptions {
+  int rounds = 1;                  ///< train -> prune (-> rewind) this many times
+  double fraction_per_round = 0.2; ///< of the weights still active, globally across layers
+  bool rewind = true;              ///< lottery ticket: back to the initial weights after each prune
+};
+
+struct PruningRound {
+  int round = 0;            ///< 1-based
+  double density = 0.0;     ///< after pruning
+  Eigen::Index pruned = 0;  ///< weights pruned in this round
+};
+
+/// Iterative magnitude pruning. Each round calls train(model, round) (1-based), prunes
+/// fraction_per_round of the active weights globally, and with rewind resets every parameter to
+/// its value at the start (Frankle & Carbin's lottery tickets; the masks stay). Without rewind
+/// the training callable is the fine-tuning between prunes. Train the final network yourself.
+template <typename Model, typename Train>
+std::vector<PruningRound> iterative_magnitude_pruning(Model& model, const IterativePruningOptions& options, Train&& train) {
+  if (options.rounds < 0)
+    DEEPSTRUCT_THROW(value_error, "iterative_magnitude_pruning: expected rounds >= 0, found " + std::to_string(options.rounds));
+  const PruneAmount amount = PruneAmount::fraction(options.fraction_per_round);
+  using Scalar = typename Model::Scalar;
+  const ParameterSnapshot<Scalar> initial =
+      options.rewind ? snapshot_parameters<Scalar>(model) : ParameterSnapshot<Scalar>{};
+  std::vector<PruningRound> history;
+  for (int r = 1; r <= options.rounds; ++r) {
+    train(model, r);
+    PruningRound round;
+    round.round = r;
+    round.pruned = prune_global(model, amount);
+    if (options.rewind) restore_parameters(model, initial);
+    round.density = model.density();
+    history.push_back(round);
+  }
+  return history;
+}
+
+}  // namespace deepstruct

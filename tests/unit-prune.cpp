@@ -1,0 +1,146 @@
+// Tests of <deepstruct/prune.hpp>: parity with torch.nn.utils.prune (tests/data/pruning.json),
+// iterative pruning semantics, neurons, custom saliency, lottery-ticket rewinding.
+#include <deepstruct/masked_deep_ffn.hpp>
+#include <deepstruct/prune.hpp>
+
+#include "test_support.hpp"
+
+using deepstruct::MaskedLinear;
+using deepstruct::PruneAmount;
+
+namespace {
+template <typename Scalar>
+MaskedLinear<Scalar> layer_with(const nlohmann::json& weight) {
+  const auto w = test::matrix<Scalar>(weight);
+  return MaskedLinear<Scalar>(w, Eigen::Matrix<Scalar, -1, 1>::Zero(w.rows()));
+}
+}  // namespace
+
+TEMPLATE_TEST_CASE("prune: parity with torch.nn.utils.prune", "[prune][parity]", float, double) {
+  const nlohmann::json f = test::load_json("pruning.json");
+  SECTION("l1_unstructured") {
+    auto layer = layer_with<TestType>(f["l1_unstructured"]["weight"]);
+    const auto pruned = deepstruct::prune_layer(layer, PruneAmount::fraction(f["l1_unstructured"]["amount"].get<double>()));
+    CHECK(layer.mask() == test::mask(f["l1_unstructured"]["mask"]));
+    CHECK(pruned == layer.numel() - layer.nnz());
+  }
+  SECTION("ln_structured, L2 over rows") {
+    const auto& c = f["l2_structured_rows"];
+    REQUIRE(c["dim"].get<int>() == 0);
+    auto layer = layer_with<TestType>(c["weight"]);
+    deepstruct::prune_neurons(layer, PruneAmount::fraction(c["amount"].get<double>()), c["n"].get<double>());
+    CHECK(layer.mask() == test::mask(c["mask"]));
+  }
+  SECTION("global_unstructured") {
+    const auto& c = f["global_l1_unstructured"];
+    std::vector<MaskedLinear<TestType>> layers;
+    for (const auto& w : c["weights"]) layers.push_back(layer_with<TestType>(w));
+    std::vector<MaskedLinear<TestType>*> ptrs;
+    for (auto& l : layers) ptrs.push_back(&l);
+    deepstruct::prune_global(ptrs, PruneAmount::fraction(c["amount"].get<double>()));
+    for (std::size_t k = 0; k < layers.size(); ++k) CHECK(layers[k].mask() == test::mask(c["masks"][k]));
+  }
+}
+
+TEMPLATE_TEST_CASE("prune: iterative pruning never revives a weight and counts are exact", "[prune]", float, double) {
+  MaskedLinear<TestType> layer(20, 10, true, 3);
+  CHECK(deepstruct::prune_layer(layer, PruneAmount::count(50)) == 50);
+  CHECK(layer.nnz() == 150);
+  const auto first = layer.mask();
+  // Make a pruned weight the largest one: it must stay pruned.
+  Eigen::Index pruned_pos = 0;
+  while (first.data()[pruned_pos]) ++pruned_pos;
+  layer.update_weight([&](auto& w) { w.data()[pruned_pos] = TestType(100); });
+  CHECK(deepstruct::prune_layer(layer, PruneAmount::fraction(0.5)) == 75);  // half of the 150 active
+  CHECK(layer.nnz() == 75);
+  CHECK_FALSE(layer.mask().data()[pruned_pos]);
+  for (Eigen::Index i = 0; i < layer.numel(); ++i)
+    if (!first.data()[i]) CHECK_FALSE(layer.mask().data()[i]);
+  // The survivors are the largest active magnitudes.
+  TestType smallest_kept = 1e9, largest_pruned = 0;
+  for (Eigen::Index i = 0; i < layer.numel(); ++i) {
+    if (!first.data()[i]) continue;
+    const TestType a = std::abs(layer.weight().data()[i]);
+    if (layer.mask().data()[i]) smallest_kept = std::min(smallest_kept, a);
+    else largest_pruned = std::max(largest_pruned, a);
+  }
+  CHECK(smallest_kept >= largest_pruned);
+  CHECK_THROWS_AS(deepstruct::prune_layer(layer, PruneAmount::count(76)), deepstruct::value_error);
+  CHECK_THROWS_AS(PruneAmount::fraction(1.5), deepstruct::value_error);
+  CHECK_THROWS_AS(PruneAmount::count(-1), deepstruct::value_error);
+  CHECK(deepstruct::prune_layer(layer, PruneAmount::fraction(1.0)) == 75);
+  CHECK(layer.nnz() == 0);
+}
+
+TEST_CASE("prune: custom saliency decides instead of magnitude", "[prune]") {
+  MaskedLinear<double> layer(4, 2, true, 1);
+  Eigen::MatrixXd s(2, 4);
+  s << 8, 7, 6, 5, 4, 3, 2, 1;  // the last weights in row-major reading order are least salient
+  layer.set_saliency(s);
+  deepstruct::prune_layer(layer, PruneAmount::count(3));
+  MaskedLinear<double>::Mask expected(2, 4);
+  expected << true, true, true, true, true, false, false, false;
+  CHECK(layer.mask() == expected);
+  s(0, 0) = std::nan("");
+  layer.set_saliency(s);
+  CHECK_THROWS_AS(deepstruct::prune_layer(layer, PruneAmount::count(1)), deepstruct::value_error);
+}
+
+TEST_CASE("prune: neurons by L1, L2 and max norm, and a model's layers globally", "[prune]") {
+  Eigen::MatrixXd w(4, 3);
+  w << 3, 0, 0,   // L1 3, L2 3, max 3
+      1, 1, 1,    // L1 3, L2 1.73, max 1
+      2, 2, 0,    // L1 4, L2 2.83, max 2
+      0.5, 0, 0;  // smallest in every norm
+  MaskedLinear<double> l2(w, Eigen::VectorXd::Zero(4)), linf(w, Eigen::VectorXd::Zero(4));
+  CHECK(deepstruct::prune_neurons(l2, PruneAmount::count(2), 2.0) == 2);
+  CHECK(l2.mask().rowwise().any().cast<int>() == (Eigen::Vector4i() << 1, 0, 1, 0).finished());
+  deepstruct::prune_neurons(linf, PruneAmount::count(2), std::numeric_limits<double>::infinity());
+  CHECK(linf.mask().rowwise().any().cast<int>() == (Eigen::Vector4i() << 1, 0, 1, 0).finished());
+  // Already-dead neurons are not candidates any more.
+  CHECK(deepstruct::prune_neurons(l2, PruneAmount::fraction(0.5), 1.0) == 1);
+  CHECK(l2.mask().rowwise().any().count() == 1);
+  CHECK_THROWS_AS(deepstruct::prune_neurons(l2, PruneAmount::count(1), 0.0), deepstruct::value_error);
+
+  deepstruct::MaskedDeepFFN<float> model(30, 5, {20, 10});
+  const auto total = model.num_weights();
+  CHECK(deepstruct::prune_global(model, PruneAmount::fraction(0.9)) == static_cast<Eigen::Index>(std::nearbyint(0.9 * total)));
+  CHECK(model.density() == Approx(0.1).margin(1.0 / double(total)));
+  deepstruct::MaskedDeepFFN<float> each(30, 5, {20, 10});
+  deepstruct::prune_each_layer(each, PruneAmount::fraction(0.5));
+  for (const double d : each.layer_densities()) CHECK(d == Approx(0.5).margin(0.02));
+}
+
+TEST_CASE("prune: iterative magnitude pruning with rewinding (lottery tickets)", "[prune]") {
+  deepstruct::MaskedDeepFFN<double> model(12, 3, {10, 8});
+  const auto initial = model.state_dict();
+  int trained = 0;
+  deepstruct::IterativePruningOptions options;
+  options.rounds = 3;
+  options.fraction_per_round = 0.5;
+  const auto history = deepstruct::iterative_magnitude_pruning(model, options, [&](auto& m, int round) {
+    CHECK(round == ++trained);
+    // "Training": move every weight, so rewinding has something to undo.
+    m.for_each_parameter([&](const deepstruct::ParameterRef<double>& p) {
+      for (Eigen::Index i = 0; i < p.size; ++i) p.value[i] *= 1.5;
+    });
+  });
+  REQUIRE(history.size() == 3);
+  CHECK(trained == 3);
+  CHECK(history[0].density == Approx(0.5).margin(0.01));
+  CHECK(history[2].density == Approx(0.125).margin(0.01));
+  CHECK(history[1].pruned ==
+        static_cast<Eigen::Index>(std::nearbyint(0.5 * std::round(history[0].density * double(model.num_weights())))));
+  // Rewound: the parameters are the initial ones, only the masks changed.
+  const auto now = model.state_dict();
+  for (const auto& kv : initial.tensors) CHECK(now.tensors.at(kv.first) == kv.second);
+  CHECK(model.density() == Approx(history.back().density));
+
+  deepstruct::MaskedDeepFFN<double> tuned(12, 3, {10, 8});
+  options.rewind = false;
+  options.rounds = 1;
+  deepstruct::iterative_magnitude_pruning(tuned, options, [](auto& m, int) {
+    m.for_each_parameter([](const deepstruct::ParameterRef<double>& p) { p.value[0] += 1.0; });
+  });
+  CHECK(tuned.layer(0).weight()(0, 0) != initial.tensors.at("_layer_first.weight")(0, 0));
+}
