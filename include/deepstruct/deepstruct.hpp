@@ -6,9 +6,11 @@
 /// which needs Boost's headers.
 
 #include "deepstruct/activation.hpp"
+#include "deepstruct/dan_description.hpp"
 #include "deepstruct/errors.hpp"
 #include "deepstruct/layer_norm.hpp"
 #include "deepstruct/loss.hpp"
+#include "deepstruct/masked_deep_dan.hpp"
 #include "deepstruct/masked_deep_ffn.hpp"
 #include "deepstruct/masked_linear.hpp"
 #include "deepstruct/optim.hpp"

@@ -49,7 +49,10 @@ inline Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic> mask(const nlohmann::
   const auto c = r == 0 ? Eigen::Index{0} : static_cast<Eigen::Index>(rows[0].size());
   Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic> m(r, c);
   for (Eigen::Index i = 0; i < r; ++i)
-    for (Eigen::Index j = 0; j < c; ++j) m(i, j) = rows[static_cast<std::size_t>(i)][static_cast<std::size_t>(j)].get<bool>();
+    for (Eigen::Index j = 0; j < c; ++j) {
+      const auto& v = rows[static_cast<std::size_t>(i)][static_cast<std::size_t>(j)];
+      m(i, j) = v.is_boolean() ? v.get<bool>() : v.get<double>() != 0.0;  // float masks (deepstruct's DAN)
+    }
   return m;
 }
 

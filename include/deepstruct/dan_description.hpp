@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+/// \file dan_description.hpp
+/// What a MaskedDeepDAN needs to know about its structure, as plain data (Eigen only, no Boost):
+/// the size and vertices of every layer and a mask for every connected pair of layers. The graph
+/// side fills it from a DAG (dan_description() in <deepstruct/graph/convert.hpp>); the model side
+/// reads it.
+
+#include <Eigen/Core>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "deepstruct/errors.hpp"
+
+namespace deepstruct {
+
+struct DanDescription {
+  /// Number of vertices of every layer; layer 0 takes the network input.
+  std::vector<std::size_t> layer_sizes;
+  /// The graph's vertex ids of every layer, in the order of mask rows and columns.
+  std::vector<std::vector<std::size_t>> layer_vertices;
+
+  /// The edges from layer source_layer to layer target_layer as a mask
+  /// (rows = target layer vertices, cols = source layer vertices).
+  struct Connection {
+    std::size_t source_layer = 0;
+    std::size_t target_layer = 0;
+    Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic> mask;
+  };
+  /// By target layer ascending, then source layer ascending. For every target t >= 1 the main
+  /// connection (t-1, t) is present, even when its mask is empty (deepstruct always creates main
+  /// layers); a skip connection (s, t) with s <= t-2 is present only when it has an edge.
+  std::vector<Connection> connections;
+};
+
+/// Checks that d is consistent: as many vertex lists as layer sizes and of those sizes, at least one
+/// layer, connections in the documented order with source < target < number of layers, every main
+/// connection present, no skip connection twice, and every mask of shape target size x source size.
+/// Throws shape_error (wrong sizes or mask shapes) or value_error (order, missing or bad layers).
+inline void check_dan_description(const DanDescription& d) {
+  const std::size_t layers = d.layer_sizes.size();
+  if (layers == 0) DEEPSTRUCT_THROW(value_error, "DanDescription: expected at least one layer, found none");
+  if (d.layer_vertices.size() != layers)
+    DEEPSTRUCT_THROW(shape_error, "DanDescription: expected " + std::to_string(layers) + " vertex lists (one per layer size), found " +
+                                      std::to_string(d.layer_vertices.size()));
+  for (std::size_t l = 0; l < layers; ++l)
+    if (d.layer_vertices[l].size() != d.layer_sizes[l])
+      DEEPSTRUCT_THROW(shape_error, "DanDescription: layer " + std::to_string(l) + " has size " + std::to_string(d.layer_sizes[l]) +
+                                        " but lists " + std::to_string(d.layer_vertices[l].size()) + " vertices");
+  std::size_t k = 0;
+  for (std::size_t t = 1; t < layers; ++t) {
+    bool has_main = false;
+    std::size_t next_source = 0;  // sources must be ascending and distinct
+    for (; k < d.connections.size() && d.connections[k].target_layer == t; ++k) {
+      const auto& c = d.connections[k];
+      if (c.source_layer < next_source || c.source_layer >= t)
+        DEEPSTRUCT_THROW(value_error, "DanDescription: connection " + std::to_string(k) + " (" + std::to_string(c.source_layer) + " -> " +
+                                          std::to_string(t) + ") expected a source layer in [" + std::to_string(next_source) + ", " +
+                                          std::to_string(t) + "), ascending and not repeated");
+      next_source = c.source_layer + 1;
+      has_main = has_main || c.source_layer + 1 == t;
+      const auto rows = static_cast<Eigen::Index>(d.layer_sizes[t]), cols = static_cast<Eigen::Index>(d.layer_sizes[c.source_layer]);
+      if (c.mask.rows() != rows || c.mask.cols() != cols)
+        DEEPSTRUCT_THROW(shape_error, "DanDescription: connection " + std::to_string(c.source_layer) + " -> " + std::to_string(t) +
+                                          " expected a mask of " + detail::shape_str(rows, cols) + ", found " +
+                                          detail::shape_str(c.mask.rows(), c.mask.cols()));
+    }
+    if (!has_main)
+      DEEPSTRUCT_THROW(value_error, "DanDescription: expected the main connection " + std::to_string(t - 1) + " -> " + std::to_string(t) +
+                                        " (connections by target ascending), found none");
+  }
+  if (k != d.connections.size())
+    DEEPSTRUCT_THROW(value_error, "DanDescription: connection " + std::to_string(k) + " (" + std::to_string(d.connections[k].source_layer) +
+                                      " -> " + std::to_string(d.connections[k].target_layer) + ") is out of order or targets a layer outside [1, " +
+                                      std::to_string(layers) + ")");
+}
+
+}  // namespace deepstruct

@@ -1,0 +1,206 @@
+// Tests of <deepstruct/masked_deep_dan.hpp>: parity with deepstruct/PyTorch on masked_dan.json,
+// finite-difference gradients, state_dict, structure round trip.
+#include <deepstruct/loss.hpp>
+#include <deepstruct/masked_deep_dan.hpp>
+#include <deepstruct/optim.hpp>
+
+#include <set>
+
+#include "test_support.hpp"
+
+using deepstruct::DanDescription;
+using deepstruct::Execution;
+using deepstruct::MaskedDeepDAN;
+
+namespace {
+
+// The DanDescription of a fixture case, built from its edge list and layers (independently of
+// the graph side): masks follow the vertex order of each layer.
+DanDescription description_from_case(const nlohmann::json& c) {
+  DanDescription d;
+  const std::size_t L = c["layers"].size();
+  std::vector<std::size_t> layer_of(c["num_nodes"].get<std::size_t>()), pos(layer_of.size());
+  for (std::size_t t = 0; t < L; ++t) {
+    std::vector<std::size_t> vs;
+    for (const auto& v : c["layers"][std::to_string(t)]) vs.push_back(v.get<std::size_t>());
+    for (std::size_t i = 0; i < vs.size(); ++i) {
+      layer_of[vs[i]] = t;
+      pos[vs[i]] = i;
+    }
+    d.layer_sizes.push_back(vs.size());
+    d.layer_vertices.push_back(vs);
+  }
+  std::map<std::pair<std::size_t, std::size_t>, Eigen::Matrix<bool, -1, -1>> masks;
+  for (std::size_t t = 1; t < L; ++t)
+    masks[{t - 1, t}] = Eigen::Matrix<bool, -1, -1>::Constant(Eigen::Index(d.layer_sizes[t]), Eigen::Index(d.layer_sizes[t - 1]), false);
+  for (const auto& e : c["edges"]) {
+    const std::size_t u = e[0].get<std::size_t>(), v = e[1].get<std::size_t>();
+    const std::size_t s = layer_of[u], t = layer_of[v];
+    auto it = masks.find({s, t});
+    if (it == masks.end())
+      it = masks.emplace(std::make_pair(s, t), Eigen::Matrix<bool, -1, -1>::Constant(Eigen::Index(d.layer_sizes[t]), Eigen::Index(d.layer_sizes[s]), false)).first;
+    it->second(Eigen::Index(pos[v]), Eigen::Index(pos[u])) = true;
+  }
+  // Target ascending, then source ascending: std::map orders by (source, target); reorder.
+  for (std::size_t t = 1; t < L; ++t)
+    for (std::size_t s = 0; s < t; ++s) {
+      auto it = masks.find({s, t});
+      if (it != masks.end()) d.connections.push_back({s, t, it->second});
+    }
+  return d;
+}
+
+template <typename Scalar>
+deepstruct::StateDict<Scalar> state_dict_from_json(const nlohmann::json& sd) {
+  deepstruct::StateDict<Scalar> out;
+  for (auto it = sd.begin(); it != sd.end(); ++it) {
+    const std::string& k = it.key();
+    if (k.size() > 6 && k.compare(k.size() - 6, 6, "._mask") == 0) out.masks[k] = test::mask(it.value());
+    else if (it.value()[0].is_array()) out.tensors[k] = test::matrix<Scalar>(it.value());
+    else out.tensors[k] = test::vector<Scalar>(it.value());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("MaskedDeepDAN: parity with deepstruct/PyTorch on masked_dan.json", "[masked_deep_dan][parity]", float, double) {
+  const nlohmann::json fixture = test::load_json("masked_dan.json");
+  REQUIRE(fixture["cases"].size() == 2);
+  for (const auto& c : fixture["cases"]) {
+    const DanDescription d = description_from_case(c);
+    MaskedDeepDAN<TestType> model(c["inputs"].get<Eigen::Index>(), c["outputs"].get<Eigen::Index>(), d);
+    // Skip layers in deepstruct's order, with the same sources and targets.
+    REQUIRE(model.skips().size() == c["skip_layers"].size());
+    for (std::size_t j = 0; j < model.skips().size(); ++j) {
+      CHECK(model.skips()[j].source == c["skip_layers"][j]["source_layer"].get<std::size_t>());
+      CHECK(model.skips()[j].target == c["skip_layers"][j]["target_layer"].get<std::size_t>());
+    }
+    // The masks the structure implies are the masks deepstruct built.
+    const auto sd = state_dict_from_json<TestType>(c["state_dict"]);
+    const auto ours = model.state_dict();
+    CHECK(ours.size() == sd.size());
+    for (const auto& kv : sd.masks) {
+      INFO("mask " << kv.first);
+      CHECK(ours.masks.at(kv.first) == kv.second);
+    }
+    model.load_state_dict(sd);
+    const Eigen::Matrix<TestType, -1, -1> x = test::matrix<TestType>(c["x"]).transpose();
+    const Eigen::MatrixXd expected = test::matrix<double>(c["output_float32"]).transpose();
+    for (const Execution path : {Execution::dense, Execution::sparse}) {
+      model.set_execution(path);
+      const Eigen::Matrix<TestType, -1, -1> out = model.forward(x);
+      // deepstruct computed in float32: compare at float32 precision.
+      CHECK(test::max_rel_diff(out.template cast<double>(), expected) <= 1e-5);
+      Eigen::Matrix<TestType, -1, -1> predicted;
+      model.predict(x, predicted);
+      CHECK(predicted == out);
+    }
+    // The structure of the hidden part comes back as it went in.
+    const DanDescription back = model.structure();
+    CHECK(back.layer_sizes == d.layer_sizes);
+    REQUIRE(back.connections.size() == d.connections.size());
+    for (std::size_t k = 0; k < d.connections.size(); ++k) {
+      CHECK(back.connections[k].source_layer == d.connections[k].source_layer);
+      CHECK(back.connections[k].target_layer == d.connections[k].target_layer);
+      CHECK(back.connections[k].mask == d.connections[k].mask);
+    }
+  }
+}
+
+TEST_CASE("MaskedDeepDAN: finite-difference gradients of the whole network", "[masked_deep_dan][gradient]") {
+  const nlohmann::json c = test::load_json("masked_dan.json")["cases"][0];
+  const DanDescription d = description_from_case(c);
+  deepstruct::Generator gen(9);
+  for (const bool ln : {false, true})
+    for (const deepstruct::Activation act : {deepstruct::Activation::relu, deepstruct::Activation::tanh})
+      for (const Execution path : {Execution::dense, Execution::sparse}) {
+        INFO("layer norm " << ln << " activation " << deepstruct::to_string(act) << " path " << int(path));
+        deepstruct::DANOptions options;
+        options.use_layer_norm = ln;
+        options.activation = act;
+        options.seed = 4;
+        MaskedDeepDAN<double> model(10, 3, d, options);
+        model.set_execution(path);
+        // Non-trivial norm parameters: a 1-neuron layer normalises to its bias, and a bias of
+        // exactly 0 would sit on ReLU's kink.
+        if (ln)
+          for (std::size_t t = 1; t < model.num_hidden_layers(); ++t) {
+            Eigen::VectorXd w(model.hidden_layer_size(t)), b(w.size());
+            for (Eigen::Index i = 0; i < w.size(); ++i) {
+              w[i] = deepstruct::random::uniform(gen, 0.5, 1.5);
+              b[i] = deepstruct::random::uniform(gen, 0.1, 0.3) * (i % 2 == 0 ? 1 : -1);
+            }
+            model.layer_norm(t).set_weight(w);
+            model.layer_norm(t).set_bias(b);
+          }
+        Eigen::MatrixXd x(10, 5);
+        for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = deepstruct::random::normal(gen);
+        deepstruct::Labels y(5);
+        y << 0, 2, 1, 1, 0;
+        auto loss = [&](MaskedDeepDAN<double>& m, const Eigen::MatrixXd& input) {
+          Eigen::MatrixXd logits;
+          m.predict(input, logits);
+          return deepstruct::cross_entropy(logits, y);
+        };
+        model.zero_grad();
+        Eigen::MatrixXd grad, grad_x;
+        deepstruct::cross_entropy(model.forward(x), y, &grad);
+        model.backward(grad, &grad_x);
+        const double h = 1e-6;
+        for (Eigen::Index i = 0; i < x.size(); ++i) {
+          Eigen::MatrixXd xp = x, xm = x;
+          xp.data()[i] += h;
+          xm.data()[i] -= h;
+          CHECK(grad_x.data()[i] == Approx((loss(model, xp) - loss(model, xm)) / (2 * h)).margin(1e-6));
+        }
+        std::vector<std::vector<double>> analytic;
+        model.for_each_parameter([&](const deepstruct::ParameterRef<double>& p) { analytic.emplace_back(p.grad, p.grad + p.size); });
+        Eigen::Index checked = 0;
+        for (std::size_t t = 0; t < analytic.size(); ++t)
+          for (std::size_t i = 0; i < analytic[t].size(); i += 3) {  // every third scalar keeps it quick
+            auto perturbed = [&](double delta) {
+              MaskedDeepDAN<double> copy = model;
+              std::size_t k = 0;
+              copy.for_each_parameter([&](const deepstruct::ParameterRef<double>& p) {
+                if (k++ == t) p.value[i] += delta;
+              });
+              return loss(copy, x);
+            };
+            INFO("tensor " << t << " of " << analytic.size() << " scalar " << i);
+            CHECK(analytic[t][i] == Approx((perturbed(h) - perturbed(-h)) / (2 * h)).margin(1e-6));
+            ++checked;
+          }
+        CHECK(checked * 3 >= model.num_parameters());
+      }
+}
+
+TEST_CASE("MaskedDeepDAN: training reduces the loss; bad input throws", "[masked_deep_dan]") {
+  const nlohmann::json c = test::load_json("masked_dan.json")["cases"][1];
+  const DanDescription d = description_from_case(c);
+  MaskedDeepDAN<float> model(std::vector<Eigen::Index>{3, 4}, 5, d);  // 12 inputs as a 3x4 shape
+  CHECK(model.inputs() == 12);
+  CHECK(model.num_hidden_layers() == d.layer_sizes.size());
+  Eigen::MatrixXf x = Eigen::MatrixXf::Random(12, 32);
+  deepstruct::Labels y(32);
+  for (Eigen::Index i = 0; i < 32; ++i) y[i] = static_cast<int>(i % 5);
+  deepstruct::Adam<float> adam(deepstruct::AdamOptions{0.01});
+  Eigen::MatrixXf grad;
+  double first = 0, last = 0;
+  for (int step = 0; step < 50; ++step) {
+    model.zero_grad();
+    last = deepstruct::cross_entropy(model.forward(x), y, &grad);
+    if (step == 0) first = last;
+    model.backward(grad);
+    adam.step(model);
+  }
+  CHECK(last < first);
+  CHECK_THROWS_AS(model.forward(Eigen::MatrixXf::Zero(11, 2)), deepstruct::shape_error);
+  Eigen::MatrixXf logits;
+  model.predict(x, logits);
+  CHECK_THROWS_AS(model.backward(grad), std::logic_error);  // predict keeps nothing for backward
+  DanDescription bad = d;
+  bad.connections.erase(bad.connections.begin());  // the main connection into layer 1
+  CHECK_THROWS_AS(MaskedDeepDAN<float>(12, 5, bad), deepstruct::value_error);
+  CHECK_THROWS_AS(MaskedDeepDAN<float>(0, 5, d), deepstruct::shape_error);
+}
