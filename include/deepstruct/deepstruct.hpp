@@ -17,6 +17,7 @@
 #include "deepstruct/parameter.hpp"
 #include "deepstruct/prune.hpp"
 #include "deepstruct/random.hpp"
+#include "deepstruct/scalable.hpp"
 #include "deepstruct/state_dict.hpp"
 #include "deepstruct/train.hpp"
 #include "deepstruct/version.hpp"

@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+/// \file scalable.hpp
+/// ScalableDeepFFN: a family of MaskedDeepFFNs whose hidden layer sizes follow fixed proportions,
+/// instantiated at any scale (deepstruct's ScalableDeepFFN). The graph side's counterpart for
+/// DAGs is ScalableDAN in <deepstruct/graph/scalable.hpp>.
+
+#include <Eigen/Core>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "deepstruct/errors.hpp"
+#include "deepstruct/masked_deep_ffn.hpp"
+
+namespace deepstruct {
+
+class ScalableDeepFFN {
+ public:
+  /// Proportions of the hidden layers: positive, summing to 1 (within 1e-3, as deepstruct).
+  /// They are rounded to `precision` decimals before use (deepstruct's default: 2).
+  explicit ScalableDeepFFN(std::vector<double> proportions, int precision = 2)
+      : proportions_(std::move(proportions)), precision_(precision) {
+    if (proportions_.empty())
+      DEEPSTRUCT_THROW(value_error, "ScalableDeepFFN: expected at least one proportion, found none");
+    double sum = 0.0;
+    for (std::size_t i = 0; i < proportions_.size(); ++i) {
+      if (!(proportions_[i] > 0.0))
+        DEEPSTRUCT_THROW(value_error, "ScalableDeepFFN: expected positive proportions, found " +
+                                          std::to_string(proportions_[i]) + " at position " + std::to_string(i));
+      sum += proportions_[i];
+    }
+    if (std::abs(sum - 1.0) >= 1e-3)
+      DEEPSTRUCT_THROW(value_error, "ScalableDeepFFN: expected proportions summing to 1, found a sum of " + std::to_string(sum));
+    if (precision < 1)
+      DEEPSTRUCT_THROW(value_error, "ScalableDeepFFN: expected precision >= 1, found " + std::to_string(precision));
+  }
+
+  const std::vector<double>& proportions() const { return proportions_; }
+
+  /// Hidden layer sizes at `scale` total neurons: max(1, floor(scale * p)) for each proportion p
+  /// rounded to `precision` decimals (deepstruct's draw()). A layer never vanishes.
+  std::vector<Eigen::Index> draw(Eigen::Index scale) const {
+    if (scale <= 0) DEEPSTRUCT_THROW(value_error, "ScalableDeepFFN::draw: expected scale >= 1, found " + std::to_string(scale));
+    const double factor = std::pow(10.0, precision_);
+    std::vector<Eigen::Index> sizes;
+    for (double p : proportions_) {
+      const double rounded = std::nearbyint(p * factor) / factor;
+      sizes.push_back(std::max<Eigen::Index>(1, static_cast<Eigen::Index>(std::floor(static_cast<double>(scale) * rounded + 1e-9))));
+    }
+    return sizes;
+  }
+
+  /// A MaskedDeepFFN inputs -> draw(scale) -> outputs.
+  template <typename Scalar>
+  MaskedDeepFFN<Scalar> build(Eigen::Index inputs, Eigen::Index outputs, Eigen::Index scale,
+                              const FFNOptions& options = {}) const {
+    return MaskedDeepFFN<Scalar>(inputs, outputs, draw(scale), options);
+  }
+
+ private:
+  std::vector<double> proportions_;
+  int precision_;
+};
+
+}  // namespace deepstruct

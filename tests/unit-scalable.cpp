@@ -1,0 +1,21 @@
+// Tests of <deepstruct/scalable.hpp>: ScalableDeepFFN.
+#include <deepstruct/scalable.hpp>
+
+#include "test_support.hpp"
+
+TEST_CASE("ScalableDeepFFN: sizes from proportions and a scale, as deepstruct", "[scalable]") {
+  const deepstruct::ScalableDeepFFN family({0.5, 0.3, 0.2});
+  CHECK(family.draw(1000) == std::vector<Eigen::Index>{500, 300, 200});
+  CHECK(family.draw(10) == std::vector<Eigen::Index>{5, 3, 2});
+  CHECK(family.draw(1) == std::vector<Eigen::Index>{1, 1, 1});  // a layer never vanishes
+  // Proportions are rounded to two decimals before scaling (deepstruct's precision).
+  const deepstruct::ScalableDeepFFN thirds({0.3334, 0.3333, 0.3333});
+  CHECK(thirds.draw(100) == std::vector<Eigen::Index>{33, 33, 33});
+  const auto model = family.build<float>(784, 10, 100);
+  CHECK(model.hidden_sizes() == std::vector<Eigen::Index>{50, 30, 20});
+  CHECK(model.inputs() == 784);
+  CHECK_THROWS_AS(deepstruct::ScalableDeepFFN({0.5, 0.4}), deepstruct::value_error);
+  CHECK_THROWS_AS(deepstruct::ScalableDeepFFN({}), deepstruct::value_error);
+  CHECK_THROWS_AS(deepstruct::ScalableDeepFFN({1.2, -0.2}), deepstruct::value_error);
+  CHECK_THROWS_AS(family.draw(0), deepstruct::value_error);
+}
