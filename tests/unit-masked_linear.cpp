@@ -350,3 +350,50 @@ TEMPLATE_TEST_CASE("MaskedLinear: parity with PyTorch on the first layer of mask
     CHECK(layer.nnz() == test::mask(sd["_layer_first._mask"]).count());
   }
 }
+
+TEMPLATE_TEST_CASE("MaskedLinear: sparse kernels on every partial tile width, odd shapes and strided blocks",
+                   "[masked_linear][sparse]", float, double) {
+  using Mat = Eigen::Matrix<TestType, -1, -1>;
+  constexpr Eigen::Index T = deepstruct::detail::batch_tile<TestType>;
+  std::mt19937_64 gen(99);
+  std::vector<Eigen::Index> batches;
+  for (Eigen::Index b = 1; b <= T + 1; ++b) batches.push_back(b);  // every width of a last tile
+  batches.push_back(2 * T + 3);
+  // Shapes below, at and above a SIMD packet, with empty rows and columns at low density.
+  const std::vector<std::pair<Eigen::Index, Eigen::Index>> shapes{{1, 1}, {3, 2}, {19, 13}, {33, 17}};
+  for (const auto& [in, out] : shapes)
+    for (const double density : {0.1, 0.6, 1.0})
+      for (const Eigen::Index batch : batches) {
+        const bool bias = batch % 2 == 0;
+        MaskedLinear<TestType> layer(random_matrix<TestType>(out, in, gen),
+                                     bias ? Eigen::Matrix<TestType, -1, 1>(random_matrix<TestType>(out, 1, gen))
+                                          : Eigen::Matrix<TestType, -1, 1>(),
+                                     random_mask<TestType>(out, in, density, gen));
+        layer.set_execution(Execution::sparse);
+        // x and g as blocks of larger matrices: outer strides differ from the row counts.
+        const Mat x_big = random_matrix<TestType>(in + 5, batch + 2, gen), g_big = random_matrix<TestType>(out + 3, batch + 1, gen);
+        const auto x = x_big.block(2, 1, in, batch);
+        const auto g = g_big.block(1, 0, out, batch);
+        Mat y, gx;
+        layer.forward(x, y);
+        layer.backward(x, g, &gx);
+        // The definitions in double.
+        const Eigen::MatrixXd wm = layer.effective_weight().template cast<double>();
+        const Eigen::MatrixXd xd = x.template cast<double>(), gd = g.template cast<double>();
+        Eigen::MatrixXd y_ref = wm * xd;
+        if (bias) y_ref.colwise() += layer.bias().template cast<double>();
+        const Eigen::MatrixXd gw_ref = (gd * xd.transpose()).cwiseProduct(layer.mask().template cast<double>());
+        const Eigen::MatrixXd gx_ref = wm.transpose() * gd;
+        INFO(in << "->" << out << " density " << density << " batch " << batch << " bias " << bias);
+        const double t = test::tol<TestType>(8.0 * double(in + out + batch));
+        CHECK(test::max_rel_diff(y.template cast<double>(), y_ref) <= t);
+        CHECK(test::max_rel_diff(gx.template cast<double>(), gx_ref) <= t);
+        CHECK(test::max_rel_diff(layer.weight_grad().template cast<double>(), gw_ref) <= t);
+        for (Eigen::Index i = 0; i < layer.weight_grad().size(); ++i)
+          if (!layer.mask().data()[i]) CHECK(layer.weight_grad().data()[i] == TestType(0));
+        if (bias) {
+          const Eigen::VectorXd gb_ref = gd.rowwise().sum();
+          CHECK(test::max_rel_diff(layer.bias_grad().template cast<double>(), gb_ref) <= t);
+        }
+      }
+}

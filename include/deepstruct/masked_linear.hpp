@@ -225,8 +225,13 @@ class MaskedLinear {
                                   out_features(), x.cols(), y.data(), y.outerStride(), x_tile_.data());
     } else {
       refresh_dense();
-      y.noalias() = masked_weight_ * x;
-      if (has_bias_) y.colwise() += bias_;
+      if (has_bias_) {
+        // GEMM accumulates into the bias: one pass over y instead of two.
+        y.colwise() = bias_;
+        y.noalias() += masked_weight_ * x;
+      } else {
+        y.noalias() = masked_weight_ * x;
+      }
     }
   }
 
@@ -267,24 +272,28 @@ class MaskedLinear {
       if (grad_input != nullptr) grad_input->setZero();
       return;
     }
-    if (has_bias_) bias_grad_.noalias() += grad_output.rowwise().sum();
     if (uses_sparse_path()) {
       refresh_sparse();
       const Index T = detail::batch_tile<Scalar>;
       x_tile_.resize(in_features() * T);
-      if (grad_input != nullptr) gx_tile_.resize(in_features() * T);
+      g_tile_.resize(out_features() * T);
       grad_values_.assign(csr_.value.size(), Scalar(0));
       detail::csr_backward<Scalar>(csr_, x.data(), x.outerStride(), grad_output.data(), grad_output.outerStride(),
                                    in_features(), out_features(), x.cols(), grad_values_.data(),
+                                   has_bias_ ? bias_grad_.data() : nullptr,
                                    grad_input != nullptr ? grad_input->data() : nullptr,
                                    grad_input != nullptr ? grad_input->outerStride() : 0, x_tile_.data(),
-                                   gx_tile_.data());
+                                   g_tile_.data());
       Scalar* gw = weight_grad_.data();
       for (std::size_t k = 0; k < grad_values_.size(); ++k) gw[csr_.dense_pos[k]] += grad_values_[k];
     } else {
       refresh_dense();
-      outer_.noalias() = grad_output * x.transpose();
-      weight_grad_ += outer_.cwiseProduct(mask_scalar_);
+      // dL/db = g 1: a matrix-vector product reads g column by column, once.
+      if (has_bias_) bias_grad_.noalias() += grad_output * Vector::Ones(x.cols());
+      // GEMM accumulates straight into the gradient, which is zero behind the mask; one pass of
+      // the mask then clears what landed there (none to clear when every weight is active).
+      weight_grad_.noalias() += grad_output * x.transpose();
+      if (nnz_ != weight_.size()) weight_grad_.array() *= mask_scalar_.array();
       grad_touched_outside_pattern_ = true;
       if (grad_input != nullptr) grad_input->noalias() = masked_weight_.transpose() * grad_output;
     }
@@ -390,7 +399,7 @@ class MaskedLinear {
   void refresh_sparse() {
     refresh_sparse_pattern();
     if (!sparse_values_stale_) return;
-    csr_.gather_values(weight_.data());
+    csr_.gather_values(weight_.data(), out_features());
     sparse_values_stale_ = false;
   }
   void ensure_grad_buffers() {
@@ -440,8 +449,7 @@ class MaskedLinear {
   bool sparse_values_stale_ = true;
 
   // Scratch reused across calls.
-  Matrix outer_;
-  std::vector<Scalar> x_tile_, gx_tile_, grad_values_;
+  std::vector<Scalar> x_tile_, g_tile_, grad_values_;
   const Matrix* saved_input_ = nullptr;
 };
 

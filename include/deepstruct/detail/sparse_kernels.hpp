@@ -2,31 +2,56 @@
 #pragma once
 
 /// \file detail/sparse_kernels.hpp
-/// Sparse kernels of MaskedLinear: compressed sparse rows (CSR) of the active weights, applied to
-/// a batch in tiles. Each tile of the input is transposed into a small buffer so that every
-/// feature's batch values are contiguous: then each nonzero weight multiplies a contiguous run of
-/// batch values (one fused multiply-add per SIMD lane), as in sparse inference engines
-/// (Elsen et al., "Fast Sparse ConvNets"; XNNPACK's SpMM). The tile is sized to stay in L2.
+/// Sparse kernels of MaskedLinear: the active weights in compressed sparse rows (CSR, for y = W x
+/// and the weight gradients) and compressed sparse columns (CSC, for the input gradient W^T g),
+/// applied to a batch in tiles. Each tile of the batch is transposed into a small buffer so that
+/// every feature's batch values are contiguous: then each nonzero weight multiplies a contiguous
+/// run of batch values held in SIMD accumulators, as in sparse inference engines (Elsen et al.,
+/// "Fast Sparse ConvNets"; XNNPACK's SpMM). The SIMD code is written with Eigen's packet
+/// primitives, so it follows whatever instruction set the user compiles for (SSE2, AVX, AVX-512,
+/// NEON, ...) and falls back to scalars under EIGEN_DONT_VECTORIZE.
 
 #include <Eigen/Core>
-#include <algorithm>
+#include <cstddef>
 #include <cstdint>
+#include <type_traits>
+#include <utility>
 #include <vector>
+
+// Eigen's PacketBlock<Packet8f, 8> and friends make GCC warn that the vector attributes of the
+// packet type are ignored in a template argument (Eigen silences this inside its own headers).
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wignored-attributes"
+#endif
 
 namespace deepstruct {
 namespace detail {
 
-/// Batch columns per tile: 256 bytes of a feature's batch values (64 floats, 32 doubles).
+/// The SIMD shape of the tiles: a tile row is `packets` SIMD packets of the batch, so that one
+/// row's accumulators use 8 of the (at least 16) vector registers.
 template <typename Scalar>
-constexpr Eigen::Index batch_tile = static_cast<Eigen::Index>(256 / sizeof(Scalar));
+struct TileShape {
+  using Packet = typename Eigen::internal::packet_traits<Scalar>::type;
+  static constexpr int packet = Eigen::internal::unpacket_traits<Packet>::size;
+  static constexpr int packets = 8;
+  static constexpr Eigen::Index width = static_cast<Eigen::Index>(packet) * packets;
+};
 
-/// The active weights of an out x in matrix, row by row.
+/// Batch columns per tile: 8 SIMD packets (64 floats / 32 doubles with AVX, 32 / 16 with SSE).
+template <typename Scalar>
+constexpr Eigen::Index batch_tile = TileShape<Scalar>::width;
+
+/// The active weights of an out x in matrix, row by row (CSR) and column by column (CSC).
 template <typename Scalar>
 struct CsrWeights {
   std::vector<Eigen::Index> row_start;   ///< out + 1 offsets into col/value
   std::vector<std::int32_t> col;         ///< input feature of each active weight
   std::vector<Eigen::Index> dense_pos;   ///< o + i * out: position in the column-major weight
   std::vector<Scalar> value;             ///< the weight values, refreshed when W changes
+  std::vector<Eigen::Index> col_start;   ///< in + 1 offsets into row/col_value (CSC)
+  std::vector<std::int32_t> row;         ///< output feature of each active weight, column by column
+  std::vector<Scalar> col_value;         ///< the weight values column by column
 
   Eigen::Index nnz() const { return static_cast<Eigen::Index>(col.size()); }
 
@@ -35,123 +60,245 @@ struct CsrWeights {
   void build_pattern(const MaskType& mask) {
     const Eigen::Index out = mask.rows(), in = mask.cols();
     row_start.assign(static_cast<std::size_t>(out + 1), 0);
-    for (Eigen::Index i = 0; i < in; ++i)
+    col_start.assign(static_cast<std::size_t>(in + 1), 0);
+    for (Eigen::Index i = 0; i < in; ++i) {
+      Eigen::Index count = 0;
       for (Eigen::Index o = 0; o < out; ++o)
-        if (mask(o, i)) ++row_start[static_cast<std::size_t>(o + 1)];
+        if (mask(o, i)) {
+          ++row_start[static_cast<std::size_t>(o + 1)];
+          ++count;
+        }
+      col_start[static_cast<std::size_t>(i + 1)] = col_start[static_cast<std::size_t>(i)] + count;
+    }
     for (Eigen::Index o = 0; o < out; ++o)
       row_start[static_cast<std::size_t>(o + 1)] += row_start[static_cast<std::size_t>(o)];
     const auto total = static_cast<std::size_t>(row_start.back());
     col.resize(total);
     dense_pos.resize(total);
     value.resize(total);
+    row.resize(total);
+    col_value.resize(total);
     std::vector<Eigen::Index> fill(row_start.begin(), row_start.end() - 1);
-    // Column-major sweep: inputs arrive in ascending order inside every row.
+    // Column-major sweep: inputs arrive in ascending order inside every row, and the CSC is the
+    // sweep order itself.
+    std::size_t kc = 0;
     for (Eigen::Index i = 0; i < in; ++i)
       for (Eigen::Index o = 0; o < out; ++o)
         if (mask(o, i)) {
           const auto k = static_cast<std::size_t>(fill[static_cast<std::size_t>(o)]++);
           col[k] = static_cast<std::int32_t>(i);
           dense_pos[k] = o + i * out;
+          row[kc++] = static_cast<std::int32_t>(o);
         }
   }
 
-  /// Copies the active weight values out of the dense column-major weight.
-  void gather_values(const Scalar* weight) {
+  /// Copies the active weight values out of the dense column-major weight (out x in).
+  void gather_values(const Scalar* weight, Eigen::Index out) {
     const std::size_t n = col.size();
     for (std::size_t k = 0; k < n; ++k) value[k] = weight[dense_pos[k]];
+    const Eigen::Index in = static_cast<Eigen::Index>(col_start.size()) - 1;
+    for (Eigen::Index i = 0; i < in; ++i) {
+      const Scalar* column = weight + i * out;
+      const auto k1 = static_cast<std::size_t>(col_start[static_cast<std::size_t>(i + 1)]);
+      for (auto k = static_cast<std::size_t>(col_start[static_cast<std::size_t>(i)]); k < k1; ++k)
+        col_value[k] = column[row[k]];
+    }
   }
 };
 
-/// Copies columns [b0, b0 + width) of a features x batch column-major matrix (leading dimension
-/// ld) into tile (features x T, row-major), zero-padding columns width..T-1.
-template <typename Scalar, Eigen::Index T>
-void load_transposed_tile(const Scalar* x, Eigen::Index ld, Eigen::Index features, Eigen::Index b0,
-                          Eigen::Index width, Scalar* tile) {
-  constexpr Eigen::Index block = 8;
-  for (Eigen::Index f0 = 0; f0 < features; f0 += block) {
-    const Eigen::Index f1 = f0 + block < features ? f0 + block : features;
-    for (Eigen::Index j = 0; j < width; ++j) {
-      const Scalar* column = x + (b0 + j) * ld;
-      for (Eigen::Index f = f0; f < f1; ++f) tile[f * T + j] = column[f];
+/// Calls f(std::integral_constant<int, 0>), ..., f(std::integral_constant<int, N - 1>): a loop
+/// unrolled whatever the optimisation flags, so that packet arrays indexed by it live in registers.
+template <typename F, int... I>
+EIGEN_STRONG_INLINE void unrolled(F&& f, std::integer_sequence<int, I...>) {
+  (f(std::integral_constant<int, I>{}), ...);
+}
+template <int N, typename F>
+EIGEN_STRONG_INLINE void unrolled(F&& f) {
+  unrolled(std::forward<F>(f), std::make_integer_sequence<int, N>{});
+}
+
+/// Copies columns [0, width) of a features x width block of a column-major matrix (leading
+/// dimension ld) into tile (features x T, row-major), zero-padding columns width..T-1.
+/// Full packet x packet blocks are transposed in registers.
+template <typename Scalar>
+void load_transposed_tile(const Scalar* x, Eigen::Index ld, Eigen::Index features, Eigen::Index width,
+                          Scalar* tile) {
+  using Shape = TileShape<Scalar>;
+  using Packet = typename Shape::Packet;
+  constexpr Eigen::Index T = Shape::width, P = Shape::packet;
+  const Eigen::Index fp = features - features % P, wp = width - width % P;
+  // Column blocks outside: P columns are read front to back, P streams the prefetcher follows.
+  for (Eigen::Index j0 = 0; j0 < wp; j0 += P)
+    for (Eigen::Index f0 = 0; f0 < fp; f0 += P) {
+      Eigen::internal::PacketBlock<Packet, Shape::packet> block;
+      unrolled<Shape::packet>([&](auto q) { block.packet[q] = Eigen::internal::ploadu<Packet>(x + (j0 + q) * ld + f0); });
+      Eigen::internal::ptranspose(block);
+      unrolled<Shape::packet>([&](auto q) { Eigen::internal::pstoreu(tile + (f0 + q) * T + j0, block.packet[q]); });
     }
-    for (Eigen::Index f = f0; f < f1; ++f)
-      for (Eigen::Index j = width; j < T; ++j) tile[f * T + j] = Scalar(0);
+  for (Eigen::Index f = 0; f < features; ++f) {
+    Scalar* tile_row = tile + f * T;
+    for (Eigen::Index j = f < fp ? wp : 0; j < width; ++j) tile_row[j] = x[j * ld + f];
+    for (Eigen::Index j = width; j < T; ++j) tile_row[j] = Scalar(0);
   }
 }
 
-/// Adds tile (features x T, row-major) into columns [b0, b0 + width) of a column-major matrix.
-template <typename Scalar, Eigen::Index T>
-void store_transposed_tile(const Scalar* tile, Eigen::Index features, Eigen::Index b0, Eigen::Index width,
-                           Scalar* y, Eigen::Index ld) {
-  constexpr Eigen::Index block = 8;
-  for (Eigen::Index f0 = 0; f0 < features; f0 += block) {
-    const Eigen::Index f1 = f0 + block < features ? f0 + block : features;
-    for (Eigen::Index j = 0; j < width; ++j) {
-      Scalar* column = y + (b0 + j) * ld;
-      for (Eigen::Index f = f0; f < f1; ++f) column[f] = tile[f * T + j];
+/// Writes rows [0, rows) x columns [0, width) of buf (rows <= packet, row stride T) into a
+/// column-major matrix y (leading dimension ld) at the same positions, transposing.
+template <typename Scalar>
+EIGEN_STRONG_INLINE void store_transposed_rows(const Scalar* buf, Eigen::Index rows, Eigen::Index width, Scalar* y,
+                                               Eigen::Index ld) {
+  using Shape = TileShape<Scalar>;
+  using Packet = typename Shape::Packet;
+  constexpr Eigen::Index T = Shape::width, P = Shape::packet;
+  Eigen::Index j0 = 0;
+  if (rows == P) {
+    for (; j0 + P <= width; j0 += P) {
+      Eigen::internal::PacketBlock<Packet, Shape::packet> block;
+      unrolled<Shape::packet>([&](auto q) { block.packet[q] = Eigen::internal::ploadu<Packet>(buf + q * T + j0); });
+      Eigen::internal::ptranspose(block);
+      unrolled<Shape::packet>([&](auto q) { Eigen::internal::pstoreu(y + (j0 + q) * ld, block.packet[q]); });
     }
+  }
+  for (Eigen::Index j = j0; j < width; ++j)
+    for (Eigen::Index r = 0; r < rows; ++r) y[j * ld + r] = buf[r * T + j];
+}
+
+/// One sparse row times a tile: out_row[0, R packets) = init + sum_k value[k] * tile row idx[k].
+/// The R accumulators stay in registers.
+template <typename Scalar, int R>
+EIGEN_STRONG_INLINE void sparse_row_times_tile(const std::int32_t* idx, const Scalar* value, Eigen::Index n,
+                                               Scalar init, const Scalar* tile, Scalar* out_row) {
+  using Shape = TileShape<Scalar>;
+  using Packet = typename Shape::Packet;
+  constexpr Eigen::Index T = Shape::width, P = Shape::packet;
+  Packet acc[R];
+  unrolled<R>([&](auto r) { acc[r] = Eigen::internal::pset1<Packet>(init); });
+  for (Eigen::Index k = 0; k < n; ++k) {
+    const Packet v = Eigen::internal::pset1<Packet>(value[k]);
+    const Scalar* src = tile + static_cast<Eigen::Index>(idx[k]) * T;
+    unrolled<R>([&](auto r) { acc[r] = Eigen::internal::pmadd(v, Eigen::internal::ploadu<Packet>(src + r * P), acc[r]); });
+  }
+  unrolled<R>([&](auto r) { Eigen::internal::pstoreu(out_row + r * P, acc[r]); });
+}
+
+/// dst = S src (+ init per row) for one tile: S has `rows` sparse rows (start/idx/value), src is a
+/// tile (features x T, row-major), dst is column-major with leading dimension ld, and only its
+/// first `width` columns are written. R = packets of the tile that hold batch columns.
+template <typename Scalar, int R>
+void sparse_times_tile(const Eigen::Index* start, const std::int32_t* idx, const Scalar* value, const Scalar* init,
+                       Eigen::Index rows, const Scalar* src, Eigen::Index width, Scalar* dst, Eigen::Index ld) {
+  using Shape = TileShape<Scalar>;
+  constexpr Eigen::Index T = Shape::width, P = Shape::packet;
+  alignas(64) Scalar buf[P * T];
+  for (Eigen::Index o0 = 0; o0 < rows; o0 += P) {
+    const Eigen::Index block_rows = o0 + P <= rows ? P : rows - o0;
+    for (Eigen::Index r = 0; r < block_rows; ++r) {
+      const Eigen::Index o = o0 + r;
+      sparse_row_times_tile<Scalar, R>(idx + start[o], value + start[o], start[o + 1] - start[o],
+                                       init != nullptr ? init[o] : Scalar(0), src, buf + r * T);
+    }
+    store_transposed_rows<Scalar>(buf, block_rows, width, dst + o0, ld);
+  }
+}
+
+/// Calls f(std::integral_constant<int, R>) for R = ceil(width / packet) in 1..packets: the last,
+/// partial tile of a batch computes only the packets it needs.
+template <typename Scalar, typename F>
+void dispatch_packets(Eigen::Index width, F&& f) {
+  constexpr Eigen::Index P = TileShape<Scalar>::packet;
+  static_assert(TileShape<Scalar>::packets == 8, "dispatch_packets covers 1..8 packets");
+  switch ((width + P - 1) / P) {
+    case 1: f(std::integral_constant<int, 1>{}); break;
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    case 3: f(std::integral_constant<int, 3>{}); break;
+    case 4: f(std::integral_constant<int, 4>{}); break;
+    case 5: f(std::integral_constant<int, 5>{}); break;
+    case 6: f(std::integral_constant<int, 6>{}); break;
+    case 7: f(std::integral_constant<int, 7>{}); break;
+    default: f(std::integral_constant<int, 8>{}); break;
   }
 }
 
 /// y = W x + b for a features x batch x (column-major, leading dimension ld_x), CSR weights.
-/// `bias` may be null. `x_tile` is scratch of at least in * T scalars.
+/// `bias` may be null. `x_tile` is scratch of at least in * batch_tile<Scalar> scalars.
 template <typename Scalar>
 void csr_forward(const CsrWeights<Scalar>& w, const Scalar* bias, const Scalar* x, Eigen::Index ld_x,
                  Eigen::Index in, Eigen::Index out, Eigen::Index batch, Scalar* y, Eigen::Index ld_y,
                  Scalar* x_tile) {
   constexpr Eigen::Index T = batch_tile<Scalar>;
-  using Run = Eigen::Array<Scalar, T, 1>;
-  using ConstRunMap = Eigen::Map<const Run>;
-  Run acc;
   for (Eigen::Index b0 = 0; b0 < batch; b0 += T) {
     const Eigen::Index width = b0 + T <= batch ? T : batch - b0;
-    load_transposed_tile<Scalar, T>(x, ld_x, in, b0, width, x_tile);
-    for (Eigen::Index o = 0; o < out; ++o) {
-      acc.setConstant(bias != nullptr ? bias[o] : Scalar(0));
-      const auto k1 = static_cast<std::size_t>(w.row_start[static_cast<std::size_t>(o + 1)]);
-      for (auto k = static_cast<std::size_t>(w.row_start[static_cast<std::size_t>(o)]); k < k1; ++k)
-        acc += w.value[k] * ConstRunMap(x_tile + static_cast<Eigen::Index>(w.col[k]) * T);
-      Scalar* yo = y + o + b0 * ld_y;
-      for (Eigen::Index j = 0; j < width; ++j) yo[j * ld_y] = acc[j];
+    load_transposed_tile<Scalar>(x + b0 * ld_x, ld_x, in, width, x_tile);
+    dispatch_packets<Scalar>(width, [&](auto r) {
+      sparse_times_tile<Scalar, decltype(r)::value>(w.row_start.data(), w.col.data(), w.value.data(), bias, out,
+                                                    x_tile, width, y + b0 * ld_y, ld_y);
+    });
+  }
+}
+
+/// grad_value[k] += <g tile row o, x tile row i> for every active weight k = (o, i), and, unless
+/// grad_bias is null, grad_bias[o] += sum of g tile row o; R packets of the tiles hold the batch.
+template <typename Scalar, int R>
+void active_weight_gradients(const CsrWeights<Scalar>& w, Eigen::Index out, const Scalar* g_tile,
+                             const Scalar* x_tile, Scalar* grad_value, Scalar* grad_bias) {
+  using Shape = TileShape<Scalar>;
+  using Packet = typename Shape::Packet;
+  constexpr Eigen::Index T = Shape::width, P = Shape::packet;
+  const Eigen::Index* start = w.row_start.data();
+  const std::int32_t* col = w.col.data();
+  for (Eigen::Index o = 0; o < out; ++o) {
+    const Eigen::Index k1 = start[o + 1];
+    Eigen::Index k = start[o];
+    Packet go[R];
+    unrolled<R>([&](auto r) { go[r] = Eigen::internal::ploadu<Packet>(g_tile + o * T + r * P); });
+    if (grad_bias != nullptr) {
+      Packet sum = go[0];
+      unrolled<R>([&](auto r) {
+        if constexpr (decltype(r)::value >= 1) sum = Eigen::internal::padd(sum, go[r]);
+      });
+      grad_bias[o] += Eigen::internal::predux(sum);
+    }
+    for (; k < k1; ++k) {
+      const Scalar* xr = x_tile + static_cast<Eigen::Index>(col[k]) * T;
+      // Two partial sums keep two multiply-add chains in flight.
+      Packet s[2];
+      s[0] = Eigen::internal::pmul(go[0], Eigen::internal::ploadu<Packet>(xr));
+      if constexpr (R > 1) s[1] = Eigen::internal::pmul(go[1], Eigen::internal::ploadu<Packet>(xr + P));
+      unrolled<R>([&](auto r) {
+        if constexpr (decltype(r)::value >= 2) s[r % 2] = Eigen::internal::pmadd(go[r], Eigen::internal::ploadu<Packet>(xr + r * P), s[r % 2]);
+      });
+      if constexpr (R > 1) s[0] = Eigen::internal::padd(s[0], s[1]);
+      grad_value[k] += Eigen::internal::predux(s[0]);
     }
   }
 }
 
-/// Backward through y = W x + b with CSR weights, for the batch in tiles:
-/// grad_value[k] += sum_b g(o, b) x(i, b) for the active weights only, and, when grad_x is not
-/// null, grad_x = W^T g. `x_tile` and `gx_tile` are scratch of in * T scalars each.
+/// Backward through y = W x + b with CSR/CSC weights, for the batch in tiles:
+/// grad_value[k] += sum_b g(o, b) x(i, b) for the active weights k = (o, i) only; when grad_bias
+/// is not null, grad_bias[o] += sum_b g(o, b); when grad_x is not null, grad_x = W^T g.
+/// `x_tile` is scratch of in * batch_tile<Scalar> scalars, `g_tile` of out * batch_tile<Scalar>.
 template <typename Scalar>
 void csr_backward(const CsrWeights<Scalar>& w, const Scalar* x, Eigen::Index ld_x, const Scalar* g,
-                  Eigen::Index ld_g, Eigen::Index in, Eigen::Index out, Eigen::Index batch,
-                  Scalar* grad_value, Scalar* grad_x, Eigen::Index ld_gx, Scalar* x_tile, Scalar* gx_tile) {
+                  Eigen::Index ld_g, Eigen::Index in, Eigen::Index out, Eigen::Index batch, Scalar* grad_value,
+                  Scalar* grad_bias, Scalar* grad_x, Eigen::Index ld_gx, Scalar* x_tile, Scalar* g_tile) {
   constexpr Eigen::Index T = batch_tile<Scalar>;
-  using Run = Eigen::Array<Scalar, T, 1>;
-  using RunMap = Eigen::Map<Run>;
-  using ConstRunMap = Eigen::Map<const Run>;
-  Run go;
   for (Eigen::Index b0 = 0; b0 < batch; b0 += T) {
     const Eigen::Index width = b0 + T <= batch ? T : batch - b0;
-    load_transposed_tile<Scalar, T>(x, ld_x, in, b0, width, x_tile);
-    if (grad_x != nullptr) std::fill(gx_tile, gx_tile + in * T, Scalar(0));
-    for (Eigen::Index o = 0; o < out; ++o) {
-      const Scalar* go_src = g + o + b0 * ld_g;
-      for (Eigen::Index j = 0; j < width; ++j) go[j] = go_src[j * ld_g];
-      for (Eigen::Index j = width; j < T; ++j) go[j] = Scalar(0);
-      const auto k1 = static_cast<std::size_t>(w.row_start[static_cast<std::size_t>(o + 1)]);
-      auto k = static_cast<std::size_t>(w.row_start[static_cast<std::size_t>(o)]);
-      if (grad_x != nullptr) {
-        for (; k < k1; ++k) {
-          const Eigen::Index i = w.col[k];
-          grad_value[k] += (go * ConstRunMap(x_tile + i * T)).sum();
-          RunMap(gx_tile + i * T) += w.value[k] * go;
-        }
-      } else {
-        for (; k < k1; ++k) grad_value[k] += (go * ConstRunMap(x_tile + static_cast<Eigen::Index>(w.col[k]) * T)).sum();
-      }
-    }
-    if (grad_x != nullptr) store_transposed_tile<Scalar, T>(gx_tile, in, b0, width, grad_x, ld_gx);
+    load_transposed_tile<Scalar>(x + b0 * ld_x, ld_x, in, width, x_tile);
+    load_transposed_tile<Scalar>(g + b0 * ld_g, ld_g, out, width, g_tile);
+    dispatch_packets<Scalar>(width, [&](auto r) {
+      constexpr int R = decltype(r)::value;
+      active_weight_gradients<Scalar, R>(w, out, g_tile, x_tile, grad_value, grad_bias);
+      if (grad_x != nullptr)
+        sparse_times_tile<Scalar, R>(w.col_start.data(), w.row.data(), w.col_value.data(), nullptr, in, g_tile, width,
+                                     grad_x + b0 * ld_gx, ld_gx);
+    });
   }
 }
 
 }  // namespace detail
 }  // namespace deepstruct
+
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif

@@ -1,0 +1,271 @@
+// Benchmark of MaskedLinear<float>: the dense path (Eigen GEMM on W o M) against the sparse path
+// (CSR kernels of detail/sparse_kernels.hpp), with Eigen's own GEMM at the same sizes as the
+// ceiling. Prints one table per run; targets are reported as PASS/MISS, never asserted.
+//
+//   bench_masked_linear            full run: 1000x1000 layer, batch 128 and 1024 (about 40 s)
+//   bench_masked_linear --quick    45x37 layer, one round, every path: the ctest smoke test
+//
+// The exit code is 0 unless the two paths disagree on a result (a correctness failure).
+#include <deepstruct/masked_linear.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+using Scalar = float;
+using Index = Eigen::Index;
+using Layer = deepstruct::MaskedLinear<Scalar>;
+using Matrix = Layer::Matrix;
+using deepstruct::Execution;
+
+struct Config {
+  Index in = 1000, out = 1000;
+  std::vector<Index> batches{128, 1024};
+  std::vector<double> densities{1.0, 0.1, 0.01};
+  std::vector<double> sweep{0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8};
+  int reps = 9;        // rounds of the main table (medians reported)
+  int sweep_reps = 5;  // rounds of the crossover sweep
+  Index target_batch = 1024;
+};
+
+Config quick_config() {
+  Config c;
+  c.in = 45;  // not a multiple of any SIMD width
+  c.out = 37;
+  c.batches = {5, 70};  // one partial tile; full tiles plus a remainder
+  c.densities = {1.0, 0.1, 0.01};
+  c.sweep = {0.1, 0.5};
+  c.reps = 1;
+  c.sweep_reps = 1;
+  c.target_batch = 70;
+  return c;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n == 0 ? std::nan("") : n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/// Wall time of one call of fn in milliseconds.
+template <typename Fn>
+double time_ms(Fn&& fn) {
+  const auto start = std::chrono::steady_clock::now();
+  fn();
+  const auto stop = std::chrono::steady_clock::now();
+  return std::chrono::duration<double, std::milli>(stop - start).count();
+}
+
+double gflops(double flop, double ms) { return flop / (ms * 1e6); }
+
+Matrix random_matrix(Index rows, Index cols, deepstruct::Generator& gen) {
+  Matrix m(rows, cols);
+  for (Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<Scalar>(deepstruct::random::uniform(gen, -1.0, 1.0));
+  return m;
+}
+
+Layer make_layer(const Config& c, double density, std::uint64_t seed) {
+  Layer layer(c.in, c.out, true, seed);
+  if (density < 1.0) {
+    deepstruct::Generator gen(seed + 1);
+    Layer::Mask mask(c.out, c.in);
+    for (Index i = 0; i < mask.size(); ++i) mask.data()[i] = deepstruct::random::bernoulli(gen, density);
+    layer.set_mask(mask);
+  }
+  return layer;
+}
+
+double sink = 0;  // keeps results observable
+
+/// Median times of both paths on one layer. The measurements run in rounds (GEMM, dense forward,
+/// sparse forward, dense forward+backward, sparse forward+backward), and every ratio is the median
+/// of the ratios within a round: load from other processes then slows both sides of a ratio.
+struct Measurement {
+  double gemm_ms = 0, dense_fwd_ms = 0, sparse_fwd_ms = 0, dense_fb_ms = 0, sparse_fb_ms = 0;
+  double fwd_ratio = 0, fb_ratio = 0, dense_over_gemm = 0;  // time ratios
+  Matrix y_dense, y_sparse, gx_dense, gx_sparse;
+};
+
+Measurement measure(Layer& layer, const Matrix& w, const Matrix& x, const Matrix& g, int reps, bool with_gemm) {
+  Measurement m;
+  Matrix y_gemm(w.rows(), x.cols());
+  auto gemm = [&] { y_gemm.noalias() = w * x; };
+  auto fwd = [&](Execution path, Matrix& y) {
+    layer.set_execution(path);
+    layer.forward(x, y);
+  };
+  auto fb = [&](Execution path, Matrix& y, Matrix& gx) {
+    layer.set_execution(path);
+    layer.forward(x, y);
+    layer.backward(x, g, &gx);
+  };
+  // Warm-up: fills the caches of both paths and the output buffers.
+  if (with_gemm) gemm();
+  fb(Execution::dense, m.y_dense, m.gx_dense);
+  fb(Execution::sparse, m.y_sparse, m.gx_sparse);
+  std::vector<double> tg, tdf, tsf, tdb, tsb, rf, rb, rg;
+  for (int r = 0; r < reps; ++r) {
+    if (with_gemm) tg.push_back(time_ms(gemm));
+    tdf.push_back(time_ms([&] { fwd(Execution::dense, m.y_dense); }));
+    tsf.push_back(time_ms([&] { fwd(Execution::sparse, m.y_sparse); }));
+    tdb.push_back(time_ms([&] { fb(Execution::dense, m.y_dense, m.gx_dense); }));
+    tsb.push_back(time_ms([&] { fb(Execution::sparse, m.y_sparse, m.gx_sparse); }));
+    rf.push_back(tsf.back() / tdf.back());
+    rb.push_back(tsb.back() / tdb.back());
+    if (with_gemm) rg.push_back(tdf.back() / tg.back());
+  }
+  layer.zero_grad();
+  m.gemm_ms = median(tg);
+  m.dense_fwd_ms = median(tdf);
+  m.sparse_fwd_ms = median(tsf);
+  m.dense_fb_ms = median(tdb);
+  m.sparse_fb_ms = median(tsb);
+  m.fwd_ratio = median(rf);
+  m.fb_ratio = median(rb);
+  m.dense_over_gemm = median(rg);
+  if (with_gemm) sink += static_cast<double>(y_gemm(0, 0));
+  sink += static_cast<double>(m.y_sparse(0, 0)) + static_cast<double>(m.gx_sparse(0, 0));
+  return m;
+}
+
+/// Largest |a - b| / max(1, |b|).
+double max_rel_diff(const Matrix& a, const Matrix& b) {
+  double worst = 0;
+  for (Index i = 0; i < a.size(); ++i) {
+    const double x = a.data()[i], y = b.data()[i];
+    worst = std::max(worst, std::abs(x - y) / std::max(1.0, std::abs(y)));
+  }
+  return worst;
+}
+
+const char* verdict(bool ok) { return ok ? "PASS" : "MISS"; }
+
+/// The density at which sparse/dense time reaches 1. Sparse time grows with the density and
+/// dense time does not, so the ratio is close to a line a + b d: fitted by least squares over the
+/// sweep (robust to a noisy point), crossover (1 - a) / b. NaN without a rising fit.
+double crossover(const std::vector<double>& d, const std::vector<double>& ratio) {
+  const double n = static_cast<double>(d.size());
+  double sd = 0, sr = 0, sdd = 0, sdr = 0;
+  for (std::size_t k = 0; k < d.size(); ++k) {
+    sd += d[k];
+    sr += ratio[k];
+    sdd += d[k] * d[k];
+    sdr += d[k] * ratio[k];
+  }
+  const double denom = n * sdd - sd * sd;
+  if (d.size() < 2 || denom <= 0) return std::nan("");
+  const double b = (n * sdr - sd * sr) / denom, a = (sr - b * sd) / n;
+  return b > 0 ? (1.0 - a) / b : std::nan("");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  const Config c = quick ? quick_config() : Config{};
+  const double tol = 1e-4;  // float results summed in different orders
+  bool parity_ok = true;
+
+  std::printf("MaskedLinear<float> benchmark%s: %lldx%lld layer (out x in), median of %d rounds\n",
+              quick ? " (--quick: sizes too small to judge the targets)" : "", static_cast<long long>(c.out),
+              static_cast<long long>(c.in), c.reps);
+  std::printf("Eigen %d.%d.%d, SIMD: %s, sparse batch tile %lld floats\n", EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION,
+              EIGEN_MINOR_VERSION, Eigen::SimdInstructionSetsInUse(),
+              static_cast<long long>(deepstruct::detail::batch_tile<Scalar>));
+  std::printf("GF/s: 2*in*out*B flop per pass for GEMM and dense, 2*nnz*B for sparse; fwd+bwd counts three passes.\n"
+              "s/d: sparse time / dense time at the same density (median of the per-round ratios).\n\n");
+
+  deepstruct::Generator gen(12345);
+  const Matrix w = random_matrix(c.out, c.in, gen);
+
+  std::printf("%7s %6s %-10s %10s %10s %12s %12s %8s %8s\n", "density", "batch", "path", "fwd ms", "fwd GF/s",
+              "fwd+bwd ms", "fwd+bwd GF/s", "fwd s/d", "f+b s/d");
+  std::vector<std::string> targets;
+  char line[256];
+  for (const Index batch : c.batches) {
+    const Matrix x = random_matrix(c.in, batch, gen), g = random_matrix(c.out, batch, gen);
+    const double dense_flop = 2.0 * double(c.in) * double(c.out) * double(batch);
+    for (const double density : c.densities) {
+      Layer layer = make_layer(c, density, 7);
+      const bool with_gemm = density == c.densities.front();
+      const Measurement m = measure(layer, w, x, g, c.reps, with_gemm);
+      const double diff = std::max(max_rel_diff(m.y_sparse, m.y_dense), max_rel_diff(m.gx_sparse, m.gx_dense));
+      if (!(diff <= tol)) {
+        parity_ok = false;
+        std::printf("ERROR: sparse and dense results differ by %g at density %g, batch %lld\n", diff, density,
+                    static_cast<long long>(batch));
+      }
+      const double sparse_flop = 2.0 * double(layer.nnz()) * double(batch);
+      if (with_gemm)
+        std::printf("%7s %6lld %-10s %10.3f %10.2f\n", "-", static_cast<long long>(batch), "Eigen GEMM", m.gemm_ms,
+                    gflops(dense_flop, m.gemm_ms));
+      std::printf("%7g %6lld %-10s %10.3f %10.2f %12.3f %12.2f\n", density, static_cast<long long>(batch), "dense",
+                  m.dense_fwd_ms, gflops(dense_flop, m.dense_fwd_ms), m.dense_fb_ms, gflops(3 * dense_flop, m.dense_fb_ms));
+      std::printf("%7s %6s %-10s %10.3f %10.2f %12.3f %12.2f %8.3f %8.3f\n", "", "", "sparse", m.sparse_fwd_ms,
+                  gflops(sparse_flop, m.sparse_fwd_ms), m.sparse_fb_ms, gflops(3 * sparse_flop, m.sparse_fb_ms),
+                  m.fwd_ratio, m.fb_ratio);
+      if (with_gemm && density == 1.0) {
+        const double r = 1.0 / m.dense_over_gemm;  // GF/s ratio = inverse time ratio
+        std::snprintf(line, sizeof line, "dense forward GF/s / Eigen GEMM GF/s, batch %5lld: %6.3f (target >= 0.8)  %s",
+                      static_cast<long long>(batch), r, verdict(r >= 0.8));
+        targets.emplace_back(line);
+      }
+      if (batch == c.target_batch && (density == 0.1 || density == 0.01)) {
+        const double limit = density == 0.1 ? 0.5 : 0.1;
+        std::snprintf(line, sizeof line, "sparse/dense time, forward,         density %4g, batch %lld: %6.3f (target <= %g)  %s",
+                      density, static_cast<long long>(batch), m.fwd_ratio, limit, verdict(m.fwd_ratio <= limit));
+        targets.emplace_back(line);
+        std::snprintf(line, sizeof line, "sparse/dense time, forward+backward, density %4g, batch %lld: %6.3f (target <= %g)  %s",
+                      density, static_cast<long long>(batch), m.fb_ratio, limit, verdict(m.fb_ratio <= limit));
+        targets.emplace_back(line);
+      }
+    }
+  }
+  std::printf("\nTargets:\n");
+  for (const auto& t : targets) std::printf("  %s\n", t.c_str());
+
+  // Crossover sweep: where does the sparse path stop being faster?
+  std::printf("\nCrossover sweep (sparse time / dense time, median of %d rounds):\n%7s", c.sweep_reps, "density");
+  for (const Index batch : c.batches)
+    std::printf("  %12s  %12s", ("fwd B=" + std::to_string(batch)).c_str(), ("f+b B=" + std::to_string(batch)).c_str());
+  std::printf("\n");
+  std::vector<std::vector<double>> ratios(2 * c.batches.size());
+  for (std::size_t bi = 0; bi < c.batches.size(); ++bi) {
+    const Index batch = c.batches[bi];
+    const Matrix x = random_matrix(c.in, batch, gen), g = random_matrix(c.out, batch, gen);
+    for (const double density : c.sweep) {
+      Layer layer = make_layer(c, density, 11);
+      const Measurement m = measure(layer, w, x, g, c.sweep_reps, false);
+      ratios[2 * bi].push_back(m.fwd_ratio);
+      ratios[2 * bi + 1].push_back(m.fb_ratio);
+    }
+  }
+  for (std::size_t di = 0; di < c.sweep.size(); ++di) {
+    std::printf("%7g", c.sweep[di]);
+    for (const auto& r : ratios) std::printf("  %12.3f", r[di]);
+    std::printf("\n");
+  }
+  double suggested = 1.0;
+  std::printf("%7s", "cross");
+  for (const auto& r : ratios) {
+    const double d = crossover(c.sweep, r);
+    std::printf("  %12.3f", d);
+    if (!std::isnan(d)) suggested = std::min(suggested, d);
+  }
+  std::printf("   (where the least-squares line through each column reaches 1)\n"
+              "Crossover density estimate (smallest of the columns): %.3f; default_sparse_threshold is %g\n",
+              suggested, deepstruct::default_sparse_threshold);
+
+  std::printf("\n(checksum %g)\n", sink);
+  if (!parity_ok) {
+    std::printf("FAILED: the sparse and dense paths disagree (see ERROR lines)\n");
+    return 1;
+  }
+  return 0;
+}
