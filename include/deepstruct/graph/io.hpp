@@ -1,0 +1,590 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+/// \file graph/io.hpp
+/// Files: GraphML in and out (interoperating with networkx.read_graphml / write_graphml and
+/// deepstruct's save/load), and DOT out for Graphviz. GraphML is parsed by a small XML reader of
+/// our own (header-only, no Boost library to link) that knows the line of everything it reads, so
+/// every error names the file and the line.
+
+#include <algorithm>
+#include <clocale>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <locale>
+#include <map>
+#include <ostream>
+#include <sstream>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "deepstruct/errors.hpp"
+#include "deepstruct/graph/dag.hpp"
+#include "deepstruct/graph/layered.hpp"
+
+namespace deepstruct {
+
+namespace detail {
+
+/// One XML element: local name (namespace prefix dropped), attributes in file order, the text
+/// directly inside it (entities decoded, CDATA included) and its child elements.
+struct XmlElement {
+  std::string name;
+  std::vector<std::pair<std::string, std::string>> attributes;
+  std::string text;
+  std::vector<XmlElement> children;
+  std::size_t line = 0;
+
+  const std::string* attribute(const std::string& key) const {
+    for (const auto& [k, v] : attributes)
+      if (k == key) return &v;
+    return nullptr;
+  }
+};
+
+/// A non-validating XML 1.0 reader for data files: elements, attributes, character data,
+/// entity and character references, CDATA, comments, processing instructions and a DOCTYPE
+/// (skipped). Every error throws io_error "<source>:<line>: <what>".
+class XmlReader {
+ public:
+  XmlReader(const std::string& text, std::string source) : s_(text), source_(std::move(source)) {}
+
+  XmlElement parse_document() {
+    if (s_.compare(0, 3, "\xEF\xBB\xBF") == 0) pos_ = 3;  // UTF-8 byte order mark
+    skip_misc(true);
+    if (at_end()) fail("expected an XML root element, found " + std::string(s_.empty() ? "an empty file" : "no element"));
+    if (s_[pos_] != '<' || !name_start(peek(1))) fail("expected an XML root element, found " + found());
+    XmlElement root = parse_element(0);
+    skip_misc(false);
+    if (!at_end()) fail("expected nothing after the root element </" + root.name + ">, found " + found());
+    return root;
+  }
+
+  [[noreturn]] void fail(const std::string& what) const { fail_at(line_, what); }
+  [[noreturn]] void fail_at(std::size_t line, const std::string& what) const {
+    DEEPSTRUCT_THROW(io_error, source_ + ":" + std::to_string(line) + ": " + what);
+  }
+
+ private:
+  static constexpr std::size_t max_depth = 256;
+
+  bool at_end() const { return pos_ >= s_.size(); }
+  char peek(std::size_t ahead = 0) const { return pos_ + ahead < s_.size() ? s_[pos_ + ahead] : '\0'; }
+  bool starts(const char* lit) const { return s_.compare(pos_, std::char_traits<char>::length(lit), lit) == 0; }
+  void advance(std::size_t n = 1) {
+    const std::size_t end = std::min(s_.size(), pos_ + n);
+    line_ += static_cast<std::size_t>(std::count(s_.begin() + static_cast<std::ptrdiff_t>(pos_), s_.begin() + static_cast<std::ptrdiff_t>(end), '\n'));
+    pos_ = end;
+  }
+  static bool space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+  static bool name_start(char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' || c == ':' || static_cast<unsigned char>(c) >= 0x80;
+  }
+  static bool name_char(char c) { return name_start(c) || (c >= '0' && c <= '9') || c == '-' || c == '.'; }
+  void skip_space() {
+    while (!at_end() && space(s_[pos_])) advance();
+  }
+  std::string found() const {
+    if (at_end()) return "the end of the file";
+    std::string shown = s_.substr(pos_, 12);
+    for (char& c : shown)
+      if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+    return "'" + shown + (pos_ + 12 < s_.size() ? "...'" : "'");
+  }
+  void skip_past(const char* end, const char* what) {
+    const std::size_t start_line = line_;
+    const std::size_t at = s_.find(end, pos_);
+    if (at == std::string::npos) fail_at(start_line, std::string("unterminated ") + what);
+    advance(at + std::char_traits<char>::length(end) - pos_);
+  }
+  // Whitespace, comments and processing instructions; before the root also a DOCTYPE.
+  void skip_misc(bool prolog) {
+    for (;;) {
+      skip_space();
+      if (starts("<?")) {
+        skip_past("?>", "processing instruction");
+      } else if (starts("<!--")) {
+        skip_past("-->", "comment");
+      } else if (prolog && starts("<!DOCTYPE")) {
+        const std::size_t start_line = line_;
+        int bracket = 0;
+        while (!at_end() && !(s_[pos_] == '>' && bracket == 0)) {
+          if (s_[pos_] == '[') ++bracket;
+          if (s_[pos_] == ']') --bracket;
+          advance();
+        }
+        if (at_end()) fail_at(start_line, "unterminated DOCTYPE");
+        advance();
+      } else {
+        return;
+      }
+    }
+  }
+  std::string parse_name(const char* what) {
+    if (at_end() || !name_start(s_[pos_])) fail(std::string("expected ") + what + ", found " + found());
+    const std::size_t start = pos_;
+    while (!at_end() && name_char(s_[pos_])) advance();
+    return s_.substr(start, pos_ - start);
+  }
+  static void append_utf8(std::string& out, std::uint32_t cp) {
+    if (cp < 0x80) {
+      out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      out += static_cast<char>(0xC0 | (cp >> 6));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      out += static_cast<char>(0xE0 | (cp >> 12));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      out += static_cast<char>(0xF0 | (cp >> 18));
+      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+  }
+  // At '&': decodes one reference into out.
+  void parse_reference(std::string& out) {
+    const std::size_t semi = s_.find(';', pos_);
+    if (semi == std::string::npos || semi - pos_ > 12) fail("expected an entity reference like &amp; found " + found());
+    const std::string ref = s_.substr(pos_ + 1, semi - pos_ - 1);
+    if (ref == "lt") out += '<';
+    else if (ref == "gt") out += '>';
+    else if (ref == "amp") out += '&';
+    else if (ref == "quot") out += '"';
+    else if (ref == "apos") out += '\'';
+    else if (ref.size() >= 2 && ref[0] == '#') {
+      const bool hex = ref[1] == 'x';
+      const std::string digits = ref.substr(hex ? 2 : 1);
+      char* end = nullptr;
+      const unsigned long cp = digits.empty() ? 0 : std::strtoul(digits.c_str(), &end, hex ? 16 : 10);
+      if (digits.empty() || *end != '\0' || cp == 0 || cp > 0x10FFFF || digits[0] == '-' || digits[0] == '+')
+        fail("expected a character reference, found '&" + ref + ";'");
+      append_utf8(out, static_cast<std::uint32_t>(cp));
+    } else {
+      fail("unknown entity '&" + ref + ";'");
+    }
+    advance(semi + 1 - pos_);
+  }
+  XmlElement parse_element(std::size_t depth) {
+    if (depth > max_depth) fail("elements nested deeper than " + std::to_string(max_depth));
+    XmlElement e;
+    e.line = line_;
+    advance();  // '<'
+    const std::string qname = parse_name("an element name");
+    const std::size_t colon = qname.find(':');
+    e.name = colon == std::string::npos ? qname : qname.substr(colon + 1);
+    for (;;) {
+      const bool had_space = !at_end() && space(s_[pos_]);
+      skip_space();
+      if (starts("/>")) {
+        advance(2);
+        return e;
+      }
+      if (peek() == '>') {
+        advance();
+        break;
+      }
+      if (!had_space) fail("expected whitespace, '>' or '/>' in <" + qname + ">, found " + found());
+      const std::string key = parse_name("an attribute name");
+      skip_space();
+      if (peek() != '=') fail("expected '=' after attribute " + key + ", found " + found());
+      advance();
+      skip_space();
+      const char quote = peek();
+      if (quote != '"' && quote != '\'') fail("expected a quoted value for attribute " + key + ", found " + found());
+      advance();
+      std::string value;
+      while (!at_end() && s_[pos_] != quote) {
+        if (s_[pos_] == '<') fail("'<' in the value of attribute " + key);
+        if (s_[pos_] == '&') {
+          parse_reference(value);
+        } else {
+          std::size_t end = s_.find_first_of(quote == '"' ? "\"<&" : "'<&", pos_);
+          if (end == std::string::npos) end = s_.size();
+          value.append(s_, pos_, end - pos_);
+          advance(end - pos_);
+        }
+      }
+      if (at_end()) fail_at(e.line, "unterminated value of attribute " + key + " in <" + qname + ">");
+      advance();
+      if (e.attribute(key) != nullptr) fail("attribute " + key + " given twice in <" + qname + ">");
+      e.attributes.emplace_back(key, std::move(value));
+    }
+    for (;;) {  // content
+      if (at_end()) fail_at(e.line, "element <" + qname + "> is never closed (expected </" + qname + ">)");
+      if (starts("</")) {
+        advance(2);
+        const std::string closing = parse_name("a closing tag name");
+        if (closing != qname) fail("expected </" + qname + "> (opened at line " + std::to_string(e.line) + "), found </" + closing + ">");
+        skip_space();
+        if (peek() != '>') fail("expected '>' to end </" + closing + ">, found " + found());
+        advance();
+        return e;
+      }
+      if (starts("<!--")) {
+        skip_past("-->", "comment");
+      } else if (starts("<![CDATA[")) {
+        const std::size_t start_line = line_;
+        const std::size_t end = s_.find("]]>", pos_);
+        if (end == std::string::npos) fail_at(start_line, "unterminated CDATA section");
+        e.text += s_.substr(pos_ + 9, end - pos_ - 9);
+        advance(end + 3 - pos_);
+      } else if (starts("<?")) {
+        skip_past("?>", "processing instruction");
+      } else if (peek() == '<') {
+        if (!name_start(peek(1))) fail("expected an element, comment or closing tag, found " + found());
+        e.children.push_back(parse_element(depth + 1));
+      } else if (peek() == '&') {
+        parse_reference(e.text);
+      } else {  // a run of character data
+        std::size_t end = s_.find_first_of("<&", pos_);
+        if (end == std::string::npos) end = s_.size();
+        e.text.append(s_, pos_, end - pos_);
+        advance(end - pos_);
+      }
+    }
+  }
+
+  const std::string& s_;
+  std::string source_;
+  std::size_t pos_ = 0;
+  std::size_t line_ = 1;
+};
+
+inline std::string trim(const std::string& s) {
+  const char* ws = " \t\r\n";
+  const std::size_t b = s.find_first_not_of(ws);
+  if (b == std::string::npos) return {};
+  return s.substr(b, s.find_last_not_of(ws) - b + 1);
+}
+
+/// A double in the C locale (strtod's "inf", "nan" included); false when s is not exactly one.
+inline bool parse_double(const std::string& s, double& value) {
+  const std::string t = trim(s);
+  if (t.empty()) return false;
+  char* end = nullptr;
+  // strtod depends on the C locale's decimal point; GraphML (and Python) always use '.'.
+  std::string buffer = t;
+  const char point = *std::localeconv()->decimal_point;
+  if (point != '.') {
+    for (char& c : buffer)
+      if (c == '.') c = point;
+  }
+  value = std::strtod(buffer.c_str(), &end);
+  return end == buffer.c_str() + buffer.size();
+}
+
+/// A non-negative decimal integer that fits size_t; false otherwise.
+inline bool parse_index(const std::string& s, std::size_t& value) {
+  const std::string t = trim(s);
+  std::size_t i = t.size() > 0 && t[0] == '+' ? 1 : 0;
+  if (i == t.size()) return false;
+  std::size_t v = 0;
+  for (; i < t.size(); ++i) {
+    if (t[i] < '0' || t[i] > '9') return false;
+    const std::size_t d = static_cast<std::size_t>(t[i] - '0');
+    if (v > (std::numeric_limits<std::size_t>::max() - d) / 10) return false;
+    v = v * 10 + d;
+  }
+  value = v;
+  return true;
+}
+
+inline std::string xml_escape(const std::string& s) {
+  std::string out;
+  for (const char c : s) {
+    switch (c) {
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&apos;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+/// Shortest-enough decimal for an exact round trip of a double (17 significant digits at most).
+inline std::string format_double(double x) {
+  std::ostringstream out;
+  out.imbue(std::locale::classic());
+  for (int digits = 15; digits <= 17; ++digits) {
+    out.str("");
+    out.precision(digits);
+    out << x;
+    double back = 0;
+    if (!parse_double(out.str(), back) || back == x || x != x) break;
+  }
+  return out.str();
+}
+
+inline std::string read_file_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) DEEPSTRUCT_THROW(io_error, "cannot open " + path + " for reading");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) DEEPSTRUCT_THROW(io_error, "error while reading " + path);
+  return text;
+}
+
+}  // namespace detail
+
+/// What read_graphml does with an undirected edge (edgedefault="undirected", or directed="false").
+enum class UndirectedEdges {
+  reject,       ///< throw io_error: a DAG needs directions (the default)
+  orient_by_id  ///< direct it from the node that comes first in the file to the later one
+};
+
+struct GraphmlReadOptions {
+  UndirectedEdges undirected = UndirectedEdges::reject;
+};
+
+/// Parses GraphML text; `source` names it in error messages. Node ids (strings) become vertices
+/// 0..n-1 in the order of the <node> elements (as deepstruct's load); `node_ids`, when given,
+/// receives the original ids. A node's `layer` data (non-negative integer) goes to the vertex
+/// bundle, an edge's `weight` data (a double) to the edge bundle; keys are matched through their
+/// attr.name (for "node"/"edge"/"all"), <default> values apply, other data are ignored. Edges
+/// are kept as they are (parallel edges and cycles included; layer_index() rejects cycles).
+/// Reads the first <graph> of the file. A graph without edgedefault is undirected (as networkx
+/// reads it). Throws io_error "<source>:<line>: ..." for: malformed XML, a root other than
+/// <graphml>, no <graph>, a node without id or with an id seen before, an edge whose end is not a
+/// node, an undirected edge under UndirectedEdges::reject, data with an undeclared key, a layer or
+/// weight that is not a number, nested graphs, hyperedges.
+inline Dag parse_graphml(const std::string& text, const std::string& source = "<graphml>", const GraphmlReadOptions& options = {},
+                         std::vector<std::string>* node_ids = nullptr) {
+  detail::XmlReader reader(text, source);
+  const detail::XmlElement root = reader.parse_document();
+  if (root.name != "graphml") reader.fail_at(root.line, "expected the root element <graphml>, found <" + root.name + ">");
+
+  struct Key {
+    std::string name, domain;
+    const std::string* default_value = nullptr;
+    std::size_t line = 0;
+  };
+  std::unordered_map<std::string, Key> keys;
+  const detail::XmlElement* graph = nullptr;
+  for (const auto& child : root.children) {
+    if (child.name == "key") {
+      const std::string* id = child.attribute("id");
+      if (id == nullptr) reader.fail_at(child.line, "expected an id attribute in <key>, found none");
+      Key key;
+      key.line = child.line;
+      if (const std::string* n = child.attribute("attr.name")) key.name = *n;
+      key.domain = child.attribute("for") != nullptr ? *child.attribute("for") : "all";
+      for (const auto& d : child.children)
+        if (d.name == "default") key.default_value = &d.text;
+      if (!keys.emplace(*id, key).second) reader.fail_at(child.line, "key id '" + *id + "' declared twice");
+    } else if (child.name == "graph" && graph == nullptr) {
+      graph = &child;
+    }
+  }
+  if (graph == nullptr) reader.fail_at(root.line, "expected a <graph> element inside <graphml>, found none");
+
+  bool directed_default = false;
+  if (const std::string* ed = graph->attribute("edgedefault")) {
+    if (*ed == "directed") directed_default = true;
+    else if (*ed != "undirected")
+      reader.fail_at(graph->line, "expected edgedefault=\"directed\" or \"undirected\", found \"" + *ed + "\"");
+  }
+
+  auto key_of = [&](const detail::XmlElement& data) -> const Key& {
+    const std::string* k = data.attribute("key");
+    if (k == nullptr) reader.fail_at(data.line, "expected a key attribute in <data>, found none");
+    const auto it = keys.find(*k);
+    if (it == keys.end()) reader.fail_at(data.line, "<data> refers to key '" + *k + "', which no <key> declares");
+    return it->second;
+  };
+  auto applies = [](const Key& key, const char* name, const char* domain) {
+    return key.name == name && (key.domain == domain || key.domain == "all");
+  };
+  auto read_layer = [&](const std::string& value, std::size_t line) {
+    std::size_t layer = 0;
+    if (!detail::parse_index(value, layer))
+      reader.fail_at(line, "expected a non-negative integer as layer, found '" + detail::trim(value) + "'");
+    return layer;
+  };
+  auto read_weight = [&](const std::string& value, std::size_t line) {
+    double weight = 0;
+    if (!detail::parse_double(value, weight)) reader.fail_at(line, "expected a number as weight, found '" + detail::trim(value) + "'");
+    return weight;
+  };
+  std::size_t default_layer = 0;
+  double default_weight = 1.0;
+  for (const auto& [id, key] : keys) {
+    if (key.default_value == nullptr) continue;
+    if (applies(key, "layer", "node")) default_layer = read_layer(*key.default_value, key.line);
+    if (applies(key, "weight", "edge")) default_weight = read_weight(*key.default_value, key.line);
+  }
+
+  std::unordered_map<std::string, std::size_t> index;
+  std::vector<std::size_t> node_line;
+  std::vector<std::size_t> layers;
+  std::vector<const detail::XmlElement*> edge_elements;
+  if (node_ids != nullptr) node_ids->clear();
+  for (const auto& child : graph->children) {
+    if (child.name == "node") {
+      const std::string* id = child.attribute("id");
+      if (id == nullptr) reader.fail_at(child.line, "expected an id attribute in <node>, found none");
+      const auto [it, inserted] = index.emplace(*id, layers.size());
+      if (!inserted)
+        reader.fail_at(child.line, "duplicate node id '" + *id + "' (first declared at line " + std::to_string(node_line[it->second]) + ")");
+      node_line.push_back(child.line);
+      std::size_t layer = default_layer;
+      for (const auto& d : child.children) {
+        if (d.name == "graph") reader.fail_at(d.line, "nested graphs are not supported (inside node '" + *id + "')");
+        if (d.name != "data") continue;
+        const Key& key = key_of(d);  // an undeclared key is an error even when unused
+        if (applies(key, "layer", "node")) layer = read_layer(d.text, d.line);
+      }
+      layers.push_back(layer);
+      if (node_ids != nullptr) node_ids->push_back(*id);
+    } else if (child.name == "edge") {
+      edge_elements.push_back(&child);
+    } else if (child.name == "hyperedge") {
+      reader.fail_at(child.line, "hyperedges are not supported");
+    }
+  }
+
+  Dag g(layers.size());
+  for (std::size_t v = 0; v < layers.size(); ++v) g[v].layer = layers[v];
+  for (const detail::XmlElement* e : edge_elements) {
+    std::size_t ends[2] = {0, 0};
+    const char* names[2] = {"source", "target"};
+    for (int i = 0; i < 2; ++i) {
+      const std::string* id = e->attribute(names[i]);
+      if (id == nullptr) reader.fail_at(e->line, std::string("expected a ") + names[i] + " attribute in <edge>, found none");
+      const auto it = index.find(*id);
+      if (it == index.end()) reader.fail_at(e->line, std::string("edge ") + names[i] + " '" + *id + "' is not a node of the graph");
+      ends[i] = it->second;
+    }
+    bool directed = directed_default;
+    if (const std::string* d = e->attribute("directed")) {
+      if (*d == "true") directed = true;
+      else if (*d == "false") directed = false;
+      else reader.fail_at(e->line, "expected directed=\"true\" or \"false\", found \"" + *d + "\"");
+    }
+    if (!directed) {
+      if (options.undirected == UndirectedEdges::reject)
+        reader.fail_at(e->line, "expected a directed edge, found the undirected edge " + *e->attribute("source") + " -- " +
+                                    *e->attribute("target") +
+                                    (e->attribute("directed") != nullptr ? std::string(" (directed=\"false\")")
+                                                                         : std::string(" (the graph's edgedefault is \"undirected\" or missing)")) +
+                                    "; read with UndirectedEdges::orient_by_id to orient it");
+      if (ends[0] > ends[1]) std::swap(ends[0], ends[1]);
+    }
+    double weight = default_weight;
+    for (const auto& d : e->children) {
+      if (d.name != "data") continue;
+      const Key& key = key_of(d);  // an undeclared key is an error even when unused
+      if (applies(key, "weight", "edge")) weight = read_weight(d.text, d.line);
+    }
+    add_edge(ends[0], ends[1], EdgeProperties{weight}, g);
+  }
+  return g;
+}
+
+/// parse_graphml of what `in` holds; `source` names it in errors.
+inline Dag read_graphml(std::istream& in, const std::string& source = "<stream>", const GraphmlReadOptions& options = {},
+                        std::vector<std::string>* node_ids = nullptr) {
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) DEEPSTRUCT_THROW(io_error, "error while reading " + source);
+  return parse_graphml(text, source, options, node_ids);
+}
+
+/// parse_graphml of the file at `path` (io_error naming the path when it cannot be read).
+inline Dag read_graphml(const std::string& path, const GraphmlReadOptions& options = {}, std::vector<std::string>* node_ids = nullptr) {
+  return parse_graphml(detail::read_file_text(path), path, options, node_ids);
+}
+
+/// What write_graphml writes beside the structure.
+struct GraphmlWriteOptions {
+  bool layer = true;   ///< each vertex's stored `layer` (assign_layers() fills it) as node data, attr.type int
+  bool weight = true;  ///< each edge's `weight` as edge data, attr.type double (round-trip exact)
+};
+
+/// Writes g as directed GraphML with node ids "0".."n-1", readable by networkx.read_graphml
+/// (node_type=int gives back the integer ids) and by read_graphml. O(V + E).
+inline void write_graphml(std::ostream& out, const Dag& g, const GraphmlWriteOptions& options = {}) {
+  out << "<?xml version='1.0' encoding='utf-8'?>\n"
+         "<graphml xmlns=\"http://graphml.graphdrawing.org/xmlns\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
+         "xsi:schemaLocation=\"http://graphml.graphdrawing.org/xmlns http://graphml.graphdrawing.org/xmlns/1.0/graphml.xsd\">\n";
+  if (options.layer) out << "  <key id=\"d0\" for=\"node\" attr.name=\"layer\" attr.type=\"int\"/>\n";
+  if (options.weight) out << "  <key id=\"d1\" for=\"edge\" attr.name=\"weight\" attr.type=\"double\"/>\n";
+  out << "  <graph edgedefault=\"directed\">\n";
+  for (std::size_t v = 0; v < num_vertices(g); ++v) {
+    out << "    <node id=\"" << v << '"';
+    if (options.layer) out << "><data key=\"d0\">" << g[v].layer << "</data></node>\n";
+    else out << "/>\n";
+  }
+  for (auto [e, e_end] = edges(g); e != e_end; ++e) {
+    out << "    <edge source=\"" << source(*e, g) << "\" target=\"" << target(*e, g) << '"';
+    if (options.weight) out << "><data key=\"d1\">" << detail::format_double(g[*e].weight) << "</data></edge>\n";
+    else out << "/>\n";
+  }
+  out << "  </graph>\n</graphml>\n";
+}
+
+/// write_graphml to the file at `path`; io_error naming the path when it cannot be written.
+inline void write_graphml(const std::string& path, const Dag& g, const GraphmlWriteOptions& options = {}) {
+  std::ofstream out(path, std::ios::binary);
+  if (!out) DEEPSTRUCT_THROW(io_error, "cannot open " + path + " for writing");
+  write_graphml(out, g, options);
+  out.flush();
+  if (!out) DEEPSTRUCT_THROW(io_error, "error while writing " + path);
+}
+
+/// How write_dot draws the graph.
+struct DotOptions {
+  bool group_by_layer = true;      ///< one `{ rank=same; ... }` group per layer (layer_index(): throws not_a_dag on a cycle)
+  bool edge_weights = false;       ///< label every edge with its weight
+  std::string rankdir = "LR";      ///< Graphviz rankdir: "LR", "TB", "RL" or "BT"
+  std::string name = "deepstruct"; ///< the digraph's name
+};
+
+/// Writes g in Graphviz's DOT language: vertices by id, one rank=same group per layer (in layer
+/// order, vertices ascending), then the edges in Boost's edge order. Throws value_error for a
+/// rankdir Graphviz does not know. O(V + E).
+inline void write_dot(std::ostream& out, const Dag& g, const DotOptions& options = {}) {
+  if (options.rankdir != "LR" && options.rankdir != "TB" && options.rankdir != "RL" && options.rankdir != "BT")
+    DEEPSTRUCT_THROW(value_error, "write_dot: expected rankdir LR, TB, RL or BT, found \"" + options.rankdir + "\"");
+  std::string name;
+  for (const char c : options.name) {
+    if (c == '"' || c == '\\') name += '\\';
+    name += c;
+  }
+  out << "digraph \"" << name << "\" {\n  rankdir=" << options.rankdir << ";\n  node [shape=circle];\n";
+  if (options.group_by_layer) {
+    const LayeredView view(g);
+    for (std::size_t l = 0; l < view.num_layers(); ++l) {
+      out << "  { rank=same;";
+      for (const std::size_t v : view.vertices(l)) out << ' ' << v << ';';
+      out << " }  // layer " << l << '\n';
+    }
+  } else {
+    for (std::size_t v = 0; v < num_vertices(g); ++v) out << "  " << v << ";\n";
+  }
+  for (auto [e, e_end] = edges(g); e != e_end; ++e) {
+    out << "  " << source(*e, g) << " -> " << target(*e, g);
+    if (options.edge_weights) out << " [label=\"" << detail::format_double(g[*e].weight) << "\"]";
+    out << ";\n";
+  }
+  out << "}\n";
+}
+
+/// write_dot to the file at `path`; io_error naming the path when it cannot be written.
+inline void write_dot(const std::string& path, const Dag& g, const DotOptions& options = {}) {
+  std::ofstream out(path, std::ios::binary);
+  if (!out) DEEPSTRUCT_THROW(io_error, "cannot open " + path + " for writing");
+  write_dot(out, g, options);
+  out.flush();
+  if (!out) DEEPSTRUCT_THROW(io_error, "error while writing " + path);
+}
+
+}  // namespace deepstruct

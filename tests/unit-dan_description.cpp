@@ -1,0 +1,60 @@
+// Tests of <deepstruct/dan_description.hpp>.
+#include <deepstruct/dan_description.hpp>
+
+#include "test_support.hpp"
+
+namespace {
+
+// Layers of sizes 2, 3, 1; main connections 0->1, 1->2 and a skip 0->2.
+deepstruct::DanDescription valid() {
+  deepstruct::DanDescription d;
+  d.layer_sizes = {2, 3, 1};
+  d.layer_vertices = {{0, 1}, {2, 3, 4}, {5}};
+  using M = Eigen::Matrix<bool, -1, -1>;
+  d.connections.push_back({0, 1, M::Constant(3, 2, true)});
+  d.connections.push_back({0, 2, M::Constant(1, 2, false)});
+  d.connections.push_back({1, 2, M::Constant(1, 3, true)});
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE("DanDescription: check_dan_description accepts a consistent description", "[dan_description]") {
+  CHECK_NOTHROW(deepstruct::check_dan_description(valid()));
+  deepstruct::DanDescription one;
+  one.layer_sizes = {4};
+  one.layer_vertices = {{0, 1, 2, 3}};
+  CHECK_NOTHROW(deepstruct::check_dan_description(one));
+}
+
+TEST_CASE("DanDescription: check_dan_description names what is wrong", "[dan_description]") {
+  CHECK_THROWS_AS(deepstruct::check_dan_description(deepstruct::DanDescription{}), deepstruct::value_error);
+
+  auto d = valid();
+  d.layer_vertices[1].pop_back();
+  CHECK_THROWS_AS(deepstruct::check_dan_description(d), deepstruct::shape_error);
+
+  d = valid();
+  d.layer_vertices.pop_back();
+  CHECK_THROWS_AS(deepstruct::check_dan_description(d), deepstruct::shape_error);
+
+  d = valid();
+  d.connections[2].mask.resize(3, 1);
+  CHECK_THROWS_WITH(deepstruct::check_dan_description(d), Catch::Contains("expected a mask of 1x3, found 3x1"));
+
+  d = valid();
+  std::swap(d.connections[1], d.connections[2]);  // sources of target 2 not ascending
+  CHECK_THROWS_AS(deepstruct::check_dan_description(d), deepstruct::value_error);
+
+  d = valid();
+  d.connections.erase(d.connections.begin());  // main 0 -> 1 missing
+  CHECK_THROWS_WITH(deepstruct::check_dan_description(d), Catch::Contains("main connection 0 -> 1"));
+
+  d = valid();
+  d.connections.push_back(d.connections[0]);  // out of order
+  CHECK_THROWS_AS(deepstruct::check_dan_description(d), deepstruct::value_error);
+
+  d = valid();
+  d.connections[1].source_layer = 2;  // 2 -> 2
+  CHECK_THROWS_AS(deepstruct::check_dan_description(d), deepstruct::value_error);
+}

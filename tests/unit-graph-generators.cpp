@@ -1,0 +1,176 @@
+// Tests of <deepstruct/graph/generators.hpp>.
+#include <deepstruct/graph/generators.hpp>
+#include <deepstruct/graph/layer_index.hpp>
+
+#include <cmath>
+#include <functional>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "test_support.hpp"
+
+namespace {
+
+using Pairs = std::vector<std::pair<std::size_t, std::size_t>>;
+
+Pairs edge_list(const deepstruct::Dag& g) {
+  Pairs out;
+  for (auto [e, e_end] = edges(g); e != e_end; ++e) out.emplace_back(source(*e, g), target(*e, g));
+  return out;
+}
+
+// Simple (no self-loops, no parallel edges), oriented low -> high, hence acyclic.
+void check_simple_dag(const deepstruct::Dag& g) {
+  std::set<std::pair<std::size_t, std::size_t>> seen;
+  std::size_t not_upward = 0, repeated = 0;
+  for (const auto& [u, v] : edge_list(g)) {
+    not_upward += u >= v;
+    repeated += !seen.emplace(u, v).second;
+  }
+  CHECK(not_upward == 0);
+  CHECK(repeated == 0);
+  CHECK_NOTHROW(deepstruct::layer_index(g));
+}
+
+std::vector<std::size_t> degrees(const deepstruct::Dag& g) {
+  std::vector<std::size_t> d(num_vertices(g));
+  for (std::size_t v = 0; v < d.size(); ++v) d[v] = in_degree(v, g) + out_degree(v, g);
+  return d;
+}
+
+using Make = std::function<deepstruct::Dag(deepstruct::Generator&)>;
+
+void check_determinism(const Make& make) {
+  deepstruct::Generator a(11), b(11), c(12);
+  const auto ga = make(a), gb = make(b), gc = make(c);
+  CHECK(edge_list(ga) == edge_list(gb));
+  CHECK(edge_list(ga) != edge_list(gc));
+  CHECK(num_vertices(ga) == num_vertices(gc));
+}
+
+}  // namespace
+
+TEST_CASE("generators: same seed same graph, other seed other graph", "[graph][generators]") {
+  check_determinism([](auto& gen) { return deepstruct::erdos_renyi_gnp(60, 0.1, gen); });
+  check_determinism([](auto& gen) { return deepstruct::erdos_renyi_gnm(60, 100, gen); });
+  check_determinism([](auto& gen) { return deepstruct::watts_strogatz(60, 4, 0.3, gen); });
+  check_determinism([](auto& gen) { return deepstruct::newman_watts_strogatz(60, 4, 0.3, gen); });
+  check_determinism([](auto& gen) { return deepstruct::barabasi_albert(60, 3, gen); });
+}
+
+TEST_CASE("generators: Erdos-Renyi G(n, p)", "[graph][generators]") {
+  deepstruct::Generator gen(1);
+  for (const std::size_t n : {0, 1, 2, 7, 200, 2000})
+    for (const double p : {0.0, 0.001, 0.05, 0.5, 0.97, 1.0}) {
+      if (n > 1000 && p > 0.1) continue;  // keep the test fast: 2000 vertices only sparse
+      INFO("n = " << n << ", p = " << p);
+      const auto g = deepstruct::erdos_renyi_gnp(n, p, gen);
+      REQUIRE(num_vertices(g) == n);
+      check_simple_dag(g);
+      const double pairs = n < 2 ? 0.0 : 0.5 * double(n) * double(n - 1);
+      const double mean = pairs * p, sd = std::sqrt(pairs * p * (1 - p));
+      CHECK(std::abs(double(num_edges(g)) - mean) <= 5.0 * sd + 1e-9);  // exact for p = 0 and p = 1
+    }
+  // Every pair equally likely: the first and the last pair of the enumeration, and one in the middle.
+  const std::size_t n = 30, trials = 4000;
+  const double p = 0.2;
+  std::size_t first = 0, last = 0, middle = 0;
+  for (std::size_t t = 0; t < trials; ++t) {
+    const auto g = deepstruct::erdos_renyi_gnp(n, p, gen);
+    first += edge(0, 1, g).second;
+    last += edge(n - 2, n - 1, g).second;
+    middle += edge(7, 19, g).second;
+  }
+  const double sd = std::sqrt(trials * p * (1 - p));
+  for (const std::size_t count : {first, last, middle}) CHECK(std::abs(double(count) - trials * p) <= 5.0 * sd);
+
+  CHECK_THROWS_AS(deepstruct::erdos_renyi_gnp(5, -0.1, gen), deepstruct::value_error);
+  CHECK_THROWS_AS(deepstruct::erdos_renyi_gnp(5, 1.5, gen), deepstruct::value_error);
+  CHECK_THROWS_AS(deepstruct::erdos_renyi_gnp(5, std::nan(""), gen), deepstruct::value_error);
+}
+
+TEST_CASE("generators: Erdos-Renyi G(n, m)", "[graph][generators]") {
+  deepstruct::Generator gen(2);
+  for (const auto& [n, m] : Pairs{{0, 0}, {1, 0}, {2, 1}, {10, 45}, {10, 44}, {50, 0}, {50, 300}, {1000, 5000}}) {
+    const auto g = deepstruct::erdos_renyi_gnm(n, m, gen);
+    CHECK(num_vertices(g) == n);
+    CHECK(num_edges(g) == m);
+    check_simple_dag(g);
+  }
+  // Uniform over pairs: with n = 6 (15 pairs) and m = 3 each pair is chosen with probability 1/5.
+  std::vector<std::size_t> hits(36, 0);
+  const std::size_t trials = 5000;
+  for (std::size_t t = 0; t < trials; ++t)
+    for (const auto& [u, v] : edge_list(deepstruct::erdos_renyi_gnm(6, 3, gen))) ++hits[u * 6 + v];
+  const double sd = std::sqrt(trials * 0.2 * 0.8);
+  for (std::size_t u = 0; u < 6; ++u)
+    for (std::size_t v = u + 1; v < 6; ++v) CHECK(std::abs(double(hits[u * 6 + v]) - trials * 0.2) <= 5.0 * sd);
+  CHECK_THROWS_AS(deepstruct::erdos_renyi_gnm(10, 46, gen), deepstruct::value_error);
+  CHECK_THROWS_AS(deepstruct::erdos_renyi_gnm(1, 1, gen), deepstruct::value_error);
+}
+
+TEST_CASE("generators: Watts-Strogatz keeps n*k/2 edges", "[graph][generators]") {
+  deepstruct::Generator gen(3);
+  for (const auto& [n, k] : Pairs{{5, 2}, {10, 4}, {21, 4}, {100, 6}, {9, 8}, {4, 0}, {200, 3}})
+    for (const double p : {0.0, 0.2, 1.0}) {
+      INFO("n = " << n << ", k = " << k << ", p = " << p);
+      const auto g = deepstruct::watts_strogatz(n, k, p, gen);
+      CHECK(num_vertices(g) == n);
+      CHECK(num_edges(g) == n * (k / 2));  // an odd k acts as k - 1, as in networkx
+      check_simple_dag(g);
+      if (p == 0.0) {  // the ring lattice itself
+        for (std::size_t u = 0; u < n; ++u)
+          for (std::size_t j = 1; j <= k / 2; ++j) CHECK(edge(std::min(u, (u + j) % n), std::max(u, (u + j) % n), g).second);
+        for (const std::size_t d : degrees(g)) CHECK(d == 2 * (k / 2));
+      }
+    }
+  // p = 1 moves (almost) every lattice edge: far fewer lattice edges remain than n*k/2.
+  const std::size_t n = 200, k = 4;
+  const auto g = deepstruct::watts_strogatz(n, k, 1.0, gen);
+  std::size_t lattice = 0;
+  for (std::size_t u = 0; u < n; ++u)
+    for (std::size_t j = 1; j <= k / 2; ++j) lattice += edge(std::min(u, (u + j) % n), std::max(u, (u + j) % n), g).second;
+  CHECK(lattice < n * k / 4);
+
+  CHECK_THROWS_AS(deepstruct::watts_strogatz(10, 10, 0.1, gen), deepstruct::value_error);
+  CHECK_THROWS_AS(deepstruct::watts_strogatz(10, 4, 1.1, gen), deepstruct::value_error);
+}
+
+TEST_CASE("generators: Newman-Watts-Strogatz keeps the lattice and adds shortcuts", "[graph][generators]") {
+  deepstruct::Generator gen(4);
+  for (const double p : {0.0, 0.1, 0.5, 1.0}) {
+    const std::size_t n = 150, k = 4;
+    const auto g = deepstruct::newman_watts_strogatz(n, k, p, gen);
+    check_simple_dag(g);
+    for (std::size_t u = 0; u < n; ++u)
+      for (std::size_t j = 1; j <= k / 2; ++j) CHECK(edge(std::min(u, (u + j) % n), std::max(u, (u + j) % n), g).second);
+    // Shortcuts ~ Binomial(n*k/2, p) (a few may be refused when a vertex is saturated, not at this size).
+    const double lattice = n * k / 2.0, shortcuts = double(num_edges(g)) - lattice;
+    CHECK(std::abs(shortcuts - lattice * p) <= 5.0 * std::sqrt(lattice * p * (1 - p)) + 1e-9);
+  }
+  // Small and dense: shortcuts are refused when u is adjacent to everyone; still simple.
+  const auto dense = deepstruct::newman_watts_strogatz(7, 4, 1.0, gen);
+  check_simple_dag(dense);
+  CHECK(num_edges(dense) <= 21);
+  CHECK_THROWS_AS(deepstruct::newman_watts_strogatz(4, 4, 0.1, gen), deepstruct::value_error);
+}
+
+TEST_CASE("generators: Barabasi-Albert has m(n - m) edges and rich-get-richer degrees", "[graph][generators]") {
+  deepstruct::Generator gen(5);
+  for (const auto& [n, m] : Pairs{{2, 1}, {5, 4}, {10, 1}, {100, 3}, {1000, 2}}) {
+    const auto g = deepstruct::barabasi_albert(n, m, gen);
+    CHECK(num_vertices(g) == n);
+    CHECK(num_edges(g) == m * (n - m));
+    check_simple_dag(g);
+    for (std::size_t s = m + 1; s < n; ++s) CHECK(in_degree(s, g) == m);  // each new vertex attaches to m older ones
+  }
+  // Preferential attachment: the early vertices end up with much more than the mean degree.
+  const auto g = deepstruct::barabasi_albert(2000, 2, gen);
+  const auto d = degrees(g);
+  std::size_t early = 0;
+  for (std::size_t v = 0; v < 10; ++v) early += d[v];
+  CHECK(double(early) / 10.0 > 5.0 * 4.0);  // mean degree ~ 2m = 4
+  CHECK_THROWS_AS(deepstruct::barabasi_albert(5, 0, gen), deepstruct::value_error);
+  CHECK_THROWS_AS(deepstruct::barabasi_albert(5, 5, gen), deepstruct::value_error);
+}

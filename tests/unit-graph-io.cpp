@@ -1,0 +1,269 @@
+// Tests of <deepstruct/graph/io.hpp>.
+#include <deepstruct/graph/generators.hpp>
+#include <deepstruct/graph/io.hpp>
+#include <deepstruct/graph/layer_index.hpp>
+#include <deepstruct/random.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <utility>
+
+#include "test_support.hpp"
+
+namespace {
+
+using EdgeSet = std::set<std::pair<std::size_t, std::size_t>>;
+
+EdgeSet edge_set(const deepstruct::Dag& g) {
+  EdgeSet s;
+  for (auto [e, e_end] = edges(g); e != e_end; ++e) s.emplace(source(*e, g), target(*e, g));
+  return s;
+}
+
+std::string tmp_path(const std::string& name) { return std::string(DEEPSTRUCT_TEST_TMP_DIR) + "/graph-io-" + name; }
+
+// A random DAG with random weights (some awkward to print) and stored layers.
+deepstruct::Dag weighted_dag(std::uint64_t seed) {
+  deepstruct::Generator gen(seed);
+  deepstruct::Dag g = deepstruct::erdos_renyi_gnp(25, 0.2, gen);
+  for (auto [e, e_end] = edges(g); e != e_end; ++e) g[*e].weight = deepstruct::random::normal(gen) / 3.0;
+  deepstruct::assign_layers(g);
+  return g;
+}
+
+std::string graphml(const std::string& graph_body, const std::string& keys = "", const std::string& graph_attrs = "edgedefault=\"directed\"") {
+  return "<?xml version=\"1.0\"?>\n<graphml xmlns=\"http://graphml.graphdrawing.org/xmlns\">\n" + keys + "<graph " + graph_attrs + ">\n" +
+         graph_body + "</graph>\n</graphml>\n";
+}
+
+// The io_error message of parsing text, or "" when it parses.
+std::string parse_error(const std::string& text, const deepstruct::GraphmlReadOptions& options = {}) {
+  try {
+    deepstruct::parse_graphml(text, "bad.graphml", options);
+  } catch (const deepstruct::io_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("GraphML: reads what deepstruct (networkx) saved", "[graph][io]") {
+  const auto expected = test::load_json("structure_networkx.graphml.json");
+  std::vector<std::string> ids;
+  const deepstruct::Dag g = deepstruct::read_graphml(test::data_path("structure_networkx.graphml"), {}, &ids);
+  REQUIRE(num_vertices(g) == expected["num_nodes"].get<std::size_t>());
+  EdgeSet want;
+  for (const auto& e : expected["edges"]) want.emplace(e[0].get<std::size_t>(), e[1].get<std::size_t>());
+  CHECK(edge_set(g) == want);
+  CHECK(num_edges(g) == expected["edges"].size());
+  REQUIRE(ids.size() == num_vertices(g));
+  for (std::size_t v = 0; v < ids.size(); ++v) CHECK(ids[v] == std::to_string(v));
+  for (auto [e, e_end] = edges(g); e != e_end; ++e) CHECK(g[*e].weight == 1.0);  // no weight data: the default
+}
+
+TEST_CASE("GraphML: string ids map to 0..n-1 in file order; keys, defaults and XML details", "[graph][io]") {
+  const std::string text =
+      "\xEF\xBB\xBF<?xml version='1.0' encoding='utf-8'?>\n"
+      "<!DOCTYPE graphml [ <!ELEMENT graphml ANY> ]>\n"
+      "<!-- written by hand -->\n"
+      "<g:graphml xmlns:g='http://graphml.graphdrawing.org/xmlns'>\n"
+      "  <g:key id='w' for='edge' attr.name='weight' attr.type='double'><g:default>0.5</g:default></g:key>\n"
+      "  <g:key id='L' for='node' attr.name='layer' attr.type='long'/>\n"
+      "  <g:key id='c' for='node' attr.name='color' attr.type='string'/>\n"
+      "  <g:graph id='G' edgedefault='directed'>\n"
+      "    <g:edge source='out' target='a&amp;b'/>\n"  // an edge before its nodes is fine in GraphML
+      "    <g:node id='in'><g:data key='L'>0</g:data><g:data key='c'>red</g:data></g:node>\n"
+      "    <g:node id='a&amp;b'><g:data key='L'> 2 </g:data></g:node>\n"
+      "    <g:node id='out'/>\n"
+      "    <g:edge source='in' target='out'><g:data key='w'><![CDATA[-1.25e-3]]></g:data></g:edge>\n"
+      "    <?some-instruction?>\n"
+      "    <g:edge source='in' target='a&amp;b' directed='true'><g:data key='w'>&#49;&#x32;</g:data></g:edge>\n"
+      "  </g:graph>\n"
+      "</g:graphml>\n<!-- trailing comment -->\n";
+  std::vector<std::string> ids;
+  const deepstruct::Dag g = deepstruct::parse_graphml(text, "hand.graphml", {}, &ids);
+  CHECK(ids == std::vector<std::string>{"in", "a&b", "out"});
+  CHECK(g[0].layer == 0);
+  CHECK(g[1].layer == 2);
+  CHECK(g[2].layer == 0);
+  REQUIRE(num_edges(g) == 3);
+  CHECK(g[edge(2, 1, g).first].weight == 0.5);  // the key's default
+  CHECK(g[edge(0, 2, g).first].weight == -1.25e-3);
+  CHECK(g[edge(0, 1, g).first].weight == 12.0);
+}
+
+TEST_CASE("GraphML: write, read back exactly", "[graph][io]") {
+  const deepstruct::Dag g = weighted_dag(8);
+  REQUIRE(num_edges(g) > 20);
+  std::ostringstream out;
+  deepstruct::write_graphml(out, g);
+  const deepstruct::Dag back = deepstruct::parse_graphml(out.str());
+  REQUIRE(num_vertices(back) == num_vertices(g));
+  CHECK(edge_set(back) == edge_set(g));
+  for (std::size_t v = 0; v < num_vertices(g); ++v) CHECK(back[v].layer == g[v].layer);
+  for (auto [e, e_end] = edges(g); e != e_end; ++e)
+    CHECK(back[edge(source(*e, g), target(*e, g), back).first].weight == g[*e].weight);  // bit-exact
+
+  // Without attributes: no keys, no data; read back with the defaults.
+  std::ostringstream bare;
+  deepstruct::write_graphml(bare, g, {false, false});
+  CHECK(bare.str().find("<key") == std::string::npos);
+  const deepstruct::Dag plain = deepstruct::parse_graphml(bare.str());
+  CHECK(edge_set(plain) == edge_set(g));
+  for (auto [e, e_end] = edges(plain); e != e_end; ++e) CHECK(plain[*e].weight == 1.0);
+
+  // Through a file.
+  const std::string path = tmp_path("roundtrip.graphml");
+  deepstruct::write_graphml(path, g);
+  CHECK(edge_set(deepstruct::read_graphml(path)) == edge_set(g));
+  CHECK_THROWS_WITH(deepstruct::write_graphml(tmp_path("no/such/dir/x.graphml"), g), Catch::Contains("no/such/dir/x.graphml"));
+  CHECK_THROWS_WITH(deepstruct::read_graphml(tmp_path("missing.graphml")), Catch::Contains("missing.graphml"));
+}
+
+TEST_CASE("GraphML: networkx reads what we write", "[graph][io]") {
+  const std::string python = DEEPSTRUCT_PYTHON;
+  if (python.empty() || std::system((python + " -c \"import networkx\" > /dev/null 2>&1").c_str()) != 0) {
+    WARN("skipped: no Python with networkx (DEEPSTRUCT_PYTHON = '" << python << "')");
+    return;
+  }
+  const deepstruct::Dag g = weighted_dag(9);
+  const std::string path = tmp_path("for-networkx.graphml"), result = tmp_path("from-networkx.json"), script = tmp_path("read.py");
+  deepstruct::write_graphml(path, g);
+  {
+    std::ofstream py(script);
+    py << "import json, sys, networkx as nx\n"
+          "g = nx.read_graphml(sys.argv[1], node_type=int)\n"
+          "assert g.is_directed()\n"
+          "json.dump({'nodes': sorted(g.nodes), 'layer': {str(v): d['layer'] for v, d in g.nodes(data=True)},\n"
+          "           'layer_types': sorted({type(d['layer']).__name__ for v, d in g.nodes(data=True)}),\n"
+          "           'edges': sorted([u, v, d['weight']] for u, v, d in g.edges(data=True))}, open(sys.argv[2], 'w'))\n"
+          "h = nx.DiGraph()\n"  // and the other way: networkx writes typed attributes, we read them
+          "h.add_node('x', layer=0); h.add_node('y', layer=1); h.add_node('z', layer=2)\n"
+          "h.add_edge('x', 'y', weight=0.1); h.add_edge('y', 'z', weight=-2.5); h.add_edge('x', 'z', weight=1e-300)\n"
+          "nx.write_graphml(h, sys.argv[3])\n";
+  }
+  const std::string written = tmp_path("by-networkx.graphml");
+  REQUIRE(std::system((python + " " + script + " " + path + " " + result + " " + written).c_str()) == 0);
+  std::vector<std::string> ids;
+  const deepstruct::Dag h = deepstruct::read_graphml(written, {}, &ids);
+  CHECK(ids == std::vector<std::string>{"x", "y", "z"});
+  CHECK(h[0].layer == 0);
+  CHECK(h[1].layer == 1);
+  CHECK(h[2].layer == 2);
+  CHECK(h[edge(0, 1, h).first].weight == 0.1);
+  CHECK(h[edge(1, 2, h).first].weight == -2.5);
+  CHECK(h[edge(0, 2, h).first].weight == 1e-300);
+  std::ifstream in(result);
+  const auto j = nlohmann::json::parse(in);
+  std::vector<std::size_t> nodes(num_vertices(g));
+  for (std::size_t v = 0; v < nodes.size(); ++v) nodes[v] = v;
+  CHECK(j["nodes"].get<std::vector<std::size_t>>() == nodes);
+  CHECK(j["layer_types"] == nlohmann::json::array({"int"}));
+  for (std::size_t v = 0; v < nodes.size(); ++v) CHECK(j["layer"][std::to_string(v)].get<std::size_t>() == g[v].layer);
+  REQUIRE(j["edges"].size() == num_edges(g));
+  for (const auto& e : j["edges"]) {
+    const auto [ed, found] = edge(e[0].get<std::size_t>(), e[1].get<std::size_t>(), g);
+    REQUIRE(found);
+    CHECK(e[2].get<double>() == g[ed].weight);  // exact: Python's float() of our decimal
+  }
+}
+
+TEST_CASE("GraphML: undirected graphs are rejected unless asked to orient them", "[graph][io]") {
+  const std::string body = "<node id=\"a\"/><node id=\"b\"/><node id=\"c\"/>\n<edge source=\"c\" target=\"a\"/>\n<edge source=\"a\" target=\"b\"/>\n";
+  for (const std::string attrs : {"edgedefault=\"undirected\"", ""}) {
+    const std::string text = graphml(body, "", attrs);
+    const std::string error = parse_error(text);
+    CHECK_THAT(error, Catch::Contains("bad.graphml:5:") && Catch::Contains("undirected edge c -- a"));
+    const deepstruct::Dag g = deepstruct::parse_graphml(text, "x", {deepstruct::UndirectedEdges::orient_by_id});
+    CHECK(edge_set(g) == EdgeSet{{0, 1}, {0, 2}});
+  }
+  // A directed graph with one undirected edge.
+  CHECK_THAT(parse_error(graphml("<node id=\"a\"/><node id=\"b\"/>\n<edge source=\"a\" target=\"b\" directed=\"false\"/>\n")),
+             Catch::Contains("bad.graphml:5:") && Catch::Contains("(directed=\"false\")"));
+}
+
+TEST_CASE("GraphML: malformed files name the file, the line and what is wrong", "[graph][io]") {
+  struct Case {
+    std::string text, expected;
+  };
+  const std::vector<Case> cases = {
+      {"", "bad.graphml:1: expected an XML root element, found an empty file"},
+      {"this is not xml", "bad.graphml:1: expected an XML root element"},
+      {"<graphml>\n<graph edgedefault=\"directed\">\n<node id=\"a\">\n</graph>\n</graphml>", "bad.graphml:4: expected </node> (opened at line 3), found </graph>"},
+      {"<graphml>\n<graph>\n", "bad.graphml:2: element <graph> is never closed"},
+      {"<graphml><graph edgedefault=\"directed\"/></graphml>\n<graphml/>", "bad.graphml:2: expected nothing after the root element"},
+      {"<graphml>\n<graph edgedefault=\"directed\"><node id=a/></graph></graphml>", "bad.graphml:2: expected a quoted value for attribute id"},
+      {"<graphml><graph edgedefault=\"directed\"><node id=\"a\" id=\"b\"/></graph></graphml>", "attribute id given twice"},
+      {"<graphml><graph edgedefault=\"directed\">&bogus;</graph></graphml>", "unknown entity '&bogus;'"},
+      {"<graphml><!-- never ends </graphml>", "unterminated comment"},
+      {"<svg>\n</svg>", "bad.graphml:1: expected the root element <graphml>, found <svg>"},
+      {"<graphml>\n  <key id=\"d0\"/>\n</graphml>", "bad.graphml:1: expected a <graph> element inside <graphml>, found none"},
+      {graphml("<node id=\"a\"/>\n<node id=\"b\"/>\n<node id=\"a\"/>\n"), "bad.graphml:6: duplicate node id 'a' (first declared at line 4)"},
+      {graphml("<node id=\"a\"/>\n<edge source=\"a\" target=\"z\"/>\n"), "bad.graphml:5: edge target 'z' is not a node of the graph"},
+      {graphml("<node/>\n"), "bad.graphml:4: expected an id attribute in <node>"},
+      {graphml("<node id=\"a\"><data key=\"nope\">1</data></node>\n"), "bad.graphml:4: <data> refers to key 'nope', which no <key> declares"},
+      {graphml("<node id=\"a\"><data key=\"l\">-1</data></node>\n", "<key id=\"l\" for=\"node\" attr.name=\"layer\"/>\n"),
+       "bad.graphml:5: expected a non-negative integer as layer, found '-1'"},
+      {graphml("<node id=\"a\"/>\n<edge source=\"a\" target=\"a\">\n<data key=\"w\">heavy</data></edge>\n",
+               "<key id=\"w\" for=\"edge\" attr.name=\"weight\"/>\n"),
+       "bad.graphml:7: expected a number as weight, found 'heavy'"},
+      {graphml("<node id=\"a\"/>", "", "edgedefault=\"sideways\""), "bad.graphml:3: expected edgedefault=\"directed\" or \"undirected\""},
+      {graphml("<node id=\"a\"><graph edgedefault=\"directed\"/></node>\n"), "nested graphs are not supported"},
+      {graphml("<hyperedge/>\n"), "bad.graphml:4: hyperedges are not supported"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.text);
+    CHECK_THAT(parse_error(c.text), Catch::Contains(c.expected));
+  }
+  // Deep nesting is an error, not a stack overflow.
+  std::string deep;
+  for (int i = 0; i < 100000; ++i) deep += "<a>";
+  CHECK_THAT(parse_error(deep), Catch::Contains("nested deeper than"));
+}
+
+TEST_CASE("DOT: one rank=same group per layer, every edge, optional weights", "[graph][io]") {
+  const deepstruct::Dag g = weighted_dag(10);
+  const deepstruct::LayeredView view(g);
+  std::ostringstream out;
+  deepstruct::write_dot(out, g, {true, true, "TB", "my \"net\""});
+  const std::string dot = out.str();
+  CHECK(dot.rfind("digraph \"my \\\"net\\\"\" {\n", 0) == 0);
+  CHECK(dot.find("rankdir=TB;") != std::string::npos);
+  CHECK(dot.substr(dot.size() - 2) == "}\n");
+
+  const std::regex group(R"(\{ rank=same;((?: \d+;)+) \})"), edge_line(R"re((\d+) -> (\d+) \[label="([^"]+)"\];)re");
+  std::vector<std::vector<std::size_t>> groups;
+  for (std::sregex_iterator it(dot.begin(), dot.end(), group), end; it != end; ++it) {
+    std::istringstream ids((*it)[1].str());
+    std::vector<std::size_t> members;
+    std::string id;
+    while (ids >> id) members.push_back(std::stoul(id));
+    groups.push_back(members);
+  }
+  REQUIRE(groups.size() == view.num_layers());
+  for (std::size_t l = 0; l < groups.size(); ++l) CHECK(groups[l] == view.vertices(l));
+
+  EdgeSet seen;
+  for (std::sregex_iterator it(dot.begin(), dot.end(), edge_line), end; it != end; ++it) {
+    const std::size_t u = std::stoul((*it)[1].str()), v = std::stoul((*it)[2].str());
+    seen.emplace(u, v);
+    CHECK(std::stod((*it)[3].str()) == g[edge(u, v, g).first].weight);
+  }
+  CHECK(seen == edge_set(g));
+
+  // Plain: no labels, no groups; a cyclic graph can be drawn only without layers.
+  deepstruct::Dag cyclic(3);
+  add_edge(0, 1, cyclic);
+  add_edge(1, 2, cyclic);
+  add_edge(2, 0, cyclic);
+  CHECK_THROWS_AS(deepstruct::write_dot(out, cyclic), deepstruct::not_a_dag);
+  std::ostringstream plain;
+  deepstruct::write_dot(plain, cyclic, {false, false});
+  CHECK(plain.str() == "digraph \"deepstruct\" {\n  rankdir=LR;\n  node [shape=circle];\n  0;\n  1;\n  2;\n  0 -> 1;\n  1 -> 2;\n  2 -> 0;\n}\n");
+  CHECK_THROWS_AS(deepstruct::write_dot(out, g, {true, false, "sideways"}), deepstruct::value_error);
+  CHECK_THROWS_WITH(deepstruct::write_dot(tmp_path("no/such/dir/g.dot"), g), Catch::Contains("no/such/dir/g.dot"));
+}
