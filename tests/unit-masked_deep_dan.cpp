@@ -50,17 +50,6 @@ DanDescription description_from_case(const nlohmann::json& c) {
   return d;
 }
 
-template <typename Scalar>
-deepstruct::StateDict<Scalar> state_dict_from_json(const nlohmann::json& sd) {
-  deepstruct::StateDict<Scalar> out;
-  for (auto it = sd.begin(); it != sd.end(); ++it) {
-    const std::string& k = it.key();
-    if (k.size() > 6 && k.compare(k.size() - 6, 6, "._mask") == 0) out.masks[k] = test::mask(it.value());
-    else if (it.value()[0].is_array()) out.tensors[k] = test::matrix<Scalar>(it.value());
-    else out.tensors[k] = test::vector<Scalar>(it.value());
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -77,7 +66,7 @@ TEMPLATE_TEST_CASE("MaskedDeepDAN: parity with deepstruct/PyTorch on masked_dan.
       CHECK(model.skips()[j].target == c["skip_layers"][j]["target_layer"].get<std::size_t>());
     }
     // The masks the structure implies are the masks deepstruct built.
-    const auto sd = state_dict_from_json<TestType>(c["state_dict"]);
+    const auto sd = test::state_dict<TestType>(c["state_dict"]);
     const auto ours = model.state_dict();
     CHECK(ours.size() == sd.size());
     for (const auto& kv : sd.masks) {

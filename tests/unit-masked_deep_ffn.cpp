@@ -13,21 +13,6 @@ using deepstruct::MaskedDeepFFN;
 
 namespace {
 
-template <typename Scalar>
-deepstruct::StateDict<Scalar> state_dict_from_json(const nlohmann::json& sd) {
-  deepstruct::StateDict<Scalar> out;
-  for (auto it = sd.begin(); it != sd.end(); ++it) {
-    const nlohmann::json& v = it.value();
-    if (it.key().size() >= 6 && it.key().compare(it.key().size() - 6, 6, "._mask") == 0) {
-      out.masks[it.key()] = test::mask(v);
-    } else if (v[0].is_array()) {
-      out.tensors[it.key()] = test::matrix<Scalar>(v);
-    } else {
-      out.tensors[it.key()] = test::vector<Scalar>(v);
-    }
-  }
-  return out;
-}
 
 template <typename Scalar>
 MaskedDeepFFN<Scalar> model_from_case(const nlohmann::json& c) {
@@ -36,7 +21,7 @@ MaskedDeepFFN<Scalar> model_from_case(const nlohmann::json& c) {
   std::vector<Eigen::Index> hidden;
   for (const auto& h : c["hidden"]) hidden.push_back(h.get<Eigen::Index>());
   MaskedDeepFFN<Scalar> model(c["inputs"].get<Eigen::Index>(), c["outputs"].get<Eigen::Index>(), hidden, options);
-  model.load_state_dict(state_dict_from_json<Scalar>(c["state_dict"]));
+  model.load_state_dict(test::state_dict<Scalar>(c["state_dict"]));
   return model;
 }
 
@@ -49,20 +34,20 @@ deepstruct::Labels labels_from_json(const nlohmann::json& j) {
 // Effective weights (W o M) and every other parameter of the model equal those of the state dict.
 template <typename Scalar>
 void check_parameters(const MaskedDeepFFN<Scalar>& model, const nlohmann::json& expected_sd, double tolerance) {
-  const auto expected = state_dict_from_json<double>(expected_sd);
+  const auto expected = test::state_dict<double>(expected_sd);
   const auto actual = model.state_dict();
-  for (const auto& kv : expected.tensors) {
+  CHECK(actual.size() == expected.size());
+  for (const auto& kv : expected.matrices) {
     INFO("key " << kv.first);
-    REQUIRE(actual.tensors.count(kv.first) == 1);
-    Eigen::MatrixXd a = actual.tensors.at(kv.first).template cast<double>();
-    Eigen::MatrixXd e = kv.second;
-    const std::string mask_key = kv.first.substr(0, kv.first.size() - 7) + "._mask";
-    if (kv.first.size() > 7 && kv.first.compare(kv.first.size() - 7, 7, ".weight") == 0 && expected.masks.count(mask_key)) {
-      const Eigen::MatrixXd m = expected.masks.at(mask_key).cast<double>();
-      a = a.cwiseProduct(m);
-      e = e.cwiseProduct(m);
-    }
-    CHECK(test::max_rel_diff(a, e) <= tolerance);
+    REQUIRE(actual.matrices.count(kv.first) == 1);
+    // Compare effective weights: behind the mask the values do not matter.
+    const Eigen::MatrixXd m = expected.masks.at(kv.first.substr(0, kv.first.size() - 7) + "._mask").cast<double>();
+    CHECK(test::max_rel_diff(actual.matrices.at(kv.first).template cast<double>().cwiseProduct(m), kv.second.cwiseProduct(m)) <= tolerance);
+  }
+  for (const auto& kv : expected.vectors) {
+    INFO("key " << kv.first);
+    REQUIRE(actual.vectors.count(kv.first) == 1);
+    CHECK(test::max_rel_diff(actual.vectors.at(kv.first).template cast<double>(), kv.second) <= tolerance);
   }
   for (const auto& kv : expected.masks) CHECK(actual.masks.at(kv.first) == kv.second);
 }
@@ -129,12 +114,12 @@ TEST_CASE("MaskedDeepFFN: bad arguments throw", "[masked_deep_ffn]") {
   // load_state_dict is all-or-nothing.
   auto sd = m.state_dict();
   const Eigen::MatrixXf before = m.layer(0).weight();
-  sd.tensors["_layer_first.weight"].setConstant(1.0f);
-  sd.tensors["_layer_out.weight"] = Eigen::MatrixXf::Zero(3, 5);  // wrong shape
+  sd.matrices["_layer_first.weight"].setConstant(1.0f);
+  sd.matrices["_layer_out.weight"] = Eigen::MatrixXf::Zero(3, 5);  // wrong shape
   CHECK_THROWS_AS(m.load_state_dict(sd), deepstruct::shape_error);
   CHECK(m.layer(0).weight() == before);
   sd = m.state_dict();
-  sd.tensors["unexpected.weight"] = Eigen::MatrixXf::Zero(1, 1);
+  sd.matrices["unexpected.weight"] = Eigen::MatrixXf::Zero(1, 1);
   CHECK_THROWS_AS(m.load_state_dict(sd), deepstruct::shape_error);
   sd = m.state_dict();
   sd.masks.erase("_layer_out._mask");

@@ -133,7 +133,8 @@ TEST_CASE("prune: iterative magnitude pruning with rewinding (lottery tickets)",
         static_cast<Eigen::Index>(std::nearbyint(0.5 * std::round(history[0].density * double(model.num_weights())))));
   // Rewound: the parameters are the initial ones, only the masks changed.
   const auto now = model.state_dict();
-  for (const auto& kv : initial.tensors) CHECK(now.tensors.at(kv.first) == kv.second);
+  for (const auto& kv : initial.matrices) CHECK(now.matrices.at(kv.first) == kv.second);
+  for (const auto& kv : initial.vectors) CHECK(now.vectors.at(kv.first) == kv.second);
   CHECK(model.density() == Approx(history.back().density));
 
   deepstruct::MaskedDeepFFN<double> tuned(12, 3, {10, 8});
@@ -142,5 +143,5 @@ TEST_CASE("prune: iterative magnitude pruning with rewinding (lottery tickets)",
   deepstruct::iterative_magnitude_pruning(tuned, options, [](auto& m, int) {
     m.for_each_parameter([](const deepstruct::ParameterRef<double>& p) { p.value[0] += 1.0; });
   });
-  CHECK(tuned.layer(0).weight()(0, 0) != initial.tensors.at("_layer_first.weight")(0, 0));
+  CHECK(tuned.layer(0).weight()(0, 0) != initial.matrices.at("_layer_first.weight")(0, 0));
 }

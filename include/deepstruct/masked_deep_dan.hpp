@@ -204,13 +204,13 @@ class MaskedDeepDAN {
     const auto names = layer_names();
     const auto layers = maskable_layers();
     for (std::size_t k = 0; k < layers.size(); ++k) {
-      sd.tensors[names[k] + ".weight"] = layers[k]->weight();
-      if (layers[k]->has_bias()) sd.tensors[names[k] + ".bias"] = layers[k]->bias();
+      sd.matrices[names[k] + ".weight"] = layers[k]->weight();
+      if (layers[k]->has_bias()) sd.vectors[names[k] + ".bias"] = layers[k]->bias();
       sd.masks[names[k] + "._mask"] = layers[k]->mask();
     }
     for (std::size_t i = 0; i < norms_.size(); ++i) {
-      sd.tensors[norm_name(i) + ".weight"] = norms_[i].weight();
-      sd.tensors[norm_name(i) + ".bias"] = norms_[i].bias();
+      sd.vectors[norm_name(i) + ".weight"] = norms_[i].weight();
+      sd.vectors[norm_name(i) + ".bias"] = norms_[i].bias();
     }
     return sd;
   }
@@ -223,31 +223,31 @@ class MaskedDeepDAN {
     std::vector<std::string> expected;
     for (std::size_t k = 0; k < layers.size(); ++k) {
       const Layer& l = *layers[k];
-      sd.tensor(names[k] + ".weight", l.out_features(), l.in_features());
+      sd.matrix(names[k] + ".weight", l.out_features(), l.in_features());
       sd.mask(names[k] + "._mask", l.out_features(), l.in_features());
       expected.push_back(names[k] + ".weight");
       expected.push_back(names[k] + "._mask");
       if (l.has_bias()) {
-        sd.tensor(names[k] + ".bias", l.out_features(), 1);
+        sd.vector(names[k] + ".bias", l.out_features());
         expected.push_back(names[k] + ".bias");
       }
     }
     for (std::size_t i = 0; i < norms_.size(); ++i) {
-      sd.tensor(norm_name(i) + ".weight", norms_[i].features(), 1);
-      sd.tensor(norm_name(i) + ".bias", norms_[i].features(), 1);
+      sd.vector(norm_name(i) + ".weight", norms_[i].features());
+      sd.vector(norm_name(i) + ".bias", norms_[i].features());
       expected.push_back(norm_name(i) + ".weight");
       expected.push_back(norm_name(i) + ".bias");
     }
     detail::check_no_unexpected_keys(sd, expected, "MaskedDeepDAN");
     for (std::size_t k = 0; k < layers.size(); ++k) {
       Layer& l = *layers[k];
-      l.set_weight(sd.tensors.at(names[k] + ".weight").template cast<Scalar>());
+      l.set_weight(sd.matrices.at(names[k] + ".weight").template cast<Scalar>());
       l.set_mask(sd.masks.at(names[k] + "._mask"));
-      if (l.has_bias()) l.set_bias(sd.tensors.at(names[k] + ".bias").col(0).template cast<Scalar>());
+      if (l.has_bias()) l.set_bias(sd.vectors.at(names[k] + ".bias").template cast<Scalar>());
     }
     for (std::size_t i = 0; i < norms_.size(); ++i) {
-      norms_[i].set_weight(sd.tensors.at(norm_name(i) + ".weight").col(0).template cast<Scalar>());
-      norms_[i].set_bias(sd.tensors.at(norm_name(i) + ".bias").col(0).template cast<Scalar>());
+      norms_[i].set_weight(sd.vectors.at(norm_name(i) + ".weight").template cast<Scalar>());
+      norms_[i].set_bias(sd.vectors.at(norm_name(i) + ".bias").template cast<Scalar>());
     }
   }
 

@@ -145,13 +145,13 @@ class MaskedDeepFFN {
     StateDict<Scalar> sd;
     for (std::size_t k = 0; k < layers_.size(); ++k) {
       const std::string name = layer_name(k);
-      sd.tensors[name + ".weight"] = layers_[k].weight();
-      if (layers_[k].has_bias()) sd.tensors[name + ".bias"] = layers_[k].bias();
+      sd.matrices[name + ".weight"] = layers_[k].weight();
+      if (layers_[k].has_bias()) sd.vectors[name + ".bias"] = layers_[k].bias();
       sd.masks[name + "._mask"] = layers_[k].mask();
       if (has_layer_norm(k)) {
         const std::string norm = layer_norm_name(k);
-        sd.tensors[norm + ".weight"] = norms_[norm_slot(k)].weight();
-        sd.tensors[norm + ".bias"] = norms_[norm_slot(k)].bias();
+        sd.vectors[norm + ".weight"] = norms_[norm_slot(k)].weight();
+        sd.vectors[norm + ".bias"] = norms_[norm_slot(k)].bias();
       }
     }
     return sd;
@@ -165,18 +165,18 @@ class MaskedDeepFFN {
     for (std::size_t k = 0; k < layers_.size(); ++k) {
       const std::string name = layer_name(k);
       const Layer& l = layers_[k];
-      sd.tensor(name + ".weight", l.out_features(), l.in_features());
+      sd.matrix(name + ".weight", l.out_features(), l.in_features());
       sd.mask(name + "._mask", l.out_features(), l.in_features());
       expected.push_back(name + ".weight");
       expected.push_back(name + "._mask");
       if (l.has_bias()) {
-        sd.tensor(name + ".bias", l.out_features(), 1);
+        sd.vector(name + ".bias", l.out_features());
         expected.push_back(name + ".bias");
       }
       if (has_layer_norm(k)) {
         const std::string norm = layer_norm_name(k);
-        sd.tensor(norm + ".weight", l.out_features(), 1);
-        sd.tensor(norm + ".bias", l.out_features(), 1);
+        sd.vector(norm + ".weight", l.out_features());
+        sd.vector(norm + ".bias", l.out_features());
         expected.push_back(norm + ".weight");
         expected.push_back(norm + ".bias");
       }
@@ -185,13 +185,13 @@ class MaskedDeepFFN {
     for (std::size_t k = 0; k < layers_.size(); ++k) {
       const std::string name = layer_name(k);
       Layer& l = layers_[k];
-      l.set_weight(sd.tensors.at(name + ".weight").template cast<Scalar>());
+      l.set_weight(sd.matrices.at(name + ".weight").template cast<Scalar>());
       l.set_mask(sd.masks.at(name + "._mask"));
-      if (l.has_bias()) l.set_bias(sd.tensors.at(name + ".bias").col(0).template cast<Scalar>());
+      if (l.has_bias()) l.set_bias(sd.vectors.at(name + ".bias").template cast<Scalar>());
       if (has_layer_norm(k)) {
         const std::string norm = layer_norm_name(k);
-        norms_[norm_slot(k)].set_weight(sd.tensors.at(norm + ".weight").col(0).template cast<Scalar>());
-        norms_[norm_slot(k)].set_bias(sd.tensors.at(norm + ".bias").col(0).template cast<Scalar>());
+        norms_[norm_slot(k)].set_weight(sd.vectors.at(norm + ".weight").template cast<Scalar>());
+        norms_[norm_slot(k)].set_bias(sd.vectors.at(norm + ".bias").template cast<Scalar>());
       }
     }
   }

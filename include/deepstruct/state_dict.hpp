@@ -3,7 +3,7 @@
 
 /// \file state_dict.hpp
 /// StateDict<Scalar>: a model's named tensors with deepstruct's (PyTorch's) state_dict keys, e.g.
-/// "_layer_first.weight" (out x in), "_layer_first.bias" (out, stored as out x 1),
+/// "_layer_first.weight" (2-D, out x in), "_layer_first.bias" (1-D, out),
 /// "_layer_first._mask" (bool, out x in). Models fill one with state_dict() and take one with
 /// load_state_dict(), which checks every key and shape before it changes anything.
 
@@ -18,44 +18,69 @@ namespace deepstruct {
 template <typename Scalar>
 struct StateDict {
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
   using Mask = Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>;
 
-  std::map<std::string, Matrix> tensors;  ///< weights (2-D) and vectors (n x 1)
-  std::map<std::string, Mask> masks;      ///< boolean masks (2-D)
+  std::map<std::string, Matrix> matrices;  ///< 2-D tensors (weights)
+  std::map<std::string, Vector> vectors;   ///< 1-D tensors (biases, LayerNorm parameters)
+  std::map<std::string, Mask> masks;       ///< boolean masks (2-D)
 
-  bool contains(const std::string& key) const { return tensors.count(key) != 0 || masks.count(key) != 0; }
-  std::size_t size() const { return tensors.size() + masks.size(); }
+  bool contains(const std::string& key) const {
+    return matrices.count(key) != 0 || vectors.count(key) != 0 || masks.count(key) != 0;
+  }
+  std::size_t size() const { return matrices.size() + vectors.size() + masks.size(); }
 
   /// All keys, sorted, comma-separated (for messages).
   std::string key_list() const {
     std::map<std::string, int> all;
-    for (const auto& kv : tensors) all[kv.first] = 0;
+    for (const auto& kv : matrices) all[kv.first] = 0;
+    for (const auto& kv : vectors) all[kv.first] = 0;
     for (const auto& kv : masks) all[kv.first] = 0;
     std::string out;
     for (const auto& kv : all) out += (out.empty() ? "" : ", ") + kv.first;
     return out.empty() ? std::string("(none)") : out;
   }
 
-  /// The tensor `key` with the given shape; shape_error otherwise (cols = 1 for vectors).
-  const Matrix& tensor(const std::string& key, Eigen::Index rows, Eigen::Index cols) const {
-    const auto it = tensors.find(key);
-    if (it == tensors.end())
-      DEEPSTRUCT_THROW(shape_error, "state_dict: expected a tensor '" + key + "' of shape " +
-                                        detail::shape_str(rows, cols) + ", found no such key (keys: " + key_list() + ")");
+  /// The 2-D tensor `key` with the given shape; shape_error otherwise.
+  const Matrix& matrix(const std::string& key, Eigen::Index rows, Eigen::Index cols) const {
+    const auto it = matrices.find(key);
+    if (it == matrices.end())
+      DEEPSTRUCT_THROW(shape_error, "state_dict: expected a 2-D tensor '" + key + "' of shape " +
+                                        detail::shape_str(rows, cols) + ", found " + found(key));
     if (it->second.rows() != rows || it->second.cols() != cols)
       DEEPSTRUCT_THROW(shape_error, "state_dict: expected '" + key + "' of shape " + detail::shape_str(rows, cols) +
                                         ", found " + detail::shape_str(it->second.rows(), it->second.cols()));
+    return it->second;
+  }
+  /// The 1-D tensor `key` of the given size; shape_error otherwise.
+  const Vector& vector(const std::string& key, Eigen::Index size) const {
+    const auto it = vectors.find(key);
+    if (it == vectors.end())
+      DEEPSTRUCT_THROW(shape_error, "state_dict: expected a 1-D tensor '" + key + "' of size " + std::to_string(size) +
+                                        ", found " + found(key));
+    if (it->second.size() != size)
+      DEEPSTRUCT_THROW(shape_error, "state_dict: expected '" + key + "' of size " + std::to_string(size) + ", found " +
+                                        std::to_string(it->second.size()));
     return it->second;
   }
   const Mask& mask(const std::string& key, Eigen::Index rows, Eigen::Index cols) const {
     const auto it = masks.find(key);
     if (it == masks.end())
       DEEPSTRUCT_THROW(shape_error, "state_dict: expected a boolean mask '" + key + "' of shape " +
-                                        detail::shape_str(rows, cols) + ", found no such mask (keys: " + key_list() + ")");
+                                        detail::shape_str(rows, cols) + ", found " + found(key));
     if (it->second.rows() != rows || it->second.cols() != cols)
       DEEPSTRUCT_THROW(shape_error, "state_dict: expected mask '" + key + "' of shape " + detail::shape_str(rows, cols) +
                                         ", found " + detail::shape_str(it->second.rows(), it->second.cols()));
     return it->second;
+  }
+
+ private:
+  /// What stands under `key` instead, for messages.
+  std::string found(const std::string& key) const {
+    if (matrices.count(key)) return "a 2-D tensor";
+    if (vectors.count(key)) return "a 1-D tensor";
+    if (masks.count(key)) return "a boolean mask";
+    return "no such key (keys: " + key_list() + ")";
   }
 };
 
@@ -70,7 +95,8 @@ void check_no_unexpected_keys(const StateDict<Scalar>& sd, const Container& expe
     for (const auto& e : expected) found = found || e == key;
     if (!found) unexpected += (unexpected.empty() ? "" : ", ") + key;
   };
-  for (const auto& kv : sd.tensors) check(kv.first);
+  for (const auto& kv : sd.matrices) check(kv.first);
+  for (const auto& kv : sd.vectors) check(kv.first);
   for (const auto& kv : sd.masks) check(kv.first);
   if (!unexpected.empty())
     DEEPSTRUCT_THROW(shape_error, std::string(model) + "::load_state_dict: expected only this model's keys, found "

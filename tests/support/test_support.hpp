@@ -9,6 +9,7 @@ using Catch::Approx;
 #endif
 
 #include <Eigen/Core>
+#include <deepstruct/state_dict.hpp>
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -54,6 +55,20 @@ inline Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic> mask(const nlohmann::
       m(i, j) = v.is_boolean() ? v.get<bool>() : v.get<double>() != 0.0;  // float masks (deepstruct's DAN)
     }
   return m;
+}
+
+/// A state_dict given as JSON (PyTorch layout: nested lists; keys ending in "._mask" are masks,
+/// bool or 0/1 numbers) as a StateDict.
+template <typename Scalar>
+deepstruct::StateDict<Scalar> state_dict(const nlohmann::json& sd) {
+  deepstruct::StateDict<Scalar> out;
+  for (auto it = sd.begin(); it != sd.end(); ++it) {
+    const std::string& k = it.key();
+    if (k.size() > 6 && k.compare(k.size() - 6, 6, "._mask") == 0) out.masks[k] = mask(it.value());
+    else if (it.value()[0].is_array()) out.matrices[k] = matrix<Scalar>(it.value());
+    else out.vectors[k] = vector<Scalar>(it.value());
+  }
+  return out;
 }
 
 /// Largest |a - b| relative to max(1, |b|), elementwise; shapes must agree.
