@@ -171,17 +171,19 @@ class AdamBase {
     const auto sqrt_bc2 = static_cast<Scalar>(std::sqrt(bias_correction2));
     const auto eps = static_cast<Scalar>(options_.eps), wd = static_cast<Scalar>(options_.weight_decay);
     const auto decay = static_cast<Scalar>(1.0 - options_.lr * options_.weight_decay);
-    for (Eigen::Index i = 0; i < p.size; ++i) {
-      Scalar g = p.grad[i];
-      if (Decoupled) {
-        p.value[i] *= decay;
-      } else if (wd != Scalar(0)) {
-        g += wd * p.value[i];
-      }
-      m[i] = b1 * m[i] + (Scalar(1) - b1) * g;
-      v[i] = b2 * v[i] + (Scalar(1) - b2) * g * g;
-      p.value[i] -= step_size * m[i] / (std::sqrt(v[i]) / sqrt_bc2 + eps);
+    // Eigen array expressions: vectorised (sqrt included) whatever the caller's math flags.
+    using Array = Eigen::Array<Scalar, Eigen::Dynamic, 1>;
+    Eigen::Map<Array> value(p.value, p.size), m_map(m, p.size), v_map(v, p.size);
+    const Eigen::Map<const Array> grad(p.grad, p.size);
+    if (Decoupled) value *= decay;
+    if (!Decoupled && wd != Scalar(0)) {
+      m_map = b1 * m_map + (Scalar(1) - b1) * (grad + wd * value);
+      v_map = b2 * v_map + (Scalar(1) - b2) * (grad + wd * value).square();
+    } else {
+      m_map = b1 * m_map + (Scalar(1) - b1) * grad;
+      v_map = b2 * v_map + (Scalar(1) - b2) * grad.square();
     }
+    value -= step_size * m_map / (v_map.sqrt() / sqrt_bc2 + eps);
   }
 
   AdamOptions options_;
