@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+/// \file graph/models.hpp
+/// Models <-> graphs: make_dan() builds a MaskedDeepDAN from any DAG, generate_structure() turns a
+/// MaskedDeepFFN or MaskedDeepDAN (trained, pruned) back into the DAG of its neurons, as deepstruct's
+/// generate_structure, and make_scalable_dan() grows a ScalableDAN into a network.
+
+#include <cstddef>
+#include <vector>
+
+#include "deepstruct/dan_description.hpp"
+#include "deepstruct/graph/convert.hpp"
+#include "deepstruct/graph/dag.hpp"
+#include "deepstruct/graph/scalable.hpp"
+#include "deepstruct/masked_deep_dan.hpp"
+#include "deepstruct/masked_deep_ffn.hpp"
+
+namespace deepstruct {
+
+/// deepstruct's MaskedDeepDAN(input_size, num_classes, structure): layers from the layer index of
+/// `dag`, a masked layer per connected pair of layers. Throws not_a_dag for a cyclic graph.
+template <typename Scalar, typename Graph>
+MaskedDeepDAN<Scalar> make_dan(Eigen::Index inputs, Eigen::Index outputs, const Graph& dag, const DANOptions& options = {}) {
+  return MaskedDeepDAN<Scalar>(inputs, outputs, dan_description(dag), options);
+}
+
+/// The neuron DAG of a MaskedDeepFFN from its current masks (ffn_structure of its masks): with
+/// include_input / include_output the input and output neurons and their connections are added.
+/// Vertex ids are consecutive layer by layer.
+template <typename Scalar>
+Dag generate_structure(const MaskedDeepFFN<Scalar>& model, const StructureOptions& options = {}) {
+  return ffn_structure(model.masks(), options);
+}
+
+/// The neuron DAG of a MaskedDeepDAN from its current masks (after pruning: the pruned structure).
+/// Vertices: the inputs (with include_input), the hidden neurons layer by layer in the order of
+/// layer_vertices(t), then the outputs (with include_output). `original_ids`, if given, receives for
+/// every hidden vertex the id it had in the DAG the network was made from. Every neuron is a
+/// vertex, also an isolated one.
+template <typename Scalar>
+Dag generate_structure(const MaskedDeepDAN<Scalar>& model, const StructureOptions& options = {},
+                       std::vector<std::size_t>* original_ids = nullptr) {
+  const std::size_t L = model.num_hidden_layers();
+  const std::size_t in = options.include_input ? static_cast<std::size_t>(model.inputs()) : 0;
+  std::vector<std::size_t> offset(L + 1, in);
+  for (std::size_t t = 0; t < L; ++t) offset[t + 1] = offset[t] + static_cast<std::size_t>(model.hidden_layer_size(t));
+  const std::size_t out = options.include_output ? static_cast<std::size_t>(model.outputs()) : 0;
+  Dag g(offset[L] + out);
+  auto connect = [&g](const LayerMask& m, std::size_t source_offset, std::size_t target_offset) {
+    for (Eigen::Index i = 0; i < m.cols(); ++i)
+      for (Eigen::Index o = 0; o < m.rows(); ++o)
+        if (m(o, i)) boost::add_edge(source_offset + static_cast<std::size_t>(i), target_offset + static_cast<std::size_t>(o), g);
+  };
+  if (options.include_input) connect(model.layer_first().mask(), 0, offset[0]);
+  for (const auto& c : model.structure().connections) connect(c.mask, offset[c.source_layer], offset[c.target_layer]);
+  if (options.include_output) connect(model.layer_out().mask(), offset[L - 1], offset[L]);
+  if (original_ids != nullptr) {
+    original_ids->clear();
+    for (std::size_t t = 0; t < L; ++t)
+      for (std::size_t v : model.layer_vertices(t)) original_ids->push_back(v);
+  }
+  return g;
+}
+
+/// The network of a ScalableDAN at `scale` (deepstruct's ScalableDAN.build).
+template <typename Scalar>
+MaskedDeepDAN<Scalar> make_scalable_dan(const ScalableDAN& family, Eigen::Index inputs, Eigen::Index outputs,
+                                        std::size_t scale, const DANOptions& options = {}) {
+  return make_dan<Scalar>(inputs, outputs, family.grow(scale), options);
+}
+
+}  // namespace deepstruct
