@@ -41,7 +41,8 @@ EdgeSet mapped_structure(const deepstruct::MaskedDeepDAN<float>& model) {
 }  // namespace
 
 TEST_CASE("graph/models: make_dan on the fixtures' graphs gives deepstruct's networks", "[graph][models][parity]") {
-  for (const auto& c : test::load_json("masked_dan.json")["cases"]) {
+  const nlohmann::json fixture = test::load_json("masked_dan.json");
+  for (const auto& c : fixture["cases"]) {
     const Dag g = dag_from_json(c);
     auto model = deepstruct::make_dan<float>(c["inputs"].get<Eigen::Index>(), c["outputs"].get<Eigen::Index>(), g);
     REQUIRE(model.num_hidden_layers() == c["layers"].size());
@@ -87,7 +88,8 @@ TEST_CASE("graph/models: DAG -> DAN -> generate_structure is the DAG, also after
 }
 
 TEST_CASE("graph/models: generate_structure of a MaskedDeepFFN matches deepstruct", "[graph][models][parity]") {
-  for (const auto& c : test::load_json("ffn_structure.json")["cases"]) {
+  const nlohmann::json fixture = test::load_json("ffn_structure.json");
+  for (const auto& c : fixture["cases"]) {
     std::vector<Eigen::Index> hidden;
     for (const auto& h : c["hidden"]) hidden.push_back(h.get<Eigen::Index>());
     deepstruct::MaskedDeepFFN<float> model(c["inputs"].get<Eigen::Index>(), c["outputs"].get<Eigen::Index>(), hidden);

@@ -12,52 +12,11 @@ using deepstruct::DanDescription;
 using deepstruct::Execution;
 using deepstruct::MaskedDeepDAN;
 
-namespace {
-
-// The DanDescription of a fixture case, built from its edge list and layers (independently of
-// the graph side): masks follow the vertex order of each layer.
-DanDescription description_from_case(const nlohmann::json& c) {
-  DanDescription d;
-  const std::size_t L = c["layers"].size();
-  std::vector<std::size_t> layer_of(c["num_nodes"].get<std::size_t>()), pos(layer_of.size());
-  for (std::size_t t = 0; t < L; ++t) {
-    std::vector<std::size_t> vs;
-    for (const auto& v : c["layers"][std::to_string(t)]) vs.push_back(v.get<std::size_t>());
-    for (std::size_t i = 0; i < vs.size(); ++i) {
-      layer_of[vs[i]] = t;
-      pos[vs[i]] = i;
-    }
-    d.layer_sizes.push_back(vs.size());
-    d.layer_vertices.push_back(vs);
-  }
-  std::map<std::pair<std::size_t, std::size_t>, Eigen::Matrix<bool, -1, -1>> masks;
-  for (std::size_t t = 1; t < L; ++t)
-    masks[{t - 1, t}] = Eigen::Matrix<bool, -1, -1>::Constant(Eigen::Index(d.layer_sizes[t]), Eigen::Index(d.layer_sizes[t - 1]), false);
-  for (const auto& e : c["edges"]) {
-    const std::size_t u = e[0].get<std::size_t>(), v = e[1].get<std::size_t>();
-    const std::size_t s = layer_of[u], t = layer_of[v];
-    auto it = masks.find({s, t});
-    if (it == masks.end())
-      it = masks.emplace(std::make_pair(s, t), Eigen::Matrix<bool, -1, -1>::Constant(Eigen::Index(d.layer_sizes[t]), Eigen::Index(d.layer_sizes[s]), false)).first;
-    it->second(Eigen::Index(pos[v]), Eigen::Index(pos[u])) = true;
-  }
-  // Target ascending, then source ascending: std::map orders by (source, target); reorder.
-  for (std::size_t t = 1; t < L; ++t)
-    for (std::size_t s = 0; s < t; ++s) {
-      auto it = masks.find({s, t});
-      if (it != masks.end()) d.connections.push_back({s, t, it->second});
-    }
-  return d;
-}
-
-
-}  // namespace
-
 TEMPLATE_TEST_CASE("MaskedDeepDAN: parity with deepstruct/PyTorch on masked_dan.json", "[masked_deep_dan][parity]", float, double) {
   const nlohmann::json fixture = test::load_json("masked_dan.json");
   REQUIRE(fixture["cases"].size() == 2);
   for (const auto& c : fixture["cases"]) {
-    const DanDescription d = description_from_case(c);
+    const DanDescription d = test::dan_description(c);
     MaskedDeepDAN<TestType> model(c["inputs"].get<Eigen::Index>(), c["outputs"].get<Eigen::Index>(), d);
     // Skip layers in deepstruct's order, with the same sources and targets.
     REQUIRE(model.skips().size() == c["skip_layers"].size());
@@ -99,7 +58,7 @@ TEMPLATE_TEST_CASE("MaskedDeepDAN: parity with deepstruct/PyTorch on masked_dan.
 
 TEST_CASE("MaskedDeepDAN: finite-difference gradients of the whole network", "[masked_deep_dan][gradient]") {
   const nlohmann::json c = test::load_json("masked_dan.json")["cases"][0];
-  const DanDescription d = description_from_case(c);
+  const DanDescription d = test::dan_description(c);
   deepstruct::Generator gen(9);
   for (const bool ln : {false, true})
     for (const deepstruct::Activation act : {deepstruct::Activation::relu, deepstruct::Activation::tanh})
@@ -166,7 +125,7 @@ TEST_CASE("MaskedDeepDAN: finite-difference gradients of the whole network", "[m
 
 TEST_CASE("MaskedDeepDAN: training reduces the loss; bad input throws", "[masked_deep_dan]") {
   const nlohmann::json c = test::load_json("masked_dan.json")["cases"][1];
-  const DanDescription d = description_from_case(c);
+  const DanDescription d = test::dan_description(c);
   MaskedDeepDAN<float> model(std::vector<Eigen::Index>{3, 4}, 5, d);  // 12 inputs as a 3x4 shape
   CHECK(model.inputs() == 12);
   CHECK(model.num_hidden_layers() == d.layer_sizes.size());

@@ -9,10 +9,13 @@ using Catch::Approx;
 #endif
 
 #include <Eigen/Core>
+#include <deepstruct/dan_description.hpp>
 #include <deepstruct/state_dict.hpp>
 #include <cmath>
 #include <fstream>
+#include <cstdlib>
 #include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -69,6 +72,49 @@ deepstruct::StateDict<Scalar> state_dict(const nlohmann::json& sd) {
     else out.vectors[k] = vector<Scalar>(it.value());
   }
   return out;
+}
+
+/// The DanDescription of a masked_dan.json case, built from its edge list and layers
+/// (independently of the graph side): masks follow the vertex order of each layer.
+inline deepstruct::DanDescription dan_description(const nlohmann::json& c) {
+  deepstruct::DanDescription d;
+  const std::size_t L = c["layers"].size();
+  std::vector<std::size_t> layer_of(c["num_nodes"].get<std::size_t>()), pos(layer_of.size());
+  for (std::size_t t = 0; t < L; ++t) {
+    std::vector<std::size_t> vs;
+    for (const auto& v : c["layers"][std::to_string(t)]) vs.push_back(v.get<std::size_t>());
+    for (std::size_t i = 0; i < vs.size(); ++i) {
+      layer_of[vs[i]] = t;
+      pos[vs[i]] = i;
+    }
+    d.layer_sizes.push_back(vs.size());
+    d.layer_vertices.push_back(vs);
+  }
+  using Mask = Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>;
+  auto empty = [&](std::size_t s, std::size_t t) {
+    return Mask::Constant(static_cast<Eigen::Index>(d.layer_sizes[t]), static_cast<Eigen::Index>(d.layer_sizes[s]), false);
+  };
+  std::map<std::pair<std::size_t, std::size_t>, Mask> masks;
+  for (std::size_t t = 1; t < L; ++t) masks.emplace(std::make_pair(t - 1, t), empty(t - 1, t));
+  for (const auto& e : c["edges"]) {
+    const std::size_t u = e[0].get<std::size_t>(), v = e[1].get<std::size_t>();
+    auto it = masks.emplace(std::make_pair(layer_of[u], layer_of[v]), empty(layer_of[u], layer_of[v])).first;
+    it->second(static_cast<Eigen::Index>(pos[v]), static_cast<Eigen::Index>(pos[u])) = true;
+  }
+  for (std::size_t t = 1; t < L; ++t)  // target ascending, then source ascending
+    for (std::size_t s = 0; s < t; ++s) {
+      const auto it = masks.find({s, t});
+      if (it != masks.end()) d.connections.push_back({s, t, it->second});
+    }
+  return d;
+}
+
+/// True when DEEPSTRUCT_PYTHON runs and imports `modules` (e.g. "numpy"); warns otherwise.
+inline bool python_with(const std::string& modules) {
+  const std::string python = DEEPSTRUCT_PYTHON;
+  if (!python.empty() && std::system((python + " -c 'import " + modules + "' 2>/dev/null").c_str()) == 0) return true;
+  WARN("skipped: no Python with " << modules << " (" << (python.empty() ? "none found" : python) << ")");
+  return false;
 }
 
 /// Largest |a - b| relative to max(1, |b|), elementwise; shapes must agree.
