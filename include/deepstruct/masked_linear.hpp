@@ -224,13 +224,13 @@ class MaskedLinear {
       detail::csr_forward<Scalar>(csr_, has_bias_ ? bias_.data() : nullptr, x.data(), x.outerStride(), in_features(),
                                   out_features(), x.cols(), y.data(), y.outerStride(), x_tile_.data());
     } else {
-      refresh_dense();
+      const Matrix& w = dense_weight();
       if (has_bias_) {
         // GEMM accumulates into the bias: one pass over y instead of two.
         y.colwise() = bias_;
-        y.noalias() += masked_weight_ * x;
+        y.noalias() += w * x;
       } else {
-        y.noalias() = masked_weight_ * x;
+        y.noalias() = w * x;
       }
     }
   }
@@ -287,7 +287,7 @@ class MaskedLinear {
       Scalar* gw = weight_grad_.data();
       for (std::size_t k = 0; k < grad_values_.size(); ++k) gw[csr_.dense_pos[k]] += grad_values_[k];
     } else {
-      refresh_dense();
+      const Matrix& w = dense_weight();
       // dL/db = g 1: a matrix-vector product reads g column by column, once.
       if (has_bias_) bias_grad_.noalias() += grad_output * Vector::Ones(x.cols());
       // GEMM accumulates straight into the gradient, which is zero behind the mask; one pass of
@@ -295,7 +295,7 @@ class MaskedLinear {
       weight_grad_.noalias() += grad_output * x.transpose();
       if (nnz_ != weight_.size()) weight_grad_.array() *= mask_scalar_.array();
       grad_touched_outside_pattern_ = true;
-      if (grad_input != nullptr) grad_input->noalias() = masked_weight_.transpose() * grad_output;
+      if (grad_input != nullptr) grad_input->noalias() = w.transpose() * grad_output;
     }
   }
 
@@ -384,11 +384,16 @@ class MaskedLinear {
     grad_touched_outside_pattern_ = true;
   }
 
-  void refresh_dense() {
-    if (!dense_stale_) return;
-    mask_scalar_ = mask_.template cast<Scalar>();
-    masked_weight_ = weight_.cwiseProduct(mask_scalar_);
-    dense_stale_ = false;
+  /// The weights the dense path multiplies with: W itself when every weight is active (no copy),
+  /// otherwise the cached W o M (refreshed when W or M changed).
+  const Matrix& dense_weight() {
+    if (nnz_ == weight_.size()) return weight_;
+    if (dense_stale_) {
+      mask_scalar_ = mask_.template cast<Scalar>();
+      masked_weight_ = weight_.cwiseProduct(mask_scalar_);
+      dense_stale_ = false;
+    }
+    return masked_weight_;
   }
   void refresh_sparse_pattern() {
     if (!sparse_pattern_stale_) return;

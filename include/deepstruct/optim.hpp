@@ -12,6 +12,7 @@
 /// behind the mask stays inactive.
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -54,6 +55,22 @@ class OptimizerState {
   std::vector<std::vector<std::vector<Scalar>>> slots_;
   bool frozen_ = false;
 };
+
+/// Calls fn(first, n) on consecutive chunks of [0, size): in parallel with OpenMP when size is
+/// large enough to pay for it, in one call otherwise.
+template <typename Fn>
+void parallel_chunks(Eigen::Index size, Fn&& fn) {
+#if defined(_OPENMP)
+  constexpr Eigen::Index chunk = 16384;
+  if (size >= 2 * chunk) {
+    const Eigen::Index chunks = (size + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static)
+    for (Eigen::Index c = 0; c < chunks; ++c) fn(c * chunk, std::min(chunk, size - c * chunk));
+    return;
+  }
+#endif
+  fn(Eigen::Index{0}, size);
+}
 
 inline void check_non_negative(double value, const char* optimizer, const char* name) {
   if (!(value >= 0.0))
@@ -171,19 +188,23 @@ class AdamBase {
     const auto sqrt_bc2 = static_cast<Scalar>(std::sqrt(bias_correction2));
     const auto eps = static_cast<Scalar>(options_.eps), wd = static_cast<Scalar>(options_.weight_decay);
     const auto decay = static_cast<Scalar>(1.0 - options_.lr * options_.weight_decay);
-    // Eigen array expressions: vectorised (sqrt included) whatever the caller's math flags.
+    // Eigen array expressions: vectorised (sqrt included) whatever the caller's math flags. With
+    // OpenMP, large tensors are split into chunks across threads (elementwise: same result).
     using Array = Eigen::Array<Scalar, Eigen::Dynamic, 1>;
-    Eigen::Map<Array> value(p.value, p.size), m_map(m, p.size), v_map(v, p.size);
-    const Eigen::Map<const Array> grad(p.grad, p.size);
-    if (Decoupled) value *= decay;
-    if (!Decoupled && wd != Scalar(0)) {
-      m_map = b1 * m_map + (Scalar(1) - b1) * (grad + wd * value);
-      v_map = b2 * v_map + (Scalar(1) - b2) * (grad + wd * value).square();
-    } else {
-      m_map = b1 * m_map + (Scalar(1) - b1) * grad;
-      v_map = b2 * v_map + (Scalar(1) - b2) * grad.square();
-    }
-    value -= step_size * m_map / (v_map.sqrt() / sqrt_bc2 + eps);
+    auto update_range = [&](Eigen::Index first, Eigen::Index n) {
+      Eigen::Map<Array> value(p.value + first, n), m_map(m + first, n), v_map(v + first, n);
+      const Eigen::Map<const Array> grad(p.grad + first, n);
+      if (Decoupled) value *= decay;
+      if (!Decoupled && wd != Scalar(0)) {
+        m_map = b1 * m_map + (Scalar(1) - b1) * (grad + wd * value);
+        v_map = b2 * v_map + (Scalar(1) - b2) * (grad + wd * value).square();
+      } else {
+        m_map = b1 * m_map + (Scalar(1) - b1) * grad;
+        v_map = b2 * v_map + (Scalar(1) - b2) * grad.square();
+      }
+      value -= step_size * m_map / (v_map.sqrt() / sqrt_bc2 + eps);
+    };
+    detail::parallel_chunks(p.size, update_range);
   }
 
   AdamOptions options_;
