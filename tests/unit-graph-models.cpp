@@ -3,6 +3,7 @@
 #include <deepstruct/graph/generators.hpp>
 #include <deepstruct/graph/layer_index.hpp>
 #include <deepstruct/graph/models.hpp>
+#include <deepstruct/compact.hpp>
 #include <deepstruct/prune.hpp>
 
 #include <set>
@@ -126,4 +127,33 @@ TEST_CASE("graph/models: ScalableDAN grows blocks, keeps layers, never drops a v
   CHECK_THROWS_AS(family.grow(0), deepstruct::value_error);
   const deepstruct::ScalableDAN equal(base);
   CHECK(equal.block_sizes(8) == std::vector<std::size_t>{2, 2, 2, 2});
+}
+
+TEST_CASE("graph/models: analyze a model; dead neurons agree with compaction", "[graph][models][analysis]") {
+  deepstruct::MaskedDeepFFN<double> model(8, 3, {10, 6});
+  deepstruct::Generator gen(4);
+  for (auto* l : model.maskable_layers()) {
+    deepstruct::MaskedDeepFFN<double>::Mask m(l->out_features(), l->in_features());
+    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = deepstruct::random::bernoulli(gen, 0.2);
+    l->set_mask(m);
+  }
+  const deepstruct::StructureReport r = deepstruct::analyze(model);
+  CHECK(r.vertices == 8 + 10 + 6 + 3);
+  CHECK(r.edges == static_cast<std::size_t>(model.num_active_weights()));
+  CHECK(r.layer_sizes == std::vector<std::size_t>{8, 10, 6, 3});
+  CHECK(r.inputs == 8);
+  CHECK(r.outputs == 3);
+  // The dead hidden neurons are the ones compaction removes (the analysis also lists dead inputs
+  // and outputs, which compaction keeps).
+  std::size_t dead_hidden = 0;
+  for (std::size_t v : r.dead_neurons) dead_hidden += (v >= 8 && v < 24);
+  CHECK(static_cast<Eigen::Index>(dead_hidden) == deepstruct::compact(model).removed);
+
+  const nlohmann::json fixture = test::load_json("masked_dan.json");
+  auto dan = deepstruct::make_dan<float>(10, 3, dag_from_json(fixture["cases"][0]));
+  const auto dr = deepstruct::analyze(dan);
+  CHECK(dr.vertices == 10 + 24 + 3);
+  CHECK(dr.depth == dan.num_hidden_layers() + 2);
+  CHECK(dr.edges == static_cast<std::size_t>(dan.num_active_weights()));
+  CHECK(nlohmann::json::parse(deepstruct::to_json(dr))["vertices"] == 37);
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "deepstruct/dan_description.hpp"
+#include "deepstruct/graph/analysis.hpp"
 #include "deepstruct/graph/convert.hpp"
 #include "deepstruct/graph/dag.hpp"
 #include "deepstruct/graph/scalable.hpp"
@@ -61,6 +62,48 @@ Dag generate_structure(const MaskedDeepDAN<Scalar>& model, const StructureOption
       for (std::size_t v : model.layer_vertices(t)) original_ids->push_back(v);
   }
   return g;
+}
+
+/// The structure report of a MaskedDeepFFN: the neuron DAG of its current masks with its inputs
+/// and outputs, the model's layers as layers (inputs 0, hidden 1.., outputs last), and dead neurons
+/// judged by paths from its inputs to its outputs. Vertex ids as generate_structure with
+/// include_input and include_output.
+template <typename Scalar>
+StructureReport analyze(const MaskedDeepFFN<Scalar>& model, AnalysisOptions options = {}) {
+  StructureOptions io;
+  io.include_input = io.include_output = true;
+  const Dag g = generate_structure(model, io);
+  std::vector<std::size_t> layers;
+  std::size_t layer = 0;
+  auto add = [&](Eigen::Index count) {
+    for (Eigen::Index i = 0; i < count; ++i) layers.push_back(layer);
+    ++layer;
+  };
+  add(model.inputs());
+  for (Eigen::Index h : model.hidden_sizes()) add(h);
+  add(model.outputs());
+  options.inputs.clear();
+  options.outputs.clear();
+  for (std::size_t v = 0; v < static_cast<std::size_t>(model.inputs()); ++v) options.inputs.push_back(v);
+  for (std::size_t v = layers.size() - static_cast<std::size_t>(model.outputs()); v < layers.size(); ++v) options.outputs.push_back(v);
+  return analyze(g, layers, options);
+}
+
+/// The same for a MaskedDeepDAN: inputs are layer 0, hidden layer t is layer t + 1, outputs last.
+template <typename Scalar>
+StructureReport analyze(const MaskedDeepDAN<Scalar>& model, AnalysisOptions options = {}) {
+  StructureOptions io;
+  io.include_input = io.include_output = true;
+  const Dag g = generate_structure(model, io);
+  std::vector<std::size_t> layers(static_cast<std::size_t>(model.inputs()), 0);
+  for (std::size_t t = 0; t < model.num_hidden_layers(); ++t)
+    layers.insert(layers.end(), static_cast<std::size_t>(model.hidden_layer_size(t)), t + 1);
+  layers.insert(layers.end(), static_cast<std::size_t>(model.outputs()), model.num_hidden_layers() + 1);
+  options.inputs.clear();
+  options.outputs.clear();
+  for (std::size_t v = 0; v < static_cast<std::size_t>(model.inputs()); ++v) options.inputs.push_back(v);
+  for (std::size_t v = layers.size() - static_cast<std::size_t>(model.outputs()); v < layers.size(); ++v) options.outputs.push_back(v);
+  return analyze(g, layers, options);
 }
 
 /// The network of a ScalableDAN at `scale` (deepstruct's ScalableDAN.build).
