@@ -92,9 +92,12 @@ class MaskedDeepDAN {
     norms_ = std::move(other.norms_);
     out_ = std::move(other.out_);
     main_pre_ = std::move(other.main_pre_);
+    main_post_ = std::move(other.main_post_);
     skip_pre_ = std::move(other.skip_pre_);
+    skip_post_ = std::move(other.skip_post_);
     hidden_ = std::move(other.hidden_);
     grad_hidden_ = std::move(other.grad_hidden_);
+    logits_ = std::move(other.logits_);
     input_copy_ = std::move(other.input_copy_);
     input_ = other.input_ == &other.input_copy_ ? &input_copy_ : other.input_;
     other.input_ = nullptr;
@@ -284,26 +287,31 @@ class MaskedDeepDAN {
                                         detail::shape_str(outputs(), batch) + " (outputs x batch of the last forward), found " +
                                         detail::shape_str(grad_logits.rows(), grad_logits.cols()));
     const std::size_t L = num_hidden_layers();
-    for (std::size_t t = 0; t + 1 < L; ++t) grad_hidden_[t].setZero(hidden_[t].rows(), batch);
+    // The first contribution to a layer's gradient is written in place, later ones are added: no
+    // zero fill. Layers are visited from the last one down, so every contribution to dL/dh_t
+    // (from main_{t+1} and the skips out of t) has arrived when t is reached.
+    grad_written_.assign(L, 0);
     out_->backward(hidden_[L - 1], grad_logits, &grad_hidden_[L - 1]);
+    grad_written_[L - 1] = 1;
     for (std::size_t t = L; t-- > 1;) {
       Matrix& g = grad_hidden_[t];
       // Skip terms into t: each activated on its own.
       for (std::size_t j : skips_into_[t]) {
         Skip& s = skips_[j];
-        activation_backward(options_.activation, skip_pre_[j], skip_post_[j], g, scratch_);
-        s.layer.backward(hidden_[s.source], scratch_, &scratch_in_);
-        grad_hidden_[s.source] += scratch_in_;
+        activation_backward(options_.activation, skip_pre_[j], skip_post(j), g, scratch_);
+        s.layer.backward(hidden_[s.source], scratch_, input_gradient_target(s.source));
+        add_input_gradient(s.source);
       }
       // The main term: through the activation (and the norm) into main_t, whose input gradient
-      // starts the gradient of layer t-1.
-      activation_backward(options_.activation, main_pre_[t], main_post_[t], g, scratch_);
-      if (options_.use_layer_norm) norms_[t - 1].backward(scratch_, scratch_);
-      main_[t - 1].backward(hidden_[t - 1], scratch_, &scratch_in_);
-      grad_hidden_[t - 1] += scratch_in_;
+      // reaches layer t-1. g is not needed afterwards: the activation's backward runs in place.
+      activation_backward(options_.activation, main_pre_[t], main_post(t), g, g);
+      if (options_.use_layer_norm) norms_[t - 1].backward(g, g);
+      main_[t - 1].backward(hidden_[t - 1], g, input_gradient_target(t - 1));
+      add_input_gradient(t - 1);
     }
-    activation_backward(options_.activation, main_pre_[0], main_post_[0], grad_hidden_[0], scratch_);
-    first_->backward(*input_, scratch_, grad_input);
+    Matrix& g0 = grad_hidden_[0];
+    activation_backward(options_.activation, main_pre_[0], main_post(0), g0, g0);
+    first_->backward(*input_, g0, grad_input);
   }
 
   void zero_grad() {
@@ -387,28 +395,77 @@ class MaskedDeepDAN {
                                         " rows (flattened features x batch, one sample per column), found " +
                                         detail::shape_str(x.rows(), x.cols()));
     const std::size_t L = num_hidden_layers();
+    const bool keep_post = needs_post();
     first_->forward(x, main_pre_[0]);
-    main_post_[0].resize(main_pre_[0].rows(), main_pre_[0].cols());
-    activate(options_.activation, main_pre_[0], main_post_[0]);
-    hidden_[0] = main_post_[0];
+    hidden_[0].resize(main_pre_[0].rows(), main_pre_[0].cols());
+    activate(options_.activation, main_pre_[0], hidden_[0]);  // no skips into layer 0: h_0 is its post
     for (std::size_t t = 1; t < L; ++t) {
       main_[t - 1].forward(hidden_[t - 1], main_pre_[t]);
       if (options_.use_layer_norm) {
         norms_[t - 1].forward(main_pre_[t], scratch_);
         main_pre_[t].swap(scratch_);
       }
-      main_post_[t].resize(main_pre_[t].rows(), main_pre_[t].cols());
-      activate(options_.activation, main_pre_[t], main_post_[t]);
-      hidden_[t] = main_post_[t];
+      Matrix& h = hidden_[t];
+      h.resize(main_pre_[t].rows(), main_pre_[t].cols());
+      if (keep_post && !skips_into_[t].empty()) {
+        // The derivative needs act(main_t) apart from the sum h_t.
+        main_post_[t].resize(h.rows(), h.cols());
+        activate(options_.activation, main_pre_[t], main_post_[t]);
+        h = main_post_[t];
+      } else {
+        activate(options_.activation, main_pre_[t], h);
+      }
       for (std::size_t j : skips_into_[t]) {
         skips_[j].layer.forward(hidden_[skips_[j].source], skip_pre_[j]);
-        skip_post_[j].resize(skip_pre_[j].rows(), skip_pre_[j].cols());
-        activate(options_.activation, skip_pre_[j], skip_post_[j]);
-        hidden_[t] += skip_post_[j];
+        if (keep_post) {
+          skip_post_[j].resize(skip_pre_[j].rows(), skip_pre_[j].cols());
+          activate(options_.activation, skip_pre_[j], skip_post_[j]);
+          h += skip_post_[j];
+        } else {
+          add_activated(skip_pre_[j], h);
+        }
       }
     }
     out_->forward(hidden_[L - 1], logits_);
     return logits_;
+  }
+
+  /// True if the activation's derivative is computed from its output (tanh, sigmoid); the others
+  /// need the pre-activation only, and the activated terms are then not kept apart.
+  bool needs_post() const {
+    return options_.activation == Activation::tanh || options_.activation == Activation::sigmoid;
+  }
+  /// act(main_t(...)) of the last forward: h_t itself when no skip adds to it. Only meaningful
+  /// when needs_post(); otherwise the derivative ignores it.
+  const Matrix& main_post(std::size_t t) const {
+    if (!needs_post()) return main_pre_[t];
+    return skips_into_[t].empty() ? hidden_[t] : main_post_[t];
+  }
+  const Matrix& skip_post(std::size_t j) const { return needs_post() ? skip_post_[j] : skip_pre_[j]; }
+
+  /// out += act(pre) without a temporary for the common activations.
+  void add_activated(const Matrix& pre, Matrix& out) {
+    switch (options_.activation) {
+      case Activation::relu: out.array() += pre.array().max(Scalar(0)); break;
+      case Activation::identity: out += pre; break;
+      case Activation::leaky_relu:
+        out.array() += (pre.array() > Scalar(0)).select(pre.array(), Scalar(leaky_relu_slope) * pre.array());
+        break;
+      default:
+        scratch_.resize(pre.rows(), pre.cols());
+        activate(options_.activation, pre, scratch_);
+        out += scratch_;
+    }
+  }
+
+  /// Where a layer writes its input gradient into hidden layer s: straight into dL/dh_s for the
+  /// first contribution, into scratch otherwise (then added by add_input_gradient).
+  Matrix* input_gradient_target(std::size_t s) { return grad_written_[s] ? &scratch_in_ : &grad_hidden_[s]; }
+  void add_input_gradient(std::size_t s) {
+    if (grad_written_[s])
+      grad_hidden_[s] += scratch_in_;
+    else
+      grad_written_[s] = 1;
   }
 
   DANOptions options_;
@@ -422,6 +479,7 @@ class MaskedDeepDAN {
   // Activations of the last forward.
   std::vector<Matrix> main_pre_, main_post_, skip_pre_, skip_post_, hidden_, grad_hidden_;
   Matrix logits_, scratch_, scratch_in_, input_copy_;
+  std::vector<char> grad_written_;  // backward: has dL/dh_t received its first contribution?
   const Matrix* input_ = nullptr;
 };
 
