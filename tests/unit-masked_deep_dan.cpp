@@ -229,3 +229,26 @@ TEST_CASE("MaskedDeepDAN: every activation against a layer-by-layer reference an
       CHECK(second_grads == first_grads);
     }
 }
+
+TEST_CASE("MaskedDeepDAN: reset_parameters from a seed is reproducible and keeps the structure on request",
+          "[masked_deep_dan]") {
+  const nlohmann::json c = test::load_json("masked_dan.json")["cases"][0];
+  const DanDescription d = test::dan_description(c);
+  MaskedDeepDAN<double> a(10, 3, d), b(10, 3, d);
+  const auto masks = a.state_dict().masks;
+  a.reset_parameters(std::uint64_t{5}, /*keep_mask=*/true);
+  deepstruct::Generator gen(5);
+  b.reset_parameters(gen, /*keep_mask=*/true);
+  const auto sa = a.state_dict(), sb = b.state_dict();
+  CHECK(sa.masks == masks);  // the DAG's structure survives
+  for (const auto& kv : sa.matrices) {
+    INFO(kv.first);
+    CHECK(kv.second == sb.matrices.at(kv.first));
+  }
+  // A different seed draws different weights.
+  b.reset_parameters(std::uint64_t{6}, true);
+  CHECK(b.state_dict().matrices.at("layer_first.weight") != sa.matrices.at("layer_first.weight"));
+  // Without keep_mask every mask is all ones, as deepstruct's MaskedLinearLayer.reset_parameters.
+  a.reset_parameters(std::uint64_t{5});
+  for (const auto& kv : a.state_dict().masks) CHECK(kv.second.all());
+}

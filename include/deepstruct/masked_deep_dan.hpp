@@ -179,6 +179,10 @@ class MaskedDeepDAN {
     for (auto* l : maskable_layers()) l->reset_parameters(gen, keep_mask);
     for (auto& n : norms_) n.reset_parameters();
   }
+  void reset_parameters(std::uint64_t seed, bool keep_mask = false) {
+    Generator gen(seed);
+    reset_parameters(gen, keep_mask);
+  }
   void set_execution(Execution e) {
     for (auto* l : maskable_layers()) l->set_execution(e);
   }
