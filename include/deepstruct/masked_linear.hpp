@@ -36,8 +36,9 @@ enum class Execution {
 inline constexpr double default_layer_theta = 1e-3;
 
 /// The density at or below which Execution::automatic takes the sparse path. Measured on a
-/// 2-core AVX2 machine (docs/benchmarks.md): the sparse kernels overtake Eigen's GEMM between
-/// densities 0.2 and 0.3 for 1000x1000 layers at batch 128 to 1024.
+/// 2-core AVX2 machine (docs/benchmarks.md, 1000x1000 layers, batch 128 to 1024): the sparse
+/// kernels stop paying off between densities 0.37 and 0.48 with -march=native (0.66 to 0.90
+/// without); 0.2 stays below every measured crossover, single runs at 0.2-0.3 being noisy.
 inline constexpr double default_sparse_threshold = 0.2;
 
 template <typename Scalar_>

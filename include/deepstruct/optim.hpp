@@ -7,9 +7,10 @@
 /// for_each_parameter (MaskedLinear, MaskedDeepFFN, MaskedDeepDAN) and keep their state in the
 /// order the model visits its parameters.
 ///
-/// Masked weights have exactly zero gradient, so an update without weight decay leaves them as
-/// they are; weight decay shrinks them as PyTorch would, but never changes a mask: a weight
-/// behind the mask stays inactive.
+/// Masked weights have exactly zero gradient, so an update without weight decay leaves a weight
+/// that was masked from the start as it is; weight decay shrinks it as PyTorch would. A weight
+/// pruned mid-training may still move under SGD's momentum buffer or Adam's moments, as in
+/// PyTorch. No update changes a mask: a weight behind the mask stays inactive.
 
 #include <Eigen/Core>
 #include <algorithm>
