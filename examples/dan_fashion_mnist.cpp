@@ -10,12 +10,12 @@
 // The data set is Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist).
 #include <deepstruct/deepstruct.hpp>
 #include <deepstruct/graph.hpp>
-#include <deepstruct/io/idx.hpp>
+
+#include "fashion_mnist_data.hpp"
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -66,57 +66,18 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-// The data set's files, compressed (Debian ships .gz) or not.
-std::string find_file(const std::string& dir, const std::string& base) {
-  for (const std::string& name : {base + ".gz", base}) {
-    const std::string path = dir + "/" + name;
-    if (std::ifstream(path).good()) return path;
-  }
-  return "";
-}
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   const Args args = parse(argc, argv);
   const auto program_start = std::chrono::steady_clock::now();
-  const char* names[4] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                          "t10k-labels-idx1-ubyte"};
-  std::string paths[4];
-  for (int i = 0; i < 4; ++i) {
-    paths[i] = find_file(args.data, names[i]);
-    if (paths[i].empty()) {
-      std::fprintf(stderr,
-                   "dan_fashion_mnist: Fashion-MNIST not found: no %s(.gz) in %s\n"
-                   "  install it with: apt-get install dataset-fashion-mnist   (or pass --data DIR)\n",
-                   names[i], args.data.c_str());
-      return 2;
-    }
-  }
   using Model = deepstruct::MaskedDeepDAN<float>;
-  // Standardised with the training set's pixel mean and standard deviation.
-  const double mean = 0.2860, stddev = 0.3530;
-  Model::Matrix x_train, x_test;
-  deepstruct::Labels y_train, y_test;
-  try {
-    x_train = deepstruct::idx_images<float>(deepstruct::read_idx(paths[0]), paths[0], mean, stddev);
-    y_train = deepstruct::idx_labels(deepstruct::read_idx(paths[1]), paths[1]);
-    x_test = deepstruct::idx_images<float>(deepstruct::read_idx(paths[2]), paths[2], mean, stddev);
-    y_test = deepstruct::idx_labels(deepstruct::read_idx(paths[3]), paths[3]);
-  } catch (const deepstruct::io_error& e) {
-    std::fprintf(stderr, "dan_fashion_mnist: %s\n", e.what());
-    return 2;
-  }
-  if (args.train_samples > 0 && args.train_samples < x_train.cols()) {
-    x_train.conservativeResize(Eigen::NoChange, args.train_samples);
-    y_train.conservativeResize(args.train_samples);
-  }
-  std::printf("Fashion-MNIST: %ld training and %ld test images of %ld pixels\n", static_cast<long>(x_train.cols()),
-              static_cast<long>(x_test.cols()), static_cast<long>(x_train.rows()));
+  examples::FashionMnist data;
+  if (const int rc = examples::load_fashion_mnist("dan_fashion_mnist", args.data, args.train_samples, data)) return rc;
+  const Model::Matrix& x_train = data.x_train;
+  const Model::Matrix& x_test = data.x_test;
+  const deepstruct::Labels& y_train = data.y_train;
+  const deepstruct::Labels& y_test = data.y_test;
 
   // The structural prior and the network it makes.
   const std::size_t n = args.n, k = args.k;
@@ -176,7 +137,7 @@ int main(int argc, char** argv) {
   std::printf("\n== pruning: global magnitude over the main and skip layers, keep %.0f%%, one epoch of fine-tuning\n",
               100 * keep);
   std::printf("pruned %ld of %ld hidden and skip weights (%ld left); test accuracy %.2f%% after fine-tuning (%.2f s)\n",
-              static_cast<long>(pruned), before, active(), 100.0 * tuned.accuracy, seconds_since(prune_start));
+              static_cast<long>(pruned), before, active(), 100.0 * tuned.accuracy, examples::seconds_since(prune_start));
   std::printf("whole network: %ld of %ld weights active (density %.2f%%)\n", static_cast<long>(model.num_active_weights()),
               static_cast<long>(model.num_weights()), 100.0 * model.density());
 
@@ -202,6 +163,6 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::printf("wrote %s\n", args.svg.c_str());
-  std::printf("total run time %.1f s\n", seconds_since(program_start));
+  std::printf("total run time %.1f s\n", examples::seconds_since(program_start));
   return 0;
 }

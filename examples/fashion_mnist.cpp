@@ -6,14 +6,14 @@
 // (--train-samples uses only the first N training images: a quick smoke run.)
 // The data set is Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist).
 #include <deepstruct/deepstruct.hpp>
-#include <deepstruct/io/idx.hpp>
 #include <deepstruct/model_io.hpp>
+
+#include "fashion_mnist_data.hpp"
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <string>
 
 namespace {
@@ -54,56 +54,17 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-// The data set's files, compressed (Debian ships .gz) or not.
-std::string find_file(const std::string& dir, const std::string& base) {
-  for (const std::string& name : {base + ".gz", base}) {
-    const std::string path = dir + "/" + name;
-    if (std::ifstream(path).good()) return path;
-  }
-  return "";
-}
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   const Args args = parse(argc, argv);
-  const char* names[4] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                          "t10k-labels-idx1-ubyte"};
-  std::string paths[4];
-  for (int i = 0; i < 4; ++i) {
-    paths[i] = find_file(args.data, names[i]);
-    if (paths[i].empty()) {
-      std::fprintf(stderr,
-                   "fashion_mnist: Fashion-MNIST not found: no %s(.gz) in %s\n"
-                   "  install it with: apt-get install dataset-fashion-mnist   (or pass --data DIR)\n",
-                   names[i], args.data.c_str());
-      return 2;
-    }
-  }
   using Model = deepstruct::MaskedDeepFFN<float>;
-  // Standardised with the training set's pixel mean and standard deviation.
-  const double mean = 0.2860, stddev = 0.3530;
-  Model::Matrix x_train, x_test;
-  deepstruct::Labels y_train, y_test;
-  try {
-    x_train = deepstruct::idx_images<float>(deepstruct::read_idx(paths[0]), paths[0], mean, stddev);
-    y_train = deepstruct::idx_labels(deepstruct::read_idx(paths[1]), paths[1]);
-    x_test = deepstruct::idx_images<float>(deepstruct::read_idx(paths[2]), paths[2], mean, stddev);
-    y_test = deepstruct::idx_labels(deepstruct::read_idx(paths[3]), paths[3]);
-  } catch (const deepstruct::io_error& e) {
-    std::fprintf(stderr, "fashion_mnist: %s\n", e.what());
-    return 2;
-  }
-  if (args.train_samples > 0 && args.train_samples < x_train.cols()) {
-    x_train.conservativeResize(Eigen::NoChange, args.train_samples);
-    y_train.conservativeResize(args.train_samples);
-  }
-  std::printf("Fashion-MNIST: %ld training and %ld test images of %ld pixels\n", static_cast<long>(x_train.cols()),
-              static_cast<long>(x_test.cols()), static_cast<long>(x_train.rows()));
+  examples::FashionMnist data;
+  if (const int rc = examples::load_fashion_mnist("fashion_mnist", args.data, args.train_samples, data)) return rc;
+  const Model::Matrix& x_train = data.x_train;
+  const Model::Matrix& x_test = data.x_test;
+  const deepstruct::Labels& y_train = data.y_train;
+  const deepstruct::Labels& y_test = data.y_test;
 
   deepstruct::FFNOptions options;
   options.seed = args.seed;
@@ -154,7 +115,7 @@ int main(int argc, char** argv) {
   });
   tune.seed = args.seed + 100;
   deepstruct::fit(model, adam, x_train, y_train, tune);
-  const double prune_seconds = seconds_since(prune_start);
+  const double prune_seconds = examples::seconds_since(prune_start);
   for (const auto& r : rounds_done)
     std::printf("round %d: pruned %ld weights, density %.2f%%\n", r.round, static_cast<long>(r.pruned), 100.0 * r.density);
   const deepstruct::Evaluation pruned = deepstruct::evaluate(model, x_test, y_test);

@@ -1,0 +1,71 @@
+// Shared by the Fashion-MNIST examples (not part of the library): finds Debian's
+// dataset-fashion-mnist files (gzipped or not), reads and standardises them, and says clearly
+// what to install when they are missing.
+#pragma once
+
+#include <deepstruct/io/idx.hpp>
+
+#include <Eigen/Core>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+namespace examples {
+
+struct FashionMnist {
+  Eigen::MatrixXf x_train, x_test;  // 784 x N, one standardised image per column
+  deepstruct::Labels y_train, y_test;
+};
+
+/// The data set's file `base` in `dir`, compressed (Debian ships .gz) or not; "" if neither exists.
+inline std::string find_file(const std::string& dir, const std::string& base) {
+  for (const std::string& name : {base + ".gz", base}) {
+    const std::string path = dir + "/" + name;
+    if (std::ifstream(path).good()) return path;
+  }
+  return "";
+}
+
+/// Reads the four files from `dir` into `data` (the first `train_samples` training images if
+/// that is positive and smaller than the set) and prints their sizes. Returns 0, or 2 after a
+/// message on stderr naming `program` when a file is missing or unreadable.
+inline int load_fashion_mnist(const char* program, const std::string& dir, long train_samples, FashionMnist& data) {
+  const char* names[4] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                          "t10k-labels-idx1-ubyte"};
+  std::string paths[4];
+  for (int i = 0; i < 4; ++i) {
+    paths[i] = find_file(dir, names[i]);
+    if (paths[i].empty()) {
+      std::fprintf(stderr,
+                   "%s: Fashion-MNIST not found: no %s(.gz) in %s\n"
+                   "  install it with: apt-get install dataset-fashion-mnist   (or pass --data DIR)\n",
+                   program, names[i], dir.c_str());
+      return 2;
+    }
+  }
+  // Standardised with the training set's pixel mean and standard deviation.
+  const double mean = 0.2860, stddev = 0.3530;
+  try {
+    data.x_train = deepstruct::idx_images<float>(deepstruct::read_idx(paths[0]), paths[0], mean, stddev);
+    data.y_train = deepstruct::idx_labels(deepstruct::read_idx(paths[1]), paths[1]);
+    data.x_test = deepstruct::idx_images<float>(deepstruct::read_idx(paths[2]), paths[2], mean, stddev);
+    data.y_test = deepstruct::idx_labels(deepstruct::read_idx(paths[3]), paths[3]);
+  } catch (const deepstruct::io_error& e) {
+    std::fprintf(stderr, "%s: %s\n", program, e.what());
+    return 2;
+  }
+  if (train_samples > 0 && train_samples < data.x_train.cols()) {
+    data.x_train.conservativeResize(Eigen::NoChange, train_samples);
+    data.y_train.conservativeResize(train_samples);
+  }
+  std::printf("Fashion-MNIST: %ld training and %ld test images of %ld pixels\n", static_cast<long>(data.x_train.cols()),
+              static_cast<long>(data.x_test.cols()), static_cast<long>(data.x_train.rows()));
+  return 0;
+}
+
+inline double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace examples
