@@ -40,7 +40,7 @@ TEST_CASE("DanDescription: check_dan_description names what is wrong", "[dan_des
 
   d = valid();
   d.connections[2].mask.resize(3, 1);
-  CHECK_THROWS_WITH(deepstruct::check_dan_description(d), Catch::Contains("expected a mask of 1x3, found 3x1"));
+  CHECK_THROWS_WITH(deepstruct::check_dan_description(d), test::contains("expected a mask of 1x3, found 3x1"));
 
   d = valid();
   std::swap(d.connections[1], d.connections[2]);  // sources of target 2 not ascending
@@ -48,7 +48,7 @@ TEST_CASE("DanDescription: check_dan_description names what is wrong", "[dan_des
 
   d = valid();
   d.connections.erase(d.connections.begin());  // main 0 -> 1 missing
-  CHECK_THROWS_WITH(deepstruct::check_dan_description(d), Catch::Contains("main connection 0 -> 1"));
+  CHECK_THROWS_WITH(deepstruct::check_dan_description(d), test::contains("main connection 0 -> 1"));
 
   d = valid();
   d.connections.push_back(d.connections[0]);  // out of order

@@ -195,7 +195,7 @@ TEST_CASE("analyze: bad input throws", "[graph][analysis]") {
   CHECK_THROWS_AS(deepstruct::analyze(g, std::vector<std::size_t>{0, 7, 8}), deepstruct::value_error);  // layer >= n
   AnalysisOptions opt;
   opt.outputs = {3};
-  CHECK_THROWS_WITH(deepstruct::analyze(g, opt), Catch::Contains("output vertex ids below 3, found 3"));
+  CHECK_THROWS_WITH(deepstruct::analyze(g, opt), test::contains("output vertex ids below 3, found 3"));
   opt = {};
   opt.exact_path_length_limit = 1;
   opt.path_length_samples = 0;

@@ -134,7 +134,7 @@ TEST_CASE("conv2d: bad geometries throw value_error", "[graph][conv2d]") {
   deepstruct::Conv2dGeometry geo;
   geo.kernel = {3, 3};
   geo.input = {2, 2};
-  CHECK_THROWS_WITH(deepstruct::conv2d_structure(geo), Catch::Contains("output is empty"));
+  CHECK_THROWS_WITH(deepstruct::conv2d_structure(geo), test::contains("output is empty"));
   geo.padding = {1, 1};  // padding makes room
   CHECK(deepstruct::conv2d_output_size(geo) == std::array<std::int64_t, 2>{2, 2});
 }

@@ -234,7 +234,7 @@ TEST_CASE("write_svg: files and errors", "[graph][svg]") {
   bad.layers = {0, 1};
   CHECK_THROWS_AS(deepstruct::write_svg(sink, g, bad), deepstruct::value_error);
   bad.layers = {0, 1, 1};
-  CHECK_THROWS_WITH(deepstruct::write_svg(sink, g, bad), Catch::Contains("found edge 1 -> 2 from layer 1 to layer 1"));
+  CHECK_THROWS_WITH(deepstruct::write_svg(sink, g, bad), test::contains("found edge 1 -> 2 from layer 1 to layer 1"));
   bad = {};
   bad.edge_opacity = 1.5;
   CHECK_THROWS_AS(deepstruct::write_svg(sink, g, bad), deepstruct::value_error);

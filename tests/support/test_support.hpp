@@ -22,6 +22,15 @@ using Catch::Approx;
 
 namespace test {
 
+/// A string matcher "contains this substring" under either Catch2 (v3 renamed it).
+inline auto contains(const std::string& part) {
+#if __has_include(<catch2/catch_all.hpp>)
+  return Catch::Matchers::ContainsSubstring(part);
+#else
+  return Catch::Contains(part);
+#endif
+}
+
 inline std::string data_path(const std::string& name) { return std::string(DEEPSTRUCT_TEST_DATA_DIR) + "/" + name; }
 
 inline nlohmann::json load_json(const std::string& name) {
