@@ -190,3 +190,22 @@ TEST_CASE("convert: dan_description keeps an empty main connection and rejects e
   CHECK(d.connections[2].target_layer == 2);
   for (const auto& conn : d.connections) CHECK(conn.mask.all());
 }
+
+TEST_CASE("convert: the builders store the natural layer of every neuron", "[graph][convert]") {
+  auto stored = [](const deepstruct::Dag& g) {
+    std::vector<std::size_t> l(num_vertices(g));
+    for (std::size_t v = 0; v < l.size(); ++v) l[v] = g[v].layer;
+    return l;
+  };
+  // bipartite: inputs 0, outputs 1, also without any edge.
+  CHECK(stored(deepstruct::bipartite_from_mask(deepstruct::LayerMask::Constant(2, 3, false))) ==
+        std::vector<std::size_t>{0, 0, 0, 1, 1});
+  // FFN 2-3-2-1 with an empty second mask: layer_index would flatten it, the stored layers do not.
+  const std::vector<deepstruct::LayerMask> masks = {deepstruct::LayerMask::Constant(3, 2, true), deepstruct::LayerMask::Constant(2, 3, false),
+                                                    deepstruct::LayerMask::Constant(1, 2, true)};
+  CHECK(stored(deepstruct::ffn_structure(masks, {true, true})) == std::vector<std::size_t>{0, 0, 1, 1, 1, 2, 2, 3});
+  CHECK(stored(deepstruct::ffn_structure(masks, {false, true})) == std::vector<std::size_t>{0, 0, 0, 1, 1, 2});
+  CHECK(stored(deepstruct::ffn_structure(masks, {true, false})) == std::vector<std::size_t>{0, 0, 1, 1, 1, 2, 2});
+  CHECK(stored(deepstruct::ffn_structure(masks)) == std::vector<std::size_t>{0, 0, 0, 1, 1});
+  CHECK(deepstruct::layer_index(deepstruct::ffn_structure(masks, {true, true})) == std::vector<std::size_t>{0, 0, 1, 1, 1, 0, 0, 1});
+}

@@ -2,6 +2,7 @@
 #include <deepstruct/graph/generators.hpp>
 #include <deepstruct/graph/layer_index.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <set>
@@ -173,4 +174,52 @@ TEST_CASE("generators: Barabasi-Albert has m(n - m) edges and rich-get-richer de
   CHECK(double(early) / 10.0 > 5.0 * 4.0);  // mean degree ~ 2m = 4
   CHECK_THROWS_AS(deepstruct::barabasi_albert(5, 0, gen), deepstruct::value_error);
   CHECK_THROWS_AS(deepstruct::barabasi_albert(5, 5, gen), deepstruct::value_error);
+}
+
+TEST_CASE("generators: golden edge lists for seed 7 pin the draw order", "[graph][generators]") {
+  // Regenerate only when a change of the random sequence is intended (and say so in the commit).
+  // edges(g) lists a Dag's edges in insertion order: G(n, p) by (target, source), the others by
+  // (source, target).
+  struct Golden {
+    const char* name;
+    std::function<deepstruct::Dag(deepstruct::Generator&)> make;
+    Pairs edges;
+  };
+  const std::vector<Golden> cases = {
+      {"erdos_renyi_gnp(10, 0.3)", [](auto& gen) { return deepstruct::erdos_renyi_gnp(10, 0.3, gen); },
+       {{0, 3}, {2, 5}, {3, 5}, {5, 6}, {0, 7}, {1, 7}, {0, 8}, {7, 8}, {0, 9}, {4, 9}, {8, 9}}},
+      {"erdos_renyi_gnm(10, 12)", [](auto& gen) { return deepstruct::erdos_renyi_gnm(10, 12, gen); },
+       {{0, 4}, {0, 6}, {1, 3}, {1, 4}, {1, 8}, {2, 6}, {2, 8}, {2, 9}, {3, 4}, {4, 7}, {4, 9}, {5, 8}}},
+      {"watts_strogatz(10, 4, 0.3)", [](auto& gen) { return deepstruct::watts_strogatz(10, 4, 0.3, gen); },
+       {{0, 1}, {0, 2}, {0, 6}, {0, 7}, {0, 9}, {1, 2}, {1, 3}, {1, 8}, {2, 4}, {2, 6},
+        {3, 5}, {3, 8}, {4, 5}, {4, 6}, {5, 6}, {5, 7}, {5, 9}, {6, 9}, {7, 8}, {8, 9}}},
+      {"newman_watts_strogatz(10, 4, 0.3)", [](auto& gen) { return deepstruct::newman_watts_strogatz(10, 4, 0.3, gen); },
+       {{0, 1}, {0, 2}, {0, 6}, {0, 7}, {0, 8}, {0, 9}, {1, 2}, {1, 3}, {1, 8}, {1, 9}, {2, 3}, {2, 4}, {2, 6}, {3, 4},
+        {3, 5}, {3, 8}, {4, 5}, {4, 6}, {5, 6}, {5, 7}, {5, 9}, {6, 7}, {6, 8}, {6, 9}, {7, 8}, {7, 9}, {8, 9}}},
+      {"barabasi_albert(10, 2)", [](auto& gen) { return deepstruct::barabasi_albert(10, 2, gen); },
+       {{0, 1}, {0, 2}, {0, 3}, {0, 4}, {0, 5}, {0, 6}, {0, 7}, {0, 8}, {0, 9}, {1, 6}, {1, 9}, {2, 3}, {3, 4}, {3, 7},
+        {4, 5}, {5, 8}}},
+  };
+  for (const Golden& c : cases) {
+    INFO(c.name);
+    deepstruct::Generator gen(7);
+    const deepstruct::Dag g = c.make(gen);
+    CHECK(num_vertices(g) == 10);
+    CHECK(edge_list(g) == c.edges);
+  }
+}
+
+TEST_CASE("generators: every generator stores the layer index", "[graph][generators]") {
+  deepstruct::Generator gen(8);
+  const std::vector<deepstruct::Dag> graphs = {
+      deepstruct::erdos_renyi_gnp(300, 0.02, gen), deepstruct::erdos_renyi_gnp(12, 1.0, gen),
+      deepstruct::erdos_renyi_gnm(300, 700, gen),  deepstruct::watts_strogatz(200, 4, 0.2, gen),
+      deepstruct::newman_watts_strogatz(200, 4, 0.2, gen), deepstruct::barabasi_albert(200, 3, gen)};
+  for (const deepstruct::Dag& g : graphs) {
+    const std::vector<std::size_t> expected = deepstruct::layer_index(g);
+    std::vector<std::size_t> stored(num_vertices(g));
+    for (std::size_t v = 0; v < stored.size(); ++v) stored[v] = g[v].layer;
+    CHECK(stored == expected);
+    CHECK(*std::max_element(stored.begin(), stored.end()) > 2);  // not trivially all 0
+  }
 }

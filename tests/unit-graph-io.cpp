@@ -1,11 +1,16 @@
 // Tests of <deepstruct/graph/io.hpp>.
+#include <deepstruct/graph/conv2d.hpp>
+#include <deepstruct/graph/convert.hpp>
 #include <deepstruct/graph/generators.hpp>
 #include <deepstruct/graph/io.hpp>
 #include <deepstruct/graph/layer_index.hpp>
 #include <deepstruct/random.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -25,6 +30,36 @@ EdgeSet edge_set(const deepstruct::Dag& g) {
 
 std::string tmp_path(const std::string& name) { return std::string(DEEPSTRUCT_TEST_TMP_DIR) + "/graph-io-" + name; }
 
+bool file_exists(const std::string& path) { return std::ifstream(path).good(); }
+
+std::string file_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// The `layer` data of every node of a GraphML document we wrote, in node order.
+std::vector<std::size_t> written_layers(const std::string& text) {
+  const deepstruct::Dag back = deepstruct::parse_graphml(text);
+  std::vector<std::size_t> layers(num_vertices(back));
+  for (std::size_t v = 0; v < layers.size(); ++v) layers[v] = back[v].layer;
+  return layers;
+}
+
+std::string graphml_text(const deepstruct::Dag& g, const deepstruct::GraphmlWriteOptions& options = {}) {
+  std::ostringstream out;
+  deepstruct::write_graphml(out, g, options);
+  return out.str();
+}
+
+// An FFN 3-4-2 with a hidden neuron (vertex 3 + 2 = 5) that has no inputs, and a hidden neuron
+// (vertex 6) with no edges at all: its layers are not the longest-path layers.
+std::vector<deepstruct::LayerMask> ffn_masks() {
+  deepstruct::LayerMask a = deepstruct::LayerMask::Constant(4, 3, true), b = deepstruct::LayerMask::Constant(2, 4, true);
+  a.row(2).setConstant(false);  // hidden neuron 2: no inputs
+  a.row(3).setConstant(false);  // hidden neuron 3: no inputs ...
+  b.col(3).setConstant(false);  // ... and no outputs
+  return {a, b};
+}
 // A random DAG with random weights (some awkward to print) and stored layers.
 deepstruct::Dag weighted_dag(std::uint64_t seed) {
   deepstruct::Generator gen(seed);
@@ -172,6 +207,83 @@ TEST_CASE("GraphML: networkx reads what we write", "[graph][io]") {
   }
 }
 
+TEST_CASE("GraphML: the layers written are the builders' layers, or layer_index when none are stored", "[graph][io]") {
+  using deepstruct::GraphmlLayers;
+  // ffn_structure stores the FFN layers, counted from the first layer kept.
+  deepstruct::StructureOptions all;
+  all.include_input = all.include_output = true;
+  const deepstruct::Dag ffn = deepstruct::ffn_structure(ffn_masks(), all);
+  const std::vector<std::size_t> ffn_layers{0, 0, 0, 1, 1, 1, 1, 2, 2};
+  CHECK(written_layers(graphml_text(ffn)) == ffn_layers);
+  CHECK(written_layers(graphml_text(ffn, {true, true, GraphmlLayers::stored})) == ffn_layers);
+  // layer_index puts the neurons without inputs (5, 6) into layer 0.
+  CHECK(written_layers(graphml_text(ffn, {true, true, GraphmlLayers::layer_index})) ==
+        std::vector<std::size_t>{0, 0, 0, 1, 1, 0, 0, 2, 2});
+  const deepstruct::Dag hidden_only = deepstruct::ffn_structure(ffn_masks(), {false, true});
+  CHECK(written_layers(graphml_text(hidden_only)) == std::vector<std::size_t>{0, 0, 0, 0, 1, 1});
+
+  // bipartite_from_mask and conv2d_structure: inputs 0, outputs 1, also when unconnected.
+  CHECK(written_layers(graphml_text(deepstruct::bipartite_from_mask(deepstruct::LayerMask::Constant(2, 3, false)))) ==
+        std::vector<std::size_t>{0, 0, 0, 1, 1});
+  deepstruct::Conv2dGeometry conv;
+  conv.kernel = {2, 2};
+  conv.input = {3, 3};
+  CHECK(written_layers(graphml_text(deepstruct::conv2d_structure(conv))) ==
+        std::vector<std::size_t>{0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1});
+
+  // A graph built by add_edge: its stored layers (all 0) are no layering, so layer_index is written.
+  deepstruct::Dag plain(4);
+  add_edge(0, 1, plain);
+  add_edge(1, 2, plain);
+  add_edge(0, 2, plain);
+  CHECK(written_layers(graphml_text(plain)) == std::vector<std::size_t>{0, 1, 2, 0});
+  CHECK(written_layers(graphml_text(plain, {true, true, GraphmlLayers::stored})) == std::vector<std::size_t>{0, 0, 0, 0});
+  CHECK(deepstruct::graphml_layers(plain) == std::vector<std::size_t>{0, 1, 2, 0});
+  // A cyclic graph has no layer index: automatic throws before writing; stored or no layers write it.
+  add_edge(2, 0, plain);
+  std::ostringstream out;
+  CHECK_THROWS_AS(deepstruct::write_graphml(out, plain), deepstruct::not_a_dag);
+  CHECK(out.str().empty());
+  CHECK(written_layers(graphml_text(plain, {true, true, GraphmlLayers::stored})) == std::vector<std::size_t>{0, 0, 0, 0});
+  CHECK(written_layers(graphml_text(plain, {false, true})) == std::vector<std::size_t>{0, 0, 0, 0});
+  const std::string path = tmp_path("cyclic.graphml");
+  std::remove(path.c_str());
+  CHECK_THROWS_AS(deepstruct::write_graphml(path, plain), deepstruct::not_a_dag);
+  CHECK_FALSE(file_exists(path));
+}
+
+TEST_CASE("GraphML: networkx reads the layers of ffn_structure written without assign_layers", "[graph][io]") {
+  const std::string python = DEEPSTRUCT_PYTHON;
+  if (python.empty() || std::system((python + " -c \"import networkx\" > /dev/null 2>&1").c_str()) != 0) {
+    WARN("skipped: no Python with networkx (DEEPSTRUCT_PYTHON = '" << python << "')");
+    return;
+  }
+  deepstruct::StructureOptions all;
+  all.include_input = all.include_output = true;
+  const std::string path = tmp_path("ffn-for-networkx.graphml"), result = tmp_path("ffn-from-networkx.json"),
+                    script = tmp_path("read-ffn.py");
+  deepstruct::write_graphml(path, deepstruct::ffn_structure(ffn_masks(), all));  // no assign_layers
+  {
+    std::ofstream py(script);
+    py << "import json, sys, networkx as nx\n"
+          "g = nx.read_graphml(sys.argv[1], node_type=int)\n"
+          "json.dump({'layer': [g.nodes[v]['layer'] for v in sorted(g.nodes)],\n"
+          "           'edges': sorted([u, v] for u, v in g.edges())}, open(sys.argv[2], 'w'))\n";
+  }
+  REQUIRE(std::system((python + " " + script + " " + path + " " + result).c_str()) == 0);
+  std::ifstream in(result);
+  const auto j = nlohmann::json::parse(in);
+  CHECK(j["layer"].get<std::vector<std::size_t>>() == std::vector<std::size_t>{0, 0, 0, 1, 1, 1, 1, 2, 2});
+  // inputs 0..2 -> hidden 3, 4 (rows 0, 1 of the first mask); hidden 3..5 -> outputs 7, 8.
+  std::vector<std::vector<std::size_t>> edges;
+  for (std::size_t i = 0; i < 3; ++i)
+    for (std::size_t h : {3, 4}) edges.push_back({i, h});
+  for (std::size_t h : {3, 4, 5})
+    for (std::size_t o : {7, 8}) edges.push_back({h, o});
+  std::sort(edges.begin(), edges.end());
+  CHECK(j["edges"].get<std::vector<std::vector<std::size_t>>>() == edges);
+}
+
 TEST_CASE("GraphML: undirected graphs are rejected unless asked to orient them", "[graph][io]") {
   const std::string body = "<node id=\"a\"/><node id=\"b\"/><node id=\"c\"/>\n<edge source=\"c\" target=\"a\"/>\n<edge source=\"a\" target=\"b\"/>\n";
   for (const std::string attrs : {"edgedefault=\"undirected\"", ""}) {
@@ -260,7 +372,20 @@ TEST_CASE("DOT: one rank=same group per layer, every edge, optional weights", "[
   add_edge(0, 1, cyclic);
   add_edge(1, 2, cyclic);
   add_edge(2, 0, cyclic);
-  CHECK_THROWS_AS(deepstruct::write_dot(out, cyclic), deepstruct::not_a_dag);
+  std::ostringstream partial;
+  CHECK_THROWS_AS(deepstruct::write_dot(partial, cyclic), deepstruct::not_a_dag);
+  CHECK(partial.str().empty());  // nothing written before the layers are known
+  // To a file: no file is created, and an existing one keeps its contents.
+  const std::string path = tmp_path("cyclic.dot");
+  std::remove(path.c_str());
+  CHECK_THROWS_AS(deepstruct::write_dot(path, cyclic), deepstruct::not_a_dag);
+  CHECK_FALSE(file_exists(path));
+  deepstruct::write_dot(path, g);
+  const std::string before = file_text(path);
+  REQUIRE(before.rfind("digraph", 0) == 0);
+  CHECK_THROWS_AS(deepstruct::write_dot(path, cyclic), deepstruct::not_a_dag);
+  CHECK_THROWS_AS(deepstruct::write_dot(path, g, {true, false, "sideways"}), deepstruct::value_error);
+  CHECK(file_text(path) == before);
   std::ostringstream plain;
   deepstruct::write_dot(plain, cyclic, {false, false});
   CHECK(plain.str() == "digraph \"deepstruct\" {\n  rankdir=LR;\n  node [shape=circle];\n  0;\n  1;\n  2;\n  0 -> 1;\n  1 -> 2;\n  2 -> 0;\n}\n");

@@ -75,13 +75,15 @@ inline std::array<std::int64_t, 2> conv2d_output_size(const Conv2dGeometry& c) {
 /// order, outputs follow in (channel, row, col) order of the output. Output channel oc of group
 /// g = oc / (Cout/groups) reads input channels g*(Cin/groups)..; its tap (ky, kx) at output (oy, ox)
 /// reads input row oy*s_h - p_h + ky*d_h and col ox*s_w - p_w + kx*d_w when that lies inside the
-/// input (outside it reads padding: no edge). Edge weights are 1. Throws as conv2d_output_size.
+/// input (outside it reads padding: no edge). Edge weights are 1; stored layers are 0 for the
+/// inputs and 1 for the outputs. Throws as conv2d_output_size.
 /// O(V + E), E <= Cout*Ho*Wo*(Cin/groups)*kh*kw.
 inline Dag conv2d_structure(const Conv2dGeometry& c) {
   const auto out_size = conv2d_output_size(c);
   const std::int64_t H = c.input[0], W = c.input[1], Ho = out_size[0], Wo = out_size[1];
   const std::int64_t num_inputs = c.in_channels * H * W;
   Dag g(static_cast<std::size_t>(num_inputs + c.out_channels * Ho * Wo));
+  for (std::size_t v = static_cast<std::size_t>(num_inputs); v < num_vertices(g); ++v) g[v].layer = 1;
   const std::int64_t in_per_group = c.in_channels / c.groups, out_per_group = c.out_channels / c.groups;
   for (std::int64_t oc = 0; oc < c.out_channels; ++oc) {
     const std::int64_t first_ic = (oc / out_per_group) * in_per_group;

@@ -23,10 +23,11 @@ using LayerMask = Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>;
 
 /// The bipartite DAG of one layer: inputs are vertices 0..in-1, outputs in..in+out-1, and
 /// i -> in+o is an edge (weight 1) when mask(o, i). Every neuron is a vertex, also unconnected ones.
-/// O(in + out + in * out).
+/// Stored layers: 0 for the inputs, 1 for the outputs. O(in + out + in * out).
 inline Dag bipartite_from_mask(const LayerMask& mask) {
   const auto out = static_cast<std::size_t>(mask.rows()), in = static_cast<std::size_t>(mask.cols());
   Dag g(in + out);
+  for (std::size_t v = in; v < in + out; ++v) g[v].layer = 1;
   for (std::size_t i = 0; i < in; ++i)
     for (std::size_t o = 0; o < out; ++o)
       if (mask(static_cast<Eigen::Index>(o), static_cast<Eigen::Index>(i))) add_edge(i, in + o, g);
@@ -66,8 +67,10 @@ struct StructureOptions {
 /// MaskedDeepFFN.generate_structure, include_input = false leaves out the inputs and masks[0] (the
 /// first hidden neuron is vertex 0) and include_output = false leaves out the outputs and the last
 /// mask. Unlike deepstruct, every neuron is a vertex, also one without edges, so ids do not depend on
-/// the masks. Throws shape_error when consecutive masks do not chain and value_error when masks is
-/// empty. O(neurons + sum of mask sizes).
+/// the masks. The stored layer of a vertex is its neuron layer counted from the first layer kept
+/// (with include_input the inputs are layer 0; without, the first hidden layer is), also for a
+/// neuron without edges, which layer_index() would put in layer 0. Throws shape_error when
+/// consecutive masks do not chain and value_error when masks is empty. O(neurons + sum of mask sizes).
 inline Dag ffn_structure(const std::vector<LayerMask>& masks, const StructureOptions& options = {}) {
   if (masks.empty()) DEEPSTRUCT_THROW(value_error, "ffn_structure: expected at least one mask, found none");
   for (std::size_t k = 1; k < masks.size(); ++k)
@@ -83,6 +86,8 @@ inline Dag ffn_structure(const std::vector<LayerMask>& masks, const StructureOpt
   std::vector<std::size_t> offset(K + 2, 0);
   for (std::size_t l = first; l <= last && l <= K; ++l) offset[l + 1] = offset[l] + layer_size(l);
   Dag g(first <= last ? offset[last + 1] : 0);
+  for (std::size_t l = first; l <= last && l <= K; ++l)
+    for (std::size_t v = offset[l]; v < offset[l + 1]; ++v) g[v].layer = l - first;
   for (std::size_t k = first; k < last; ++k) {  // mask k connects layer k to layer k+1
     const LayerMask& m = masks[k];
     for (Eigen::Index i = 0; i < m.cols(); ++i)

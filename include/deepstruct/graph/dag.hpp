@@ -12,7 +12,11 @@ namespace deepstruct {
 
 /// Bundled vertex properties.
 struct VertexProperties {
-  std::size_t layer = 0;  ///< filled by assign_layers(); 0 until then
+  /// The vertex's layer. The builders fill it: ffn_structure (the FFN layer, counted from the
+  /// first layer kept), bipartite_from_mask and conv2d_structure (inputs 0, outputs 1), the random
+  /// generators and assign_layers() (layer_index(), the longest path from a source), read_graphml
+  /// (the file's `layer` data). A graph built by add_edge has 0 everywhere until assign_layers().
+  std::size_t layer = 0;
 };
 
 /// Bundled edge properties.

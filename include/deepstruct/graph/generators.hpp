@@ -5,8 +5,13 @@
 /// Random structural priors: the classic random graph models (as networkx generates them), each
 /// returned as a DAG by orienting every edge from the lower to the higher id. Every generator takes
 /// a deepstruct::Generator and draws only through deepstruct::random, so the same seed gives the
-/// same graph with every compiler and standard library. No self-loops, no parallel edges; edges
-/// are added in ascending (source, target) order.
+/// same graph with every compiler and standard library. No self-loops, no parallel edges. Edge
+/// order (a Dag's edges(g) lists edges in insertion order, out_edges(v, g) too):
+/// erdos_renyi_gnm, watts_strogatz, newman_watts_strogatz and barabasi_albert add their edges in
+/// ascending (source, target) order; erdos_renyi_gnp adds them in ascending (target, source)
+/// order, the order of its geometric skips. Either way every vertex's out-edges have ascending
+/// targets. Every generator stores layer_index() in the vertices' `layer` (one O(V + E) pass in
+/// id order).
 
 #include <algorithm>
 #include <cmath>
@@ -30,13 +35,25 @@ inline void check_probability(const char* who, double p) {
     DEEPSTRUCT_THROW(value_error, std::string(who) + ": expected a probability p in [0, 1], found " + std::to_string(p));
 }
 
-/// A DAG on n vertices from undirected pairs, oriented low -> high and added in sorted order.
+/// Stores layer_index() in g[v].layer for a graph whose every edge goes from a lower to a higher
+/// id: visiting the vertices by id, a vertex's layer is final before its out-edges are read.
+inline void store_layers_of_upward_graph(Dag& g) {
+  for (std::size_t u = 0; u < num_vertices(g); ++u)
+    for (auto [e, e_end] = out_edges(u, g); e != e_end; ++e) {
+      const std::size_t v = target(*e, g);
+      g[v].layer = std::max(g[v].layer, g[u].layer + 1);
+    }
+}
+
+/// A DAG on n vertices from undirected pairs, oriented low -> high and added in sorted order,
+/// with its layers stored.
 inline Dag dag_from_pairs(std::size_t n, std::vector<std::pair<std::size_t, std::size_t>> pairs) {
   for (auto& [u, v] : pairs)
     if (u > v) std::swap(u, v);
   std::sort(pairs.begin(), pairs.end());
   Dag g(n);
   for (const auto& [u, v] : pairs) add_edge(u, v, g);
+  store_layers_of_upward_graph(g);
   return g;
 }
 
@@ -78,7 +95,8 @@ inline void check_ring(const char* who, std::size_t n, std::size_t k, double p) 
 }  // namespace detail
 
 /// Erdos-Renyi G(n, p): every pair {u, v} is an edge with probability p, independently. Geometric
-/// skipping (Batagelj and Brandes 2005) draws one number per edge, so the cost is O(n + m).
+/// skipping (Batagelj and Brandes 2005) draws one number per edge, so the cost is O(n + m). Edges
+/// are added by target ascending, then source ascending.
 /// Throws value_error unless 0 <= p <= 1.
 inline Dag erdos_renyi_gnp(std::size_t n, double p, Generator& gen) {
   detail::check_probability("erdos_renyi_gnp", p);
@@ -87,13 +105,13 @@ inline Dag erdos_renyi_gnp(std::size_t n, double p, Generator& gen) {
   if (p == 1.0) {
     for (std::size_t u = 0; u < n; ++u)
       for (std::size_t v = u + 1; v < n; ++v) add_edge(u, v, g);
+    detail::store_layers_of_upward_graph(g);
     return g;
   }
   // Pairs (w, v), w < v, enumerated v = 1, 2, ... and inside by w ascending; edge w -> v. The gap
   // to the next edge is geometric: floor(log(1 - r) / log(1 - p)).
   const double log_q = std::log1p(-p);
   const double pairs = 0.5 * static_cast<double>(n) * static_cast<double>(n - 1);
-  std::vector<std::pair<std::size_t, std::size_t>> found;
   std::size_t v = 1;
   std::uint64_t w = static_cast<std::uint64_t>(-1);  // w + 1 == 0 before the first skip
   while (v < n) {
@@ -106,6 +124,7 @@ inline Dag erdos_renyi_gnp(std::size_t n, double p, Generator& gen) {
     }
     if (v < n) add_edge(static_cast<std::size_t>(w), v, g);
   }
+  detail::store_layers_of_upward_graph(g);
   return g;
 }
 
@@ -137,7 +156,8 @@ inline Dag erdos_renyi_gnm(std::size_t n, std::size_t m, Generator& gen) {
 }
 
 /// Watts-Strogatz small world, as networkx.watts_strogatz_graph: a ring of n vertices each joined
-/// to its k nearest neighbours (floor(k/2) on each side, so an odd k acts as k - 1, as in networkx); then every lattice edge (u, u + j) is, with
+/// to its k nearest neighbours (floor(k/2) on each side, so an odd k acts as k - 1, as in
+/// networkx); then every lattice edge (u, u + j) is, with
 /// probability p, replaced by (u, w) for a uniform w that is neither u nor already a neighbour of u
 /// (left alone when u is adjacent to all others). Keeps exactly n*floor(k/2) edges. k < n,
 /// 0 <= p <= 1, else value_error. O(n k^2) (neighbour lists are scanned).

@@ -26,6 +26,7 @@
 
 #include "deepstruct/errors.hpp"
 #include "deepstruct/graph/dag.hpp"
+#include "deepstruct/graph/layer_index.hpp"
 #include "deepstruct/graph/layered.hpp"
 
 namespace deepstruct {
@@ -503,15 +504,42 @@ inline Dag read_graphml(const std::string& path, const GraphmlReadOptions& optio
   return parse_graphml(detail::read_file_text(path), path, options, node_ids);
 }
 
-/// What write_graphml writes beside the structure.
-struct GraphmlWriteOptions {
-  bool layer = true;   ///< each vertex's stored `layer` (assign_layers() fills it) as node data, attr.type int
-  bool weight = true;  ///< each edge's `weight` as edge data, attr.type double (round-trip exact)
+/// Where write_graphml takes the `layer` it writes from.
+enum class GraphmlLayers {
+  /// The stored g[v].layer when it is a layering of g (every edge goes to a strictly higher stored
+  /// layer, as the builders, the generators, assign_layers() and a layered GraphML file leave
+  /// it); otherwise, e.g. for a graph built by add_edge whose layers were never set (all 0),
+  /// layer_index(g), which throws not_a_dag when g has a cycle. The default.
+  automatic,
+  stored,      ///< g[v].layer as it is, whatever it holds
+  layer_index  ///< layer_index(g) (the longest path from a source), ignoring what is stored
 };
 
+/// What write_graphml writes beside the structure.
+struct GraphmlWriteOptions {
+  bool layer = true;   ///< each vertex's layer (from `layers`) as node data, attr.type int
+  bool weight = true;  ///< each edge's `weight` as edge data, attr.type double (round-trip exact)
+  GraphmlLayers layers = GraphmlLayers::automatic;
+};
+
+/// The layers write_graphml writes for g (see GraphmlLayers). O(V + E).
+inline std::vector<std::size_t> graphml_layers(const Dag& g, GraphmlLayers which = GraphmlLayers::automatic) {
+  std::vector<std::size_t> stored(num_vertices(g));
+  for (std::size_t v = 0; v < stored.size(); ++v) stored[v] = g[v].layer;
+  if (which == GraphmlLayers::stored) return stored;
+  if (which == GraphmlLayers::automatic) {
+    bool layering = true;
+    for (auto [e, e_end] = edges(g); e != e_end && layering; ++e) layering = stored[source(*e, g)] < stored[target(*e, g)];
+    if (layering) return stored;
+  }
+  return layer_index(g);
+}
+
 /// Writes g as directed GraphML with node ids "0".."n-1", readable by networkx.read_graphml
-/// (node_type=int gives back the integer ids) and by read_graphml. O(V + E).
+/// (node_type=int gives back the integer ids) and by read_graphml. The layers are chosen (and may
+/// throw not_a_dag) before anything is written. O(V + E).
 inline void write_graphml(std::ostream& out, const Dag& g, const GraphmlWriteOptions& options = {}) {
+  const std::vector<std::size_t> layers = options.layer ? graphml_layers(g, options.layers) : std::vector<std::size_t>{};
   out << "<?xml version='1.0' encoding='utf-8'?>\n"
          "<graphml xmlns=\"http://graphml.graphdrawing.org/xmlns\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
          "xsi:schemaLocation=\"http://graphml.graphdrawing.org/xmlns http://graphml.graphdrawing.org/xmlns/1.0/graphml.xsd\">\n";
@@ -520,7 +548,7 @@ inline void write_graphml(std::ostream& out, const Dag& g, const GraphmlWriteOpt
   out << "  <graph edgedefault=\"directed\">\n";
   for (std::size_t v = 0; v < num_vertices(g); ++v) {
     out << "    <node id=\"" << v << '"';
-    if (options.layer) out << "><data key=\"d0\">" << g[v].layer << "</data></node>\n";
+    if (options.layer) out << "><data key=\"d0\">" << layers[v] << "</data></node>\n";
     else out << "/>\n";
   }
   for (auto [e, e_end] = edges(g); e != e_end; ++e) {
@@ -531,13 +559,26 @@ inline void write_graphml(std::ostream& out, const Dag& g, const GraphmlWriteOpt
   out << "  </graph>\n</graphml>\n";
 }
 
-/// write_graphml to the file at `path`; io_error naming the path when it cannot be written.
-inline void write_graphml(const std::string& path, const Dag& g, const GraphmlWriteOptions& options = {}) {
+namespace detail {
+
+/// Writes text to the file at path (created or replaced); io_error naming the path on failure.
+inline void write_file_text(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
   if (!out) DEEPSTRUCT_THROW(io_error, "cannot open " + path + " for writing");
-  write_graphml(out, g, options);
+  out << text;
   out.flush();
   if (!out) DEEPSTRUCT_THROW(io_error, "error while writing " + path);
+}
+
+}  // namespace detail
+
+/// write_graphml to the file at `path`; io_error naming the path when it cannot be written. The
+/// document is made in memory first: when it throws (not_a_dag), no file is created and an
+/// existing one is left as it was.
+inline void write_graphml(const std::string& path, const Dag& g, const GraphmlWriteOptions& options = {}) {
+  std::ostringstream text;
+  write_graphml(text, g, options);
+  detail::write_file_text(path, text.str());
 }
 
 /// How write_dot draws the graph.
@@ -550,10 +591,12 @@ struct DotOptions {
 
 /// Writes g in Graphviz's DOT language: vertices by id, one rank=same group per layer (in layer
 /// order, vertices ascending), then the edges in Boost's edge order. Throws value_error for a
-/// rankdir Graphviz does not know. O(V + E).
+/// rankdir Graphviz does not know and, with group_by_layer, not_a_dag for a cyclic graph; both
+/// before anything is written to `out`. O(V + E).
 inline void write_dot(std::ostream& out, const Dag& g, const DotOptions& options = {}) {
   if (options.rankdir != "LR" && options.rankdir != "TB" && options.rankdir != "RL" && options.rankdir != "BT")
     DEEPSTRUCT_THROW(value_error, "write_dot: expected rankdir LR, TB, RL or BT, found \"" + options.rankdir + "\"");
+  const LayeredView view = options.group_by_layer ? LayeredView(g) : LayeredView();  // may throw not_a_dag
   std::string name;
   for (const char c : options.name) {
     if (c == '"' || c == '\\') name += '\\';
@@ -561,7 +604,6 @@ inline void write_dot(std::ostream& out, const Dag& g, const DotOptions& options
   }
   out << "digraph \"" << name << "\" {\n  rankdir=" << options.rankdir << ";\n  node [shape=circle];\n";
   if (options.group_by_layer) {
-    const LayeredView view(g);
     for (std::size_t l = 0; l < view.num_layers(); ++l) {
       out << "  { rank=same;";
       for (const std::size_t v : view.vertices(l)) out << ' ' << v << ';';
@@ -578,13 +620,13 @@ inline void write_dot(std::ostream& out, const Dag& g, const DotOptions& options
   out << "}\n";
 }
 
-/// write_dot to the file at `path`; io_error naming the path when it cannot be written.
+/// write_dot to the file at `path`; io_error naming the path when it cannot be written. The
+/// document is made in memory first: when it throws (value_error, not_a_dag), no file is created
+/// and an existing one is left as it was.
 inline void write_dot(const std::string& path, const Dag& g, const DotOptions& options = {}) {
-  std::ofstream out(path, std::ios::binary);
-  if (!out) DEEPSTRUCT_THROW(io_error, "cannot open " + path + " for writing");
-  write_dot(out, g, options);
-  out.flush();
-  if (!out) DEEPSTRUCT_THROW(io_error, "error while writing " + path);
+  std::ostringstream text;
+  write_dot(text, g, options);
+  detail::write_file_text(path, text.str());
 }
 
 }  // namespace deepstruct
