@@ -39,19 +39,53 @@ EdgeSet brute_force(const deepstruct::Conv2dGeometry& c, std::int64_t Ho, std::i
   return s;
 }
 
+// A fixture case's geometry; dilation and groups default to 1 when the case has none.
+deepstruct::Conv2dGeometry geometry(const nlohmann::json& c) {
+  deepstruct::Conv2dGeometry geo;
+  geo.in_channels = c["in_channels"].get<std::int64_t>();
+  geo.out_channels = c["out_channels"].get<std::int64_t>();
+  geo.kernel = c["kernel"].get<std::array<std::int64_t, 2>>();
+  geo.stride = c["stride"].get<std::array<std::int64_t, 2>>();
+  geo.padding = c["padding"].get<std::array<std::int64_t, 2>>();
+  if (c.contains("dilation")) geo.dilation = c["dilation"].get<std::array<std::int64_t, 2>>();
+  if (c.contains("groups")) geo.groups = c["groups"].get<std::int64_t>();
+  geo.input = c["input_hw"].get<std::array<std::int64_t, 2>>();
+  return geo;
+}
+
 }  // namespace
+
+TEST_CASE("conv2d: dilation, groups, depthwise and non-square kernels match PyTorch's Jacobian pattern", "[graph][conv2d]") {
+  // tests/data/make_conv2d_fixtures.py: torch.autograd Jacobians of torch.nn.Conv2d layers.
+  const auto fixture = test::load_json("conv2d_pytorch.json");
+  REQUIRE(fixture["cases"].size() == 8);
+  std::size_t with_dilation = 0, grouped = 0, depthwise = 0;
+  for (const auto& c : fixture["cases"]) {
+    INFO(c["note"].get<std::string>());
+    const deepstruct::Conv2dGeometry geo = geometry(c);
+    with_dilation += geo.dilation[0] > 1 || geo.dilation[1] > 1;
+    grouped += geo.groups > 1;
+    depthwise += geo.groups == geo.in_channels && geo.groups > 1;
+    const auto out = deepstruct::conv2d_output_size(geo);
+    CHECK(out == c["output_hw"].get<std::array<std::int64_t, 2>>());
+    const deepstruct::Dag g = deepstruct::conv2d_structure(geo);
+    const auto n_in = std::size_t(geo.in_channels * geo.input[0] * geo.input[1]);
+    REQUIRE(num_vertices(g) == n_in + std::size_t(geo.out_channels * out[0] * out[1]));
+    EdgeSet expected;
+    for (const auto& e : c["edges"]) expected.emplace(e[0].get<std::size_t>(), n_in + e[1].get<std::size_t>());
+    CHECK(edge_set(g) == expected);
+    CHECK(num_edges(g) == expected.size());
+  }
+  CHECK(with_dilation >= 5);
+  CHECK(grouped >= 4);
+  CHECK(depthwise >= 3);
+}
 
 TEST_CASE("conv2d: the neuron graph is PyTorch's Jacobian pattern", "[graph][conv2d]") {
   const auto fixture = test::load_json("conv2d_structure.json");
   REQUIRE(fixture["cases"].size() == 3);
   for (const auto& c : fixture["cases"]) {
-    deepstruct::Conv2dGeometry geo;
-    geo.in_channels = c["in_channels"].get<std::int64_t>();
-    geo.out_channels = c["out_channels"].get<std::int64_t>();
-    geo.kernel = c["kernel"].get<std::array<std::int64_t, 2>>();
-    geo.stride = c["stride"].get<std::array<std::int64_t, 2>>();
-    geo.padding = c["padding"].get<std::array<std::int64_t, 2>>();
-    geo.input = c["input_hw"].get<std::array<std::int64_t, 2>>();
+    const deepstruct::Conv2dGeometry geo = geometry(c);
     const auto out = deepstruct::conv2d_output_size(geo);
     CHECK(out == c["output_hw"].get<std::array<std::int64_t, 2>>());
 
@@ -63,9 +97,11 @@ TEST_CASE("conv2d: the neuron graph is PyTorch's Jacobian pattern", "[graph][con
     CHECK(edge_set(g) == expected);
     CHECK(num_edges(g) == expected.size());  // no parallel edges
     CHECK(edge_set(g) == brute_force(geo, out[0], out[1]));
+    for (std::size_t v = 0; v < num_vertices(g); ++v) CHECK(g[v].layer == (v < n_in ? 0u : 1u));  // stored layers
   }
 }
 
+// The same definition pair by pair (brute_force above) on more geometries than the PyTorch fixture.
 TEST_CASE("conv2d: dilation, groups and non-square inputs against the pairwise definition", "[graph][conv2d]") {
   struct Case {
     std::int64_t cin, cout, kh, kw, sh, sw, ph, pw, dh, dw, groups, H, W;
