@@ -294,21 +294,32 @@ TEST_CASE("analyze agrees with networkx on random graphs", "[graph][analysis][ne
   for (const Case& c : cases) {
     DYNAMIC_SECTION(c.name) {
       const Edges edges = random_edges(c.n, c.m, 42 + c.n + c.m, c.backbone);
+      // Given inputs and outputs for the dead neurons: the lowest and the highest tenth of the ids.
+      AnalysisOptions given;
+      for (std::size_t v = 0; v < c.n / 10; ++v) given.inputs.push_back(v);
+      for (std::size_t v = c.n - c.n / 10; v < c.n; ++v) given.outputs.push_back(v);
       const std::string stem = std::string(DEEPSTRUCT_TEST_TMP_DIR) + "/analysis_" + c.name;
       {
         std::ofstream out(stem + ".edges");
         out << c.n << '\n';
+        for (const std::size_t v : given.inputs) out << v << ' ';
+        out << '\n';
+        for (const std::size_t v : given.outputs) out << v << ' ';
+        out << '\n';
         for (const auto& [u, v] : edges) out << u << ' ' << v << '\n';
       }
       {
         std::ofstream py(stem + ".py");
-        py << R"(import json, sys
+        py << R"(import json, statistics, sys
+from collections import Counter
 import networkx as nx
 lines = open(sys.argv[1]).read().split('\n')
 n = int(lines[0])
+inputs = [int(v) for v in lines[1].split()]
+outputs = [int(v) for v in lines[2].split()]
 G = nx.MultiDiGraph()
 G.add_nodes_from(range(n))
-G.add_edges_from(tuple(map(int, l.split())) for l in lines[1:] if l.strip())
+G.add_edges_from(tuple(map(int, l.split())) for l in lines[3:] if l.strip())
 U = nx.Graph()
 U.add_nodes_from(range(n))
 U.add_edges_from(G.edges())
@@ -330,6 +341,35 @@ if n <= 60:
     sources = [v for v in G if G.in_degree(v) == 0]
     sinks = [v for v in G if G.out_degree(v) == 0]
     out['paths'] = sum(len(list(nx.all_simple_edge_paths(G, s, t))) for s in sources for t in sinks if s != t)
+def degree_stats(degree):
+    d = [degree(v) for v in range(n)]
+    count = Counter(d)
+    return {'min': min(d), 'max': max(d), 'mean': statistics.fmean(d), 'stddev': statistics.pstdev(d),
+            'histogram': [count.get(k, 0) for k in range(max(d) + 1)]}
+out['in_degree'] = degree_stats(G.in_degree)
+out['out_degree'] = degree_stats(G.out_degree)
+out['sources'] = sum(1 for v in G if G.in_degree(v) == 0)
+out['sinks'] = sum(1 for v in G if G.out_degree(v) == 0)
+out['isolated'] = len(list(nx.isolates(G)))
+reached = set(inputs).union(*(nx.descendants(G, s) for s in inputs))
+reaching = set(outputs).union(*(nx.ancestors(G, t) for t in outputs))
+out['unreachable_from_inputs'] = n - len(reached)
+out['cannot_reach_outputs'] = n - len(reaching)
+out['dead'] = [v for v in range(n) if v not in reached or v not in reaching]
+if n <= 60:  # the same by has_path, pair by pair
+    alive = lambda v: ((v in inputs or any(nx.has_path(G, s, v) for s in inputs)) and
+                       (v in outputs or any(nx.has_path(G, v, t) for t in outputs)))
+    assert out['dead'] == [v for v in range(n) if not alive(v)]
+# Longest-path layers, then edges (parallel ones included) per layer pair and per span.
+layer = {}
+for v in nx.topological_sort(G):
+    layer[v] = max((layer[u] + 1 for u in G.predecessors(v)), default=0)
+sizes = Counter(layer.values())
+pairs = Counter((layer[u], layer[v]) for u, v in G.edges())
+out['layer_sizes'] = [sizes[l] for l in range(max(layer.values()) + 1)]
+out['layer_pairs'] = [[s, t, k, k / (sizes[s] * sizes[t])] for (s, t), k in sorted(pairs.items())]
+spans = Counter(layer[v] - layer[u] for u, v in G.edges())
+out['skip_lengths'] = [spans.get(k, 0) for k in range(max(layer.values()) + 1)]
 json.dump(out, open(sys.argv[2], 'w'))
 )";
       }
@@ -349,6 +389,40 @@ json.dump(out, open(sys.argv[2], 'w'))
       if (nx.contains("paths")) CHECK(r.input_output_paths == nx["paths"].get<double>());
       if (c.backbone) CHECK(nx.contains("aspl"));
       if (c.name == "paths") CHECK(nx.contains("paths"));
+
+      // Degrees, sources, sinks, isolated vertices.
+      for (const auto& [name, stats] : {std::pair<std::string, const deepstruct::DegreeStats*>{"in_degree", &r.in_degree},
+                                        std::pair<std::string, const deepstruct::DegreeStats*>{"out_degree", &r.out_degree}}) {
+        INFO(name);
+        const nlohmann::json& d = nx[name];
+        CHECK(stats->min == d["min"].get<std::size_t>());
+        CHECK(stats->max == d["max"].get<std::size_t>());
+        CHECK(stats->mean == Approx(d["mean"].get<double>()).epsilon(1e-12));
+        CHECK(stats->stddev == Approx(d["stddev"].get<double>()).epsilon(1e-12));
+        CHECK(stats->histogram == d["histogram"].get<std::vector<std::size_t>>());
+      }
+      CHECK(r.sources == nx["sources"].get<std::size_t>());
+      CHECK(r.sinks == nx["sinks"].get<std::size_t>());
+      CHECK(r.isolated == nx["isolated"].get<std::size_t>());
+      // Layers from networkx's topological order: sizes, per-pair densities, spans.
+      CHECK(r.layer_sizes == nx["layer_sizes"].get<std::vector<std::size_t>>());
+      CHECK(r.skip_lengths == nx["skip_lengths"].get<std::vector<std::size_t>>());
+      REQUIRE(r.layer_pair_densities.size() == nx["layer_pairs"].size());
+      for (std::size_t i = 0; i < r.layer_pair_densities.size(); ++i) {
+        const auto& p = r.layer_pair_densities[i];
+        const nlohmann::json& q = nx["layer_pairs"][i];
+        CHECK(p.source_layer == q[0].get<std::size_t>());
+        CHECK(p.target_layer == q[1].get<std::size_t>());
+        CHECK(p.edges == q[2].get<std::size_t>());
+        CHECK(p.density == Approx(q[3].get<double>()).epsilon(1e-12));
+      }
+      // Dead neurons for the given inputs and outputs (networkx descendants / ancestors).
+      const StructureReport d = deepstruct::analyze(make_dag(c.n, edges), given);
+      CHECK(d.unreachable_from_inputs == nx["unreachable_from_inputs"].get<std::size_t>());
+      CHECK(d.cannot_reach_outputs == nx["cannot_reach_outputs"].get<std::size_t>());
+      CHECK(d.dead_neurons == nx["dead"].get<std::vector<std::size_t>>());
+      if (c.name == "sparse") CHECK(d.dead_neurons.size() > 10);  // the comparison is not vacuous
+      CHECK(r.skip_lengths.size() > 2);
     }
   }
 }
