@@ -1,7 +1,9 @@
 // Benchmark of the graph side at scale: layer_index() and the full analyze() (shortest paths
 // estimated from 32 seeded BFS sources) of a random DAG with 1 million vertices and 10 million
 // edges, and the neuron DAG of a dense FFN 784-1000-1000-10 from its masks (ffn_structure).
-// Prints seconds per phase and a PASS/MISS line per target; targets are reported, never asserted.
+// Prints wall and CPU seconds per phase and, per target, a PASS/MISS verdict on each of the two;
+// targets are reported, never asserted. Building the deepstruct::Dag edge by edge (add_edge) is
+// timed on its own line and is not part of the "Dag" target, which covers layer_index + analyze.
 //
 //   bench_graph            full run (one to two minutes, 1.5 GB of memory)
 //   bench_graph --quick    small sizes: the ctest smoke test
@@ -31,7 +33,7 @@ using Clock = std::chrono::steady_clock;
 using Csr = boost::compressed_sparse_row_graph<boost::directedS>;
 
 /// Wall and process CPU seconds since construction. The machine may be shared: CPU time is what
-/// this single-threaded program spent itself, and is what the targets are judged on.
+/// this single-threaded program spent itself, wall time what a user waits; both are judged.
 struct Timer {
   Clock::time_point wall = Clock::now();
   std::clock_t cpu = std::clock();
@@ -47,7 +49,7 @@ Phase stop(const Timer& t) { return {t.wall_s(), t.cpu_s()}; }
 Phase operator-(Phase a, Phase b) { return {a.wall - b.wall, a.cpu - b.cpu}; }
 Phase operator+(Phase a, Phase b) { return {a.wall + b.wall, a.cpu + b.cpu}; }
 
-/// The run with the least CPU time of `reps` runs of fn.
+/// The run with the least CPU time of `reps` runs of fn (its wall time is that run's).
 template <typename Fn>
 Phase best_of(int reps, Fn&& fn) {
   Phase best{1e300, 1e300};
@@ -70,7 +72,8 @@ struct Config {
 };
 
 void verdict(const std::string& what, Phase p, double target) {
-  std::printf("%-52s %8.3f %8.3f  target %5.2f s  %s\n", what.c_str(), p.wall, p.cpu, target, p.cpu <= target ? "PASS" : "MISS");
+  std::printf("%-52s %8.3f %8.3f  target %5.2f s  wall %s  CPU %s\n", what.c_str(), p.wall, p.cpu, target,
+              p.wall <= target ? "PASS" : "MISS", p.cpu <= target ? "PASS" : "MISS");
 }
 
 }  // namespace
@@ -138,7 +141,7 @@ int main(int argc, char** argv) {
   const deepstruct::StructureReport dag_report = deepstruct::analyze(dag, dag_layers, full);
   const Phase t_dag_full = stop(t);
   std::printf("\n");
-  row("build deepstruct::Dag (add_edge)", t_dag);
+  row("build deepstruct::Dag (add_edge; not in the target)", t_dag);
   row("layer_index (Dag)", t_dag_layers);
   row("analyze, full (Dag)", t_dag_full);
   verdict("layer_index + full analyze (Dag)", t_dag_layers + t_dag_full, c.dag_target_s);
