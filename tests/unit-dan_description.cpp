@@ -58,3 +58,24 @@ TEST_CASE("DanDescription: check_dan_description names what is wrong", "[dan_des
   d.connections[1].source_layer = 2;  // 2 -> 2
   CHECK_THROWS_AS(deepstruct::check_dan_description(d), deepstruct::value_error);
 }
+
+TEST_CASE("DanDescription: without vertex lists the ids are consecutive layer by layer", "[dan_description]") {
+  // The issue's plain description: layer sizes and (source, target, mask) only.
+  auto d = valid();
+  d.layer_vertices.clear();
+  CHECK_NOTHROW(deepstruct::check_dan_description(d));
+  using Lists = std::vector<std::vector<std::size_t>>;
+  CHECK(deepstruct::default_layer_vertices({2, 3, 1}) == Lists{{0, 1}, {2, 3, 4}, {5}});
+  CHECK(deepstruct::default_layer_vertices({}).empty());
+  CHECK(deepstruct::layer_vertices_or_default(d) == Lists{{0, 1}, {2, 3, 4}, {5}});
+  // Lists that are given are kept as they are.
+  auto given = valid();
+  given.layer_vertices = {{7, 3}, {0, 1, 2}, {9}};
+  CHECK(deepstruct::layer_vertices_or_default(given) == given.layer_vertices);
+  // Mask shapes are still checked without vertex lists.
+  d.connections[0].mask.resize(2, 3);
+  CHECK_THROWS_WITH(deepstruct::check_dan_description(d), test::contains("expected a mask of 3x2, found 2x3"));
+  deepstruct::DanDescription sizes_only;
+  sizes_only.layer_sizes = {4};
+  CHECK_NOTHROW(deepstruct::check_dan_description(sizes_only));
+}

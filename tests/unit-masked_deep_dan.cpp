@@ -1,8 +1,16 @@
 // Tests of <deepstruct/masked_deep_dan.hpp>: parity with deepstruct/PyTorch on masked_dan.json,
-// finite-difference gradients, state_dict, structure round trip.
+// finite-difference gradients, state_dict, structure round trip, whole-model mask operations,
+// pruning, training and optimizer steps on a DAN.
 #include <deepstruct/loss.hpp>
 #include <deepstruct/masked_deep_dan.hpp>
 #include <deepstruct/optim.hpp>
+#include <deepstruct/prune.hpp>
+#include <deepstruct/train.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
 
 #include <set>
 
@@ -11,6 +19,43 @@
 using deepstruct::DanDescription;
 using deepstruct::Execution;
 using deepstruct::MaskedDeepDAN;
+
+namespace {
+
+/// A DAN on masked_dan.json's case 0 (10 inputs, 3 outputs, skip layers) whose every masked layer
+/// (first, main, skip, out) has some weights behind its mask, and no weight at zero.
+template <typename Scalar>
+MaskedDeepDAN<Scalar> dan_with_holes(std::uint64_t seed) {
+  const DanDescription d = test::dan_description(test::load_json("masked_dan.json")["cases"][0]);
+  deepstruct::DANOptions options;
+  options.seed = seed;
+  MaskedDeepDAN<Scalar> model(10, 3, d, options);
+  deepstruct::Generator gen(seed + 100);
+  for (auto* l : model.maskable_layers()) {
+    // Off at random where the structure has an edge, and always the first entry.
+    typename MaskedDeepDAN<Scalar>::Mask m = l->mask();
+    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = m.data()[i] && deepstruct::random::bernoulli(gen, 0.7);
+    m(0, 0) = false;
+    l->set_mask(m);
+    typename MaskedDeepDAN<Scalar>::Matrix w = l->weight();
+    for (Eigen::Index i = 0; i < w.size(); ++i)
+      if (w.data()[i] == Scalar(0)) w.data()[i] = Scalar(0.25);
+    l->set_weight(w);
+  }
+  return model;
+}
+
+/// Every masked layer with its name, to say which one failed.
+template <typename Model>
+std::vector<std::pair<std::string, typename Model::Layer*>> named_layers(Model& model) {
+  std::vector<std::pair<std::string, typename Model::Layer*>> v;
+  const auto names = model.layer_names();
+  const auto layers = model.maskable_layers();
+  for (std::size_t k = 0; k < layers.size(); ++k) v.emplace_back(names[k], layers[k]);
+  return v;
+}
+
+}  // namespace
 
 TEMPLATE_TEST_CASE("MaskedDeepDAN: parity with deepstruct/PyTorch on masked_dan.json", "[masked_deep_dan][parity]", float, double) {
   const nlohmann::json fixture = test::load_json("masked_dan.json");
@@ -251,4 +296,253 @@ TEST_CASE("MaskedDeepDAN: reset_parameters from a seed is reproducible and keeps
   // Without keep_mask every mask is all ones, as deepstruct's MaskedLinearLayer.reset_parameters.
   a.reset_parameters(std::uint64_t{5});
   for (const auto& kv : a.state_dict().masks) CHECK(kv.second.all());
+}
+
+TEST_CASE("MaskedDeepDAN: a description without vertex lists numbers the neurons layer by layer", "[masked_deep_dan]") {
+  // The issue's plain description: layer sizes 2, 3, 1, mains 0->1 and 1->2, a skip 0->2.
+  DanDescription d;
+  d.layer_sizes = {2, 3, 1};
+  using M = Eigen::Matrix<bool, -1, -1>;
+  M main1 = M::Constant(3, 2, true), skip = M::Constant(1, 2, false), main2 = M::Constant(1, 3, true);
+  main1(1, 0) = false;
+  skip(0, 1) = true;
+  d.connections = {{0, 1, main1}, {0, 2, skip}, {1, 2, main2}};
+  MaskedDeepDAN<double> model(4, 2, d);
+  CHECK(model.layer_vertices(0) == std::vector<std::size_t>{0, 1});
+  CHECK(model.layer_vertices(1) == std::vector<std::size_t>{2, 3, 4});
+  CHECK(model.layer_vertices(2) == std::vector<std::size_t>{5});
+  REQUIRE(model.skips().size() == 1);
+  CHECK(model.skips()[0].layer.mask() == skip);
+  CHECK(model.main_layer(1).mask() == main1);
+  const DanDescription back = model.structure();
+  CHECK(back.layer_vertices == deepstruct::default_layer_vertices(d.layer_sizes));
+  CHECK_NOTHROW(deepstruct::check_dan_description(back));
+}
+
+TEMPLATE_TEST_CASE("MaskedDeepDAN: apply_mask zeroes the weights behind every layer's mask", "[masked_deep_dan][mask]", float,
+                   double) {
+  auto model = dan_with_holes<TestType>(3);
+  REQUIRE(!model.skips().empty());
+  REQUIRE(model.num_hidden_layers() >= 2);
+  std::vector<typename MaskedDeepDAN<TestType>::Matrix> before;
+  for (auto* l : model.maskable_layers()) before.push_back(l->weight());
+  model.apply_mask();
+  std::size_t k = 0;
+  for (auto& [name, l] : named_layers(model)) {
+    INFO("layer " << name);
+    const auto& m = l->mask();
+    REQUIRE(!m.all());  // something to zero in every layer: first, main, skip and out
+    for (Eigen::Index i = 0; i < m.size(); ++i) {
+      if (m.data()[i])
+        CHECK(l->weight().data()[i] == before[k].data()[i]);
+      else
+        CHECK(l->weight().data()[i] == TestType(0));
+    }
+    CHECK(l->weight() == l->effective_weight());
+    ++k;
+  }
+  CHECK(k == 2 + (model.num_hidden_layers() - 1) + model.skips().size());
+}
+
+TEMPLATE_TEST_CASE("MaskedDeepDAN: recompute_mask(theta) is |W| >= theta in every layer", "[masked_deep_dan][mask]", float,
+                   double) {
+  auto model = dan_with_holes<TestType>(5);
+  const double theta = 0.08;
+  model.recompute_mask(theta);
+  for (auto& [name, l] : named_layers(model)) {
+    INFO("layer " << name);
+    const auto& w = l->weight();
+    std::size_t on = 0, off = 0;
+    for (Eigen::Index i = 0; i < w.size(); ++i) {
+      const bool expected = std::abs(w.data()[i]) >= static_cast<TestType>(theta);
+      CHECK(l->mask().data()[i] == expected);  // also where the old mask was off: deepstruct's rule
+      (expected ? on : off) += 1;
+    }
+    CHECK(static_cast<Eigen::Index>(on) == l->nnz());
+  }
+  // theta 0 turns every weight on; a theta above every |W| turns them all off.
+  model.recompute_mask(0.0);
+  CHECK(model.num_active_weights() == model.num_weights());
+  model.recompute_mask(1e6);
+  CHECK(model.num_active_weights() == 0);
+}
+
+TEMPLATE_TEST_CASE("MaskedDeepDAN: prune_global and prune_each_layer reach the requested density over every layer",
+                   "[masked_deep_dan][prune]", float, double) {
+  SECTION("global: one ranking over first, main, skip and out") {
+    auto model = dan_with_holes<TestType>(7);
+    const Eigen::Index active = model.num_active_weights();
+    std::vector<Eigen::Index> before;
+    for (const auto* l : model.maskable_layers()) before.push_back(l->nnz());
+    const auto old_masks = model.state_dict().masks;
+    const Eigen::Index pruned = deepstruct::prune_global(model, deepstruct::PruneAmount::fraction(0.6));
+    CHECK(pruned == static_cast<Eigen::Index>(std::nearbyint(0.6 * double(active))));
+    CHECK(model.num_active_weights() == active - pruned);
+    // Every pruned weight had |W| no larger than every kept one, across layers.
+    double largest_pruned = 0, smallest_kept = std::numeric_limits<double>::infinity();
+    const auto new_masks = model.state_dict().masks;
+    const auto names = model.layer_names();
+    const auto layers = model.maskable_layers();
+    for (std::size_t k = 0; k < layers.size(); ++k) {
+      const auto& was = old_masks.at(names[k] + "._mask");
+      const auto& now = new_masks.at(names[k] + "._mask");
+      for (Eigen::Index i = 0; i < was.size(); ++i) {
+        CHECK((!now.data()[i] || was.data()[i]));  // pruning never revives a weight
+        const double a = std::abs(double(layers[k]->weight().data()[i]));
+        if (was.data()[i] && !now.data()[i]) largest_pruned = std::max(largest_pruned, a);
+        if (now.data()[i]) smallest_kept = std::min(smallest_kept, a);
+      }
+    }
+    CHECK(largest_pruned <= smallest_kept);
+    // The dense input layer holds most weights: the global ranking takes from it too.
+    CHECK(model.layer_first().nnz() < before.front());
+  }
+  SECTION("each layer: the same fraction of every layer") {
+    auto model = dan_with_holes<TestType>(7);
+    std::vector<Eigen::Index> before;
+    for (const auto* l : model.maskable_layers()) before.push_back(l->nnz());
+    const Eigen::Index pruned = deepstruct::prune_each_layer(model, deepstruct::PruneAmount::fraction(0.5));
+    Eigen::Index expected_total = 0;
+    std::size_t k = 0;
+    for (auto& [name, l] : named_layers(model)) {
+      INFO("layer " << name);
+      const auto expected = static_cast<Eigen::Index>(std::nearbyint(0.5 * double(before[k])));
+      CHECK(l->nnz() == before[k] - expected);
+      expected_total += expected;
+      ++k;
+    }
+    CHECK(pruned == expected_total);
+    CHECK(model.num_active_weights() == std::accumulate(before.begin(), before.end(), Eigen::Index{0}) - expected_total);
+  }
+}
+
+TEST_CASE("MaskedDeepDAN: iterative magnitude pruning with rewinding", "[masked_deep_dan][prune]") {
+  auto model = dan_with_holes<double>(9);
+  const auto initial = model.state_dict();
+  deepstruct::Generator gen(2);
+  Eigen::MatrixXd x(10, 24);
+  for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = deepstruct::random::normal(gen);
+  deepstruct::Labels y(24);
+  for (Eigen::Index j = 0; j < 24; ++j) y[j] = static_cast<int>(j % 3);
+  deepstruct::Adam<double> adam(deepstruct::AdamOptions{0.05});
+  std::vector<int> rounds_seen;
+  std::vector<Eigen::Index> active_before_round;
+  deepstruct::IterativePruningOptions options;
+  options.rounds = 3;
+  options.fraction_per_round = 0.25;
+  options.rewind = true;
+  const auto history = deepstruct::iterative_magnitude_pruning(model, options, [&](MaskedDeepDAN<double>& m, int round) {
+    rounds_seen.push_back(round);
+    active_before_round.push_back(m.num_active_weights());
+    for (int step = 0; step < 5; ++step) deepstruct::train_step(m, adam, x, y);
+    // Training moved the weights away from their initial values.
+    CHECK(m.layer_first().weight() != initial.matrices.at("layer_first.weight"));
+  });
+  REQUIRE(history.size() == 3);
+  CHECK(rounds_seen == std::vector<int>{1, 2, 3});
+  for (std::size_t r = 0; r < 3; ++r) {
+    const Eigen::Index a = active_before_round[r];
+    CHECK(history[r].pruned == static_cast<Eigen::Index>(std::nearbyint(0.25 * double(a))));
+    if (r + 1 < 3) CHECK(active_before_round[r + 1] == a - history[r].pruned);
+  }
+  CHECK(history.back().density == Approx(model.density()));
+  CHECK(model.num_active_weights() == active_before_round.back() - history.back().pruned);
+  // Rewound: every parameter is back at its initial value; only the masks changed.
+  const auto now = model.state_dict();
+  for (const auto& kv : initial.matrices) {
+    INFO(kv.first);
+    CHECK(now.matrices.at(kv.first) == kv.second);
+  }
+  for (const auto& kv : initial.vectors) {
+    INFO(kv.first);
+    CHECK(now.vectors.at(kv.first) == kv.second);
+  }
+  for (const auto& kv : initial.masks) {
+    INFO(kv.first);
+    CHECK(((now.masks.at(kv.first).array() && !kv.second.array()).count() == 0));  // only turned off
+  }
+}
+
+TEMPLATE_TEST_CASE("MaskedDeepDAN: one fit() epoch on a synthetic task lowers the loss", "[masked_deep_dan][train]", float,
+                   double) {
+  // Three classes, the label the largest of three fixed linear scores of 10 features (seeded).
+  using Matrix = typename MaskedDeepDAN<TestType>::Matrix;
+  deepstruct::Generator gen(13);
+  const Eigen::Index n = 600;
+  Matrix x(10, n), teacher(3, 10);
+  for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<TestType>(deepstruct::random::normal(gen));
+  for (Eigen::Index i = 0; i < teacher.size(); ++i) teacher.data()[i] = static_cast<TestType>(deepstruct::random::normal(gen));
+  const deepstruct::Labels y = deepstruct::argmax_columns(Matrix(teacher * x));
+  const DanDescription d = test::dan_description(test::load_json("masked_dan.json")["cases"][0]);
+  deepstruct::DANOptions options;
+  options.seed = 3;
+  MaskedDeepDAN<TestType> model(10, 3, d, options);
+  const deepstruct::Evaluation before = deepstruct::evaluate(model, x, y);
+  deepstruct::Adam<TestType> adam(deepstruct::AdamOptions{0.01});
+  deepstruct::FitOptions fit_options;
+  fit_options.epochs = 1;
+  fit_options.batch_size = 20;
+  fit_options.seed = 1;
+  fit_options.quiet = true;
+  const auto history = deepstruct::fit(model, adam, x, y, fit_options);
+  REQUIRE(history.size() == 1);
+  const deepstruct::Evaluation after = deepstruct::evaluate(model, x, y);
+  CHECK(after.loss < 0.9 * before.loss);
+  CHECK(history[0].train_loss < before.loss);
+  // Seeded: the same seeds give the same model.
+  MaskedDeepDAN<TestType> again(10, 3, d, options);
+  deepstruct::Adam<TestType> adam2(deepstruct::AdamOptions{0.01});
+  deepstruct::fit(again, adam2, x, y, fit_options);
+  CHECK(again.layer_out().weight() == model.layer_out().weight());
+}
+
+TEMPLATE_TEST_CASE("MaskedDeepDAN: SGD (momentum, weight decay) and AdamW steps keep masked weights at zero",
+                   "[masked_deep_dan][optim]", float, double) {
+  using Matrix = typename MaskedDeepDAN<TestType>::Matrix;
+  deepstruct::Generator gen(17);
+  Matrix x(10, 8);
+  for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<TestType>(deepstruct::random::normal(gen));
+  deepstruct::Labels y(8);
+  y << 0, 1, 2, 0, 1, 2, 0, 1;
+  auto check_step = [&](auto& optimizer, const char* what) {
+    INFO(what);
+    auto model = dan_with_holes<TestType>(11);
+    model.apply_mask();  // masked weights are zero from here on
+    std::vector<Matrix> before;
+    for (auto* l : model.maskable_layers()) before.push_back(l->weight());
+    deepstruct::train_step(model, optimizer, x, y);
+    deepstruct::train_step(model, optimizer, x, y);  // a second step uses the momentum / moments
+    std::size_t k = 0;
+    Eigen::Index masked = 0;
+    for (auto& [name, l] : named_layers(model)) {
+      INFO("layer " << name);
+      const auto& m = l->mask();
+      Eigen::Index moved = 0;
+      for (Eigen::Index i = 0; i < m.size(); ++i) {
+        if (!m.data()[i]) {
+          CHECK(l->weight().data()[i] == TestType(0));
+          CHECK(l->effective_weight().data()[i] == TestType(0));
+          ++masked;
+        } else {
+          moved += l->weight().data()[i] != before[k].data()[i];
+        }
+      }
+      // The steps did update the active weights (weight decay moves even those without gradient).
+      CHECK(moved == l->nnz());
+      ++k;
+    }
+    CHECK(masked > 0);
+    CHECK(model.layer_first().nnz() > 0);
+  };
+  deepstruct::SGDOptions so;
+  so.lr = 0.1;
+  so.momentum = 0.9;
+  so.weight_decay = 0.01;
+  deepstruct::SGD<TestType> sgd(so);
+  check_step(sgd, "SGD, momentum 0.9, weight decay 0.01");
+  deepstruct::AdamOptions ao;
+  ao.lr = 0.01;
+  ao.weight_decay = 0.1;
+  deepstruct::AdamW<TestType> adamw(ao);
+  check_step(adamw, "AdamW, weight decay 0.1");
 }

@@ -5,7 +5,8 @@
 /// What a MaskedDeepDAN needs to know about its structure, as plain data (Eigen only, no Boost):
 /// the size and vertices of every layer and a mask for every connected pair of layers. The graph
 /// side fills it from a DAG (dan_description() in <deepstruct/graph/convert.hpp>); the model side
-/// reads it.
+/// reads it. Written by hand, layer sizes and connections are enough: without vertex lists the
+/// vertices are numbered consecutively layer by layer (default_layer_vertices).
 
 #include <Eigen/Core>
 #include <cstddef>
@@ -19,7 +20,8 @@ namespace deepstruct {
 struct DanDescription {
   /// Number of vertices of every layer; layer 0 takes the network input.
   std::vector<std::size_t> layer_sizes;
-  /// The graph's vertex ids of every layer, in the order of mask rows and columns.
+  /// The graph's vertex ids of every layer, in the order of mask rows and columns. Empty: ids
+  /// 0..n-1 consecutively layer by layer (default_layer_vertices(layer_sizes)).
   std::vector<std::vector<std::size_t>> layer_vertices;
 
   /// The edges from layer source_layer to layer target_layer as a mask
@@ -35,17 +37,33 @@ struct DanDescription {
   std::vector<Connection> connections;
 };
 
-/// Checks that d is consistent: as many vertex lists as layer sizes and of those sizes, at least one
-/// layer, connections in the documented order with source < target < number of layers, every main
+/// Consecutive vertex ids layer by layer: layer 0 gets 0..sizes[0]-1, layer 1 the next sizes[1]
+/// ids, and so on (the ids generate_structure gives the hidden neurons).
+inline std::vector<std::vector<std::size_t>> default_layer_vertices(const std::vector<std::size_t>& layer_sizes) {
+  std::vector<std::vector<std::size_t>> vertices(layer_sizes.size());
+  std::size_t next = 0;
+  for (std::size_t l = 0; l < layer_sizes.size(); ++l)
+    for (std::size_t i = 0; i < layer_sizes[l]; ++i) vertices[l].push_back(next++);
+  return vertices;
+}
+
+/// d.layer_vertices, or default_layer_vertices(d.layer_sizes) when it is empty.
+inline std::vector<std::vector<std::size_t>> layer_vertices_or_default(const DanDescription& d) {
+  return d.layer_vertices.empty() ? default_layer_vertices(d.layer_sizes) : d.layer_vertices;
+}
+
+/// Checks that d is consistent: no vertex lists (consecutive ids) or as many as layer sizes and of
+/// those sizes, at least one layer, connections in the documented order with source < target < number of layers, every main
 /// connection present, no skip connection twice, and every mask of shape target size x source size.
 /// Throws shape_error (wrong sizes or mask shapes) or value_error (order, missing or bad layers).
 inline void check_dan_description(const DanDescription& d) {
   const std::size_t layers = d.layer_sizes.size();
   if (layers == 0) DEEPSTRUCT_THROW(value_error, "DanDescription: expected at least one layer, found none");
-  if (d.layer_vertices.size() != layers)
-    DEEPSTRUCT_THROW(shape_error, "DanDescription: expected " + std::to_string(layers) + " vertex lists (one per layer size), found " +
+  if (!d.layer_vertices.empty() && d.layer_vertices.size() != layers)
+    DEEPSTRUCT_THROW(shape_error, "DanDescription: expected no vertex lists (consecutive ids) or " + std::to_string(layers) +
+                                      " (one per layer size), found " +
                                       std::to_string(d.layer_vertices.size()));
-  for (std::size_t l = 0; l < layers; ++l)
+  for (std::size_t l = 0; l < d.layer_vertices.size(); ++l)
     if (d.layer_vertices[l].size() != d.layer_sizes[l])
       DEEPSTRUCT_THROW(shape_error, "DanDescription: layer " + std::to_string(l) + " has size " + std::to_string(d.layer_sizes[l]) +
                                         " but lists " + std::to_string(d.layer_vertices[l].size()) + " vertices");

@@ -111,7 +111,8 @@ class MaskedDeepDAN {
   /// Number of hidden layers of the structure.
   std::size_t num_hidden_layers() const { return main_.size() + 1; }
   Index hidden_layer_size(std::size_t t) const { return t == 0 ? first_->out_features() : main_.at(t - 1).out_features(); }
-  /// The structure's vertex ids of hidden layer t (the order of mask rows and columns).
+  /// The structure's vertex ids of hidden layer t (the order of mask rows and columns); for a
+  /// description without vertex lists, consecutive ids layer by layer.
   const std::vector<std::size_t>& layer_vertices(std::size_t t) const { return layer_vertices_.at(t); }
   const DANOptions& options() const { return options_; }
 
@@ -360,7 +361,7 @@ class MaskedDeepDAN {
       if (d.layer_sizes[t] == 0)
         DEEPSTRUCT_THROW(shape_error, "MaskedDeepDAN: expected every layer of the structure to have a vertex, found layer " +
                                           std::to_string(t) + " empty");
-    layer_vertices_ = d.layer_vertices;
+    layer_vertices_ = layer_vertices_or_default(d);  // none given: consecutive ids layer by layer
     const std::size_t L = d.layer_sizes.size();
     const auto size = [&](std::size_t t) { return static_cast<Index>(d.layer_sizes[t]); };
     // deepstruct's creation order: first, mains, skips, out.

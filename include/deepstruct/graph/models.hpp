@@ -7,6 +7,7 @@
 /// generate_structure, and make_scalable_dan() grows a ScalableDAN into a network.
 
 #include <cstddef>
+#include <limits>
 #include <vector>
 
 #include "deepstruct/dan_description.hpp"
@@ -34,11 +35,18 @@ Dag generate_structure(const MaskedDeepFFN<Scalar>& model, const StructureOption
   return ffn_structure(model.masks(), options);
 }
 
+/// The entry of generate_structure's `original_ids` for an input or output neuron: it has no
+/// vertex in the DAG the network was made from.
+inline constexpr std::size_t no_original_id = std::numeric_limits<std::size_t>::max();
+
 /// The neuron DAG of a MaskedDeepDAN from its current masks (after pruning: the pruned structure).
 /// Vertices: the inputs (with include_input), the hidden neurons layer by layer in the order of
-/// layer_vertices(t), then the outputs (with include_output). `original_ids`, if given, receives for
-/// every hidden vertex the id it had in the DAG the network was made from. Every neuron is a
-/// vertex, also an isolated one.
+/// layer_vertices(t), then the outputs (with include_output). Every neuron is a vertex, also an
+/// isolated one, and every vertex stores its network layer (inputs 0, hidden layer t at t or, with
+/// the inputs, t + 1, the outputs last). `original_ids`, if given, receives one entry per vertex of the returned graph:
+/// for a hidden neuron the id it had in the DAG the network was made from (layer_vertices), for an
+/// input or output neuron no_original_id. Without inputs and outputs the hidden neurons are
+/// vertices 0.. and `(*original_ids)[v]` maps every vertex back to the DAG.
 template <typename Scalar>
 Dag generate_structure(const MaskedDeepDAN<Scalar>& model, const StructureOptions& options = {},
                        std::vector<std::size_t>* original_ids = nullptr) {
@@ -48,6 +56,12 @@ Dag generate_structure(const MaskedDeepDAN<Scalar>& model, const StructureOption
   for (std::size_t t = 0; t < L; ++t) offset[t + 1] = offset[t] + static_cast<std::size_t>(model.hidden_layer_size(t));
   const std::size_t out = options.include_output ? static_cast<std::size_t>(model.outputs()) : 0;
   Dag g(offset[L] + out);
+  // The network's layers (what write_graphml writes): inputs 0, hidden layer t is t (+1 with the
+  // inputs), outputs after the last hidden layer. A pruned neuron keeps its layer.
+  const std::size_t shift = options.include_input ? 1 : 0;
+  for (std::size_t t = 0; t < L; ++t)
+    for (std::size_t v = offset[t]; v < offset[t + 1]; ++v) g[v].layer = t + shift;
+  for (std::size_t v = offset[L]; v < offset[L] + out; ++v) g[v].layer = L + shift;
   auto connect = [&g](const LayerMask& m, std::size_t source_offset, std::size_t target_offset) {
     for (Eigen::Index i = 0; i < m.cols(); ++i)
       for (Eigen::Index o = 0; o < m.rows(); ++o)
@@ -57,9 +71,10 @@ Dag generate_structure(const MaskedDeepDAN<Scalar>& model, const StructureOption
   for (const auto& c : model.structure().connections) connect(c.mask, offset[c.source_layer], offset[c.target_layer]);
   if (options.include_output) connect(model.layer_out().mask(), offset[L - 1], offset[L]);
   if (original_ids != nullptr) {
-    original_ids->clear();
+    original_ids->assign(in, no_original_id);
     for (std::size_t t = 0; t < L; ++t)
       for (std::size_t v : model.layer_vertices(t)) original_ids->push_back(v);
+    original_ids->insert(original_ids->end(), out, no_original_id);
   }
   return g;
 }
@@ -90,6 +105,7 @@ StructureReport analyze(const MaskedDeepFFN<Scalar>& model, AnalysisOptions opti
 }
 
 /// The same for a MaskedDeepDAN: inputs are layer 0, hidden layer t is layer t + 1, outputs last.
+/// Vertex ids as generate_structure with include_input and include_output.
 template <typename Scalar>
 StructureReport analyze(const MaskedDeepDAN<Scalar>& model, AnalysisOptions options = {}) {
   StructureOptions io;
@@ -104,6 +120,53 @@ StructureReport analyze(const MaskedDeepDAN<Scalar>& model, AnalysisOptions opti
   for (std::size_t v = 0; v < static_cast<std::size_t>(model.inputs()); ++v) options.inputs.push_back(v);
   for (std::size_t v = layers.size() - static_cast<std::size_t>(model.outputs()); v < layers.size(); ++v) options.outputs.push_back(v);
   return analyze(g, layers, options);
+}
+
+/// The structure report of a MaskedDeepDAN's hidden neurons only: the graph generate_structure(model)
+/// (no input or output neurons; vertex ids as there), in the network's hidden layers, judged by the
+/// paths the network really has. Its inputs are the layer-0 neurons the input layer feeds (an
+/// active weight in their row of layer_first's mask), its outputs the last-layer neurons that feed
+/// a logit (an active weight in their column of layer_out's mask); options.inputs and
+/// options.outputs are replaced. A hidden neuron is dead when no input reaches it or it reaches no
+/// output: the hidden neurons analyze(model) reports dead, here with ids smaller by inputs().
+/// When no neuron is fed or none feeds a logit, every hidden neuron is dead and there is no path.
+/// (analyze(generate_structure(model), layers) without inputs and outputs would take every
+/// source and every sink of the pruned graph for one, and find no dead neuron.)
+template <typename Scalar>
+StructureReport analyze_hidden(const MaskedDeepDAN<Scalar>& model, AnalysisOptions options = {}) {
+  const Dag g = generate_structure(model);
+  const std::size_t L = model.num_hidden_layers();
+  std::vector<std::size_t> layers;
+  for (std::size_t t = 0; t < L; ++t) layers.insert(layers.end(), static_cast<std::size_t>(model.hidden_layer_size(t)), t);
+  const std::size_t last_offset = layers.size() - static_cast<std::size_t>(model.hidden_layer_size(L - 1));
+  std::vector<std::size_t> fed, feeding, all_first, all_last;
+  const LayerMask& first = model.layer_first().mask();
+  const LayerMask& out = model.layer_out().mask();
+  for (Eigen::Index o = 0; o < first.rows(); ++o) {
+    all_first.push_back(static_cast<std::size_t>(o));
+    if (first.row(o).any()) fed.push_back(static_cast<std::size_t>(o));
+  }
+  for (Eigen::Index i = 0; i < out.cols(); ++i) {
+    all_last.push_back(last_offset + static_cast<std::size_t>(i));
+    if (out.col(i).any()) feeding.push_back(last_offset + static_cast<std::size_t>(i));
+  }
+  // analyze() reads an empty list as "the sources" (or sinks): stand in the whole layer, then
+  // correct what an empty set changes.
+  options.inputs = fed.empty() ? all_first : fed;
+  options.outputs = feeding.empty() ? all_last : feeding;
+  StructureReport r = analyze(g, layers, options);
+  if (fed.empty() || feeding.empty()) {
+    const std::size_t n = layers.size();
+    r.inputs = fed.size();
+    r.outputs = feeding.size();
+    if (fed.empty()) r.unreachable_from_inputs = n;
+    if (feeding.empty()) r.cannot_reach_outputs = n;
+    r.dead_neurons.resize(n);
+    for (std::size_t v = 0; v < n; ++v) r.dead_neurons[v] = v;
+    r.input_output_paths = 0.0;
+    r.log10_input_output_paths = -std::numeric_limits<double>::infinity();
+  }
+  return r;
 }
 
 /// The network of a ScalableDAN at `scale` (deepstruct's ScalableDAN.build).

@@ -8,7 +8,9 @@
 /// vertices are in layer l of the grown DAG.
 ///
 /// A proportion that rounds to zero would silently cut every path through its vertex (deepstruct
-/// does that); here such a block keeps one neuron instead, and blocks() tells the sizes used.
+/// does that); here such a block keeps one neuron instead, and block_sizes() tells the sizes used.
+///
+/// The base graph must be acyclic: the constructor throws not_a_dag naming a vertex on a cycle.
 
 #include <cmath>
 #include <cstddef>
@@ -17,15 +19,24 @@
 
 #include "deepstruct/errors.hpp"
 #include "deepstruct/graph/dag.hpp"
+#include "deepstruct/graph/layer_index.hpp"
 
 namespace deepstruct {
 
 class ScalableDAN {
  public:
-  /// `proportions[v]` for every vertex of `base`: positive, summing to 1 (within 1e-6).
+  /// `proportions[v]` for every vertex of `base`: positive, summing to 1 (within 1e-6). Throws
+  /// value_error for an empty base graph or bad proportions, shape_error for a proportion count
+  /// other than the vertex count, and not_a_dag when the base graph has a cycle.
   ScalableDAN(Dag base, std::vector<double> proportions) : base_(std::move(base)), proportions_(std::move(proportions)) {
     const std::size_t n = boost::num_vertices(base_);
     if (n == 0) DEEPSTRUCT_THROW(value_error, "ScalableDAN: expected a base graph with at least one vertex, found none");
+    try {
+      (void)layer_index(base_);
+    } catch (const not_a_dag& e) {
+      throw not_a_dag("ScalableDAN: expected an acyclic base graph, found a cycle through base vertex " + std::to_string(e.vertex()),
+                      e.vertex());
+    }
     if (proportions_.size() != n)
       DEEPSTRUCT_THROW(shape_error, "ScalableDAN: expected one proportion per base vertex (" + std::to_string(n) +
                                         "), found " + std::to_string(proportions_.size()));
