@@ -3,7 +3,9 @@
 // batch 128, test accuracy after every epoch), pruned by global magnitude to 30% of its hidden and
 // skip weights (the dense input and output layers are left alone) with one epoch of fine-tuning,
 // and turned back into the DAG of its neurons (generate_structure). The program prints the
-// analysis of that pruned structure and draws it as an SVG.
+// analysis of that pruned structure (analyze_hidden: inputs are the layer-0 neurons, outputs the
+// last-layer neurons, so dead neurons are the ones off every input-output path of the network),
+// which neurons are dead, and draws the structure as an SVG.
 //
 // Usage: dan_fashion_mnist [--data DIR] [--svg FILE] [--n N] [--k K] [--p P] [--epochs N] [--seed S] [--train-samples N] [--quiet]
 // (--train-samples uses only the first N training images: a quick smoke run.)
@@ -142,15 +144,40 @@ int main(int argc, char** argv) {
               static_cast<long>(model.num_weights()), 100.0 * model.density());
 
   // The pruned structure as a DAG of the hidden neurons, drawn in the network's own layers.
-  const deepstruct::Dag structure = deepstruct::generate_structure(model);
+  // analyze_hidden judges it by the network's real inputs and outputs: the layer-0 neurons the
+  // input layer feeds and the last-layer neurons that feed a logit. (analyze(structure, layers)
+  // alone would take every source and sink of the pruned graph for an input or an output, and a
+  // neuron cut off by pruning would then count as alive.)
+  std::vector<std::size_t> original_ids;
+  const deepstruct::Dag structure = deepstruct::generate_structure(model, {}, &original_ids);
   std::vector<std::size_t> layers;
   for (std::size_t t = 0; t < model.num_hidden_layers(); ++t)
     layers.insert(layers.end(), static_cast<std::size_t>(model.hidden_layer_size(t)), t);
   try {
-    const deepstruct::StructureReport report = deepstruct::analyze(structure, layers);
-    std::printf("\n== the pruned structure (generate_structure: hidden neurons, %zu vertices, %zu edges)\n",
+    const deepstruct::StructureReport report = deepstruct::analyze_hidden(model);
+    std::printf("\n== the pruned structure (generate_structure: hidden neurons, %zu vertices, %zu edges;\n"
+                "   inputs: the layer-0 neurons, fed by the 784 pixels; outputs: the last-layer neurons, read by the 10 logits)\n",
                 static_cast<std::size_t>(boost::num_vertices(structure)), static_cast<std::size_t>(boost::num_edges(structure)));
     std::cout << deepstruct::to_text(report) << "\n";
+    // Which neurons are dead: per hidden layer, and their ids in the prior.
+    std::vector<std::size_t> dead_per_layer(model.num_hidden_layers(), 0);
+    for (std::size_t v : report.dead_neurons) ++dead_per_layer[layers[v]];
+    std::printf("dead neurons per hidden layer (dead/size):");
+    for (std::size_t t = 0; t < model.num_hidden_layers(); ++t)
+      std::printf(" %zu/%ld", dead_per_layer[t], static_cast<long>(model.hidden_layer_size(t)));
+    // The live ones, by their vertex ids in the prior (usually the shorter list after pruning).
+    std::vector<char> dead(layers.size(), 0);
+    for (std::size_t v : report.dead_neurons) dead[v] = 1;
+    std::vector<std::size_t> alive;
+    for (std::size_t v = 0; v < layers.size(); ++v)
+      if (!dead[v]) alive.push_back(original_ids[v]);
+    std::printf("\nalive: %zu of %zu hidden neurons lie on a path from the input layer to the output layer; prior vertices",
+                alive.size(), layers.size());
+    const std::size_t shown = 24;
+    if (alive.empty()) std::printf(" (none: no input reaches a logit through the hidden layers)");
+    for (std::size_t i = 0; i < alive.size() && i < shown; ++i) std::printf(" %zu", alive[i]);
+    if (alive.size() > shown) std::printf(" ... (%zu more)", alive.size() - shown);
+    std::printf("\n");
     deepstruct::SvgOptions svg_options;
     char title[160];
     std::snprintf(title, sizeof title, "MaskedDeepDAN from watts_strogatz(%zu, %zu, %g), pruned to %.0f%% of its hidden weights",
