@@ -1,5 +1,6 @@
 // Tests of <deepstruct/layer_norm.hpp> against PyTorch (tests/data/torch_training.json).
 #include <deepstruct/layer_norm.hpp>
+#include <deepstruct/random.hpp>
 
 #include "test_support.hpp"
 
@@ -37,4 +38,45 @@ TEST_CASE("LayerNorm: bad inputs throw", "[layer_norm]") {
   norm.forward(Eigen::MatrixXf::Ones(3, 2), y);
   CHECK(y.cwiseAbs().maxCoeff() == 0.0f);  // constant input normalises to 0, not NaN
   CHECK_THROWS_AS(norm.backward(Eigen::MatrixXf::Zero(3, 5), y), deepstruct::shape_error);
+}
+
+TEMPLATE_TEST_CASE("LayerNorm: apply gives forward's output and leaves backward's state alone", "[layer_norm]", float, double) {
+  using Mat = Eigen::Matrix<TestType, -1, -1>;
+  using Vec = Eigen::Matrix<TestType, -1, 1>;
+  deepstruct::Generator gen(5);
+  auto random = [&](Eigen::Index rows, Eigen::Index cols) {
+    Mat m(rows, cols);
+    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<TestType>(deepstruct::random::normal(gen));
+    return m;
+  };
+  deepstruct::LayerNorm<TestType> norm(6);
+  norm.set_weight(Vec(random(6, 1)));
+  norm.set_bias(Vec(random(6, 1)));
+  const Mat x1 = random(6, 4), x2 = 3 * random(6, 4), g = random(6, 4);
+  // The reference: forward(x1), backward(g).
+  Mat y1, gx_ref;
+  norm.forward(x1, y1);
+  norm.backward(g, gx_ref);
+  const Vec gw_ref = norm.weight_grad(), gb_ref = norm.bias_grad();
+  // apply() is const and computes what forward() computes, also in place.
+  const deepstruct::LayerNorm<TestType>& const_norm = norm;
+  Mat y2, y2_forward;
+  const_norm.apply(x2, y2);
+  Mat in_place = x2;
+  const_norm.apply(in_place, in_place);
+  deepstruct::LayerNorm<TestType> other = norm;
+  other.forward(x2, y2_forward);
+  CHECK(y2 == y2_forward);
+  CHECK(in_place == y2_forward);
+  // forward(x1), apply(x2), backward(g): the backward of forward(x1), as if apply never ran.
+  norm.zero_grad();
+  norm.forward(x1, y1);
+  Mat ignored;
+  const_norm.apply(x2, ignored);
+  Mat gx;
+  norm.backward(g, gx);
+  CHECK(gx == gx_ref);
+  CHECK(norm.weight_grad() == gw_ref);
+  CHECK(norm.bias_grad() == gb_ref);
+  CHECK_THROWS_AS(const_norm.apply(Mat::Zero(5, 2), ignored), deepstruct::shape_error);
 }

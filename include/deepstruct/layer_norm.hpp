@@ -49,15 +49,18 @@ class LayerNorm {
 
   /// y = LayerNorm(x) for features x batch x; keeps the normalised input for backward.
   void forward(const Eigen::Ref<const Matrix>& x, Matrix& y) {
-    if (x.rows() != features())
-      DEEPSTRUCT_THROW(shape_error, "LayerNorm::forward: expected input with " + std::to_string(features()) +
-                                        " rows (features x batch), found " + detail::shape_str(x.rows(), x.cols()));
-    const auto n = static_cast<Scalar>(x.rows());
-    const RowVector mean = x.colwise().sum() / n;
-    normalized_ = x.rowwise() - mean;
-    inv_std_ = ((normalized_.array().square().colwise().sum() / n) + static_cast<Scalar>(eps_)).rsqrt().matrix();
-    normalized_.array().rowwise() *= inv_std_.array();
-    y = (normalized_.array().colwise() * weight_.array()).colwise() + bias_.array();
+    check_input(x, "forward");
+    normalize(x, normalized_, inv_std_);
+    scale_shift(normalized_, y);
+  }
+
+  /// y = LayerNorm(x) for evaluation: the same arithmetic as forward(), but nothing is kept, so
+  /// a later backward() is still the backward of the last forward(). y may be x itself.
+  void apply(const Eigen::Ref<const Matrix>& x, Matrix& y) const {
+    check_input(x, "apply");
+    RowVector inv_std;
+    normalize(x, y, inv_std);
+    scale_shift(y, y);
   }
 
   /// Adds dL/dweight and dL/dbias to the gradients and writes dL/dx (may alias grad_output).
@@ -90,6 +93,28 @@ class LayerNorm {
   }
 
  private:
+  void check_input(const Eigen::Ref<const Matrix>& x, const char* where) const {
+    if (x.rows() != features())
+      DEEPSTRUCT_THROW(shape_error, std::string("LayerNorm::") + where + ": expected input with " +
+                                        std::to_string(features()) + " rows (features x batch), found " +
+                                        detail::shape_str(x.rows(), x.cols()));
+  }
+
+  /// xhat = (x - mean) / sqrt(var + eps) per column, and inv_std = 1 / sqrt(var + eps). xhat may
+  /// share x's memory (every step is elementwise once mean is known).
+  void normalize(const Eigen::Ref<const Matrix>& x, Matrix& xhat, RowVector& inv_std) const {
+    const auto n = static_cast<Scalar>(x.rows());
+    const RowVector mean = x.colwise().sum() / n;
+    xhat = x.rowwise() - mean;
+    inv_std = ((xhat.array().square().colwise().sum() / n) + static_cast<Scalar>(eps_)).rsqrt().matrix();
+    xhat.array().rowwise() *= inv_std.array();
+  }
+
+  /// y = xhat * weight + bias per feature; y may be xhat itself.
+  void scale_shift(const Matrix& xhat, Matrix& y) const {
+    y = (xhat.array().colwise() * weight_.array()).colwise() + bias_.array();
+  }
+
   void set(Vector& target, const Eigen::Ref<const Vector>& v, const char* where) {
     if (v.size() != features())
       DEEPSTRUCT_THROW(shape_error, std::string("LayerNorm::") + where + ": expected size " +

@@ -263,7 +263,8 @@ class MaskedDeepFFN {
     input_ = &input_copy_;
     return run_forward(input_copy_);
   }
-  /// Forward without keeping anything for backward (evaluation).
+  /// Forward without keeping anything for backward (evaluation). Changes nothing backward()
+  /// uses: a backward() after predict() is still the backward of the last forward().
   void predict(const Eigen::Ref<const Matrix>& x, Matrix& logits) {
     check_input(x, "predict");
     const Matrix* h = nullptr;
@@ -275,10 +276,8 @@ class MaskedDeepFFN {
         logits = out;
         return;
       }
-      if (has_layer_norm(k)) {
-        norms_[norm_slot(k)].forward(out, eval_norm_);
-        out.swap(eval_norm_);
-      }
+      // apply(), not forward(): the norm keeps what the last forward() left for backward().
+      if (has_layer_norm(k)) norms_[norm_slot(k)].apply(out, out);
       activate(options_.activation, out, out);
       h = &out;
     }
@@ -397,7 +396,7 @@ class MaskedDeepFFN {
   // Activations of the last forward: pre_[k] enters the activation of hidden layer k, post_[k]
   // leaves it.
   std::vector<Matrix> pre_, post_;
-  Matrix logits_, norm_out_, grad_a_, grad_b_, input_copy_, eval_norm_;
+  Matrix logits_, norm_out_, grad_a_, grad_b_, input_copy_;
   Matrix eval_buffer_[2];
   const Matrix* input_ = nullptr;
 };
