@@ -1,6 +1,7 @@
 // Tests of <deepstruct/optim.hpp> (and parameter.hpp) against PyTorch's optimizers
 // (tests/data/torch_training.json): SGD with momentum, dampening, nesterov, weight decay;
-// Adam with weight decay; AdamW.
+// Adam with weight decay; AdamW. Masked weights under every optimizer; all-or-nothing steps.
+#include <deepstruct/masked_deep_ffn.hpp>
 #include <deepstruct/masked_linear.hpp>
 #include <deepstruct/optim.hpp>
 
@@ -74,35 +75,169 @@ TEMPLATE_TEST_CASE("optimizers: every configuration matches PyTorch step by step
   CHECK(cases == 9);
 }
 
-TEST_CASE("optimizers: masked weights keep zero gradient and stay inactive", "[optim]") {
-  deepstruct::MaskedLinear<double> layer(4, 3, true, 1);
-  deepstruct::MaskedLinear<double>::Mask m = deepstruct::MaskedLinear<double>::Mask::Constant(3, 4, true);
-  m(0, 1) = m(2, 3) = false;
-  layer.set_mask(m);
-  const Eigen::MatrixXd before = layer.weight();
-  const Eigen::MatrixXd x = Eigen::MatrixXd::Random(4, 5);
-  deepstruct::SGDOptions so;
-  so.lr = 0.1;
-  so.momentum = 0.9;
-  deepstruct::SGD<double> sgd(so);
-  for (int step = 0; step < 3; ++step) {
-    layer.zero_grad();
-    layer.backward(x, Eigen::MatrixXd::Ones(3, 5), nullptr);
-    sgd.step(layer);
-  }
-  CHECK(layer.weight()(0, 1) == before(0, 1));  // untouched without weight decay
-  CHECK(layer.weight()(2, 3) == before(2, 3));
-  CHECK(layer.weight()(0, 0) != before(0, 0));
-  // With weight decay the masked values shrink as in PyTorch, but the mask never changes.
-  so.weight_decay = 0.5;
-  deepstruct::SGD<double> decayed(so);
+namespace {
+
+template <typename Scalar>
+std::vector<deepstruct::MaskedLinear<Scalar>*> masked_layers(deepstruct::MaskedLinear<Scalar>& layer) {
+  return {&layer};
+}
+template <typename Scalar>
+std::vector<deepstruct::MaskedLinear<Scalar>*> masked_layers(deepstruct::MaskedDeepFFN<Scalar>& model) {
+  return model.maskable_layers();
+}
+
+// Fresh gradients for the batch x (every output gets dL/dy = 1).
+template <typename Scalar>
+void compute_gradients(deepstruct::MaskedLinear<Scalar>& layer, const Eigen::Matrix<Scalar, -1, -1>& x) {
   layer.zero_grad();
-  decayed.step(layer);
-  CHECK(std::abs(layer.weight()(0, 1)) < std::abs(before(0, 1)));
-  CHECK(layer.mask() == m);
-  CHECK(layer.effective_weight()(0, 1) == 0.0);
-  // The forward pass sees the new weights (the caches were refreshed).
-  CHECK(test::max_rel_diff(layer.forward(x), Eigen::MatrixXd((layer.effective_weight() * x).colwise() + layer.bias())) < 1e-12);
+  layer.backward(x, Eigen::Matrix<Scalar, -1, -1>::Ones(layer.out_features(), x.cols()), nullptr);
+}
+template <typename Scalar>
+void compute_gradients(deepstruct::MaskedDeepFFN<Scalar>& model, const Eigen::Matrix<Scalar, -1, -1>& x) {
+  model.zero_grad();
+  model.forward(x);
+  model.backward(Eigen::Matrix<Scalar, -1, -1>::Ones(model.outputs(), x.cols()));
+}
+
+// Three steps with weights masked from the start, then a weight pruned mid-training and two more
+// steps. The masks never change, masked weights never become effective (W o M is 0 behind the
+// mask), weights masked from the start do not move unless the optimizer decays weights, and
+// every layer's forward uses the updated weights.
+template <typename Scalar, typename Model, typename Optimizer>
+void check_masked_weights(Model& model, Optimizer& optimizer, bool decays) {
+  using Mat = Eigen::Matrix<Scalar, -1, -1>;
+  using Mask = typename deepstruct::MaskedLinear<Scalar>::Mask;
+  deepstruct::Generator gen(17);
+  auto layers = masked_layers(model);
+  std::vector<Mask> masks;
+  std::vector<Mat> before;
+  for (auto* l : layers) {
+    Mask m(l->out_features(), l->in_features());
+    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = i % 3 != 1;  // a third masked
+    l->set_mask(m);
+    masks.push_back(m);
+    before.push_back(l->weight());
+  }
+  Mat x(layers.front()->in_features(), 5);
+  for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<Scalar>(deepstruct::random::normal(gen));
+  auto check_masks = [&] {
+    for (std::size_t k = 0; k < layers.size(); ++k) {
+      INFO("layer " << k);
+      CHECK(layers[k]->mask() == masks[k]);
+      const Mat effective = layers[k]->effective_weight();
+      for (Eigen::Index i = 0; i < effective.size(); ++i)
+        if (!masks[k].data()[i]) CHECK(effective.data()[i] == Scalar(0));
+    }
+  };
+  for (int step = 0; step < 3; ++step) {
+    compute_gradients(model, x);
+    optimizer.step(model);
+  }
+  check_masks();
+  for (std::size_t k = 0; k < layers.size(); ++k) {
+    INFO("layer " << k);
+    bool masked_moved = false, active_moved = false;
+    for (Eigen::Index i = 0; i < before[k].size(); ++i) {
+      const bool moved = layers[k]->weight().data()[i] != before[k].data()[i];
+      (masks[k].data()[i] ? active_moved : masked_moved) |= moved;
+    }
+    CHECK(active_moved);
+    CHECK(masked_moved == decays);  // weight decay shrinks masked weights, as in PyTorch
+  }
+  // Pruned mid-training: momentum or Adam's moments may still move the weight, never activate it.
+  for (std::size_t k = 0; k < layers.size(); ++k) {
+    masks[k](0, 0) = false;
+    layers[k]->set_mask(masks[k]);
+  }
+  for (int step = 0; step < 2; ++step) {
+    compute_gradients(model, x);
+    optimizer.step(model);
+  }
+  check_masks();
+  // The forward pass sees the new weights (the layers' caches were refreshed).
+  for (auto* l : layers) {
+    Mat h(l->in_features(), 4);
+    for (Eigen::Index i = 0; i < h.size(); ++i) h.data()[i] = static_cast<Scalar>(deepstruct::random::normal(gen));
+    Mat y;
+    l->forward(h, y);
+    const Mat expected = (l->effective_weight() * h).colwise() + l->bias();
+    CHECK(test::max_rel_diff(y, expected) <= test::tol<Scalar>(100));
+  }
+}
+
+template <typename Scalar, typename MakeModel>
+void check_masked_weights_with_every_optimizer(MakeModel make_model) {
+  deepstruct::SGDOptions momentum;
+  momentum.lr = 0.1;
+  momentum.momentum = 0.9;
+  deepstruct::SGDOptions nesterov = momentum;
+  nesterov.nesterov = true;
+  deepstruct::SGDOptions sgd_decay = momentum;
+  sgd_decay.dampening = 0.1;
+  sgd_decay.weight_decay = 0.5;
+  deepstruct::AdamOptions adam_decay;
+  adam_decay.lr = 0.01;
+  adam_decay.weight_decay = 0.5;
+  deepstruct::AdamOptions adamw = deepstruct::AdamW<Scalar>::default_options();
+  adamw.lr = 0.01;
+  adamw.weight_decay = 0.5;
+  {
+    INFO("SGD with momentum");
+    auto model = make_model();
+    deepstruct::SGD<Scalar> opt(momentum);
+    check_masked_weights<Scalar>(model, opt, false);
+  }
+  {
+    INFO("SGD with nesterov momentum");
+    auto model = make_model();
+    deepstruct::SGD<Scalar> opt(nesterov);
+    check_masked_weights<Scalar>(model, opt, false);
+  }
+  {
+    INFO("SGD with momentum, dampening and weight decay");
+    auto model = make_model();
+    deepstruct::SGD<Scalar> opt(sgd_decay);
+    check_masked_weights<Scalar>(model, opt, true);
+  }
+  {
+    INFO("Adam without weight decay");
+    auto model = make_model();
+    deepstruct::Adam<Scalar> opt;
+    check_masked_weights<Scalar>(model, opt, false);
+  }
+  {
+    INFO("Adam with weight decay");
+    auto model = make_model();
+    deepstruct::Adam<Scalar> opt(adam_decay);
+    check_masked_weights<Scalar>(model, opt, true);
+  }
+  {
+    INFO("AdamW");
+    auto model = make_model();
+    deepstruct::AdamW<Scalar> opt(adamw);
+    check_masked_weights<Scalar>(model, opt, true);
+  }
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("optimizers: masked weights stay inactive under SGD, Adam and AdamW, with and without weight decay", "[optim]", float, double) {
+  SECTION("MaskedLinear") {
+    check_masked_weights_with_every_optimizer<TestType>([] { return deepstruct::MaskedLinear<TestType>(6, 4, true, 1); });
+  }
+  SECTION("MaskedDeepFFN, dense and sparse paths") {
+    for (const auto path : {deepstruct::Execution::dense, deepstruct::Execution::sparse}) {
+      INFO("path " << int(path));
+      check_masked_weights_with_every_optimizer<TestType>([path] {
+        deepstruct::FFNOptions options;
+        options.use_layer_norm = true;
+        options.seed = 4;
+        deepstruct::MaskedDeepFFN<TestType> model(6, 3, {5, 4, 4}, options);
+        model.set_execution(path);
+        return model;
+      });
+    }
+  }
 }
 
 TEST_CASE("optimizers: bad options and a changed model throw", "[optim]") {
@@ -122,6 +257,79 @@ TEST_CASE("optimizers: bad options and a changed model throw", "[optim]") {
   deepstruct::MaskedLinear<float> a(4, 3), b(5, 3);
   adam.step(a);
   CHECK_THROWS_AS(adam.step(b), deepstruct::shape_error);
+}
+
+namespace {
+
+// Parameter vectors of the given sizes, with non-zero gradients.
+template <typename Scalar>
+struct ListModel {
+  std::vector<Eigen::Matrix<Scalar, -1, 1>> values, grads;
+  explicit ListModel(const std::vector<Eigen::Index>& sizes) {
+    for (const Eigen::Index n : sizes) {
+      values.push_back(Eigen::Matrix<Scalar, -1, 1>::LinSpaced(n, Scalar(-1), Scalar(1)));
+      grads.push_back(Eigen::Matrix<Scalar, -1, 1>::LinSpaced(n, Scalar(0.5), Scalar(-0.3)));
+    }
+  }
+  template <typename Fn>
+  void for_each_parameter(Fn&& fn) {
+    for (std::size_t k = 0; k < values.size(); ++k)
+      fn(deepstruct::ParameterRef<Scalar>{values[k].data(), grads[k].data(), values[k].size(), nullptr});
+  }
+};
+
+// An optimizer that took a step on a model {5, 3} is handed models that differ after a matching
+// start (more parameters, fewer, a different size later on) or at once: each step throws
+// shape_error, the other model keeps its values, and the optimizer's state is as before (its next
+// step on the first model is exactly that of a twin that never saw the other model).
+template <typename Scalar, typename Optimizer>
+void check_all_or_nothing(const Optimizer& prototype) {
+  for (const std::vector<Eigen::Index>& sizes :
+       std::vector<std::vector<Eigen::Index>>{{5, 3, 2}, {5}, {5, 4}, {4, 3}}) {
+    INFO("other model of " << sizes.size() << " parameters, the last of size " << sizes.back());
+    Optimizer optimizer = prototype, twin = prototype;
+    ListModel<Scalar> model({5, 3}), twin_model({5, 3});
+    optimizer.step(model);
+    twin.step(twin_model);
+    ListModel<Scalar> other(sizes);
+    const auto other_before = other.values;
+    CHECK_THROWS_AS(optimizer.step(other), deepstruct::shape_error);
+    CHECK(other.values == other_before);
+    for (int step = 0; step < 2; ++step) {
+      optimizer.step(model);
+      twin.step(twin_model);
+    }
+    CHECK(model.values == twin_model.values);
+  }
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("optimizers: a step on another model throws and changes neither that model nor the optimizer", "[optim]", float, double) {
+  deepstruct::SGDOptions so;
+  so.lr = 0.1;
+  so.momentum = 0.9;
+  check_all_or_nothing<TestType>(deepstruct::SGD<TestType>(so));
+  check_all_or_nothing<TestType>(deepstruct::Adam<TestType>());
+  check_all_or_nothing<TestType>(deepstruct::AdamW<TestType>());
+  // Adam's step count and a real network: the layers before the mismatch are not updated.
+  deepstruct::FFNOptions options;
+  options.use_layer_norm = true;
+  deepstruct::MaskedDeepFFN<TestType> model(13, 4, {9, 7, 5}, options), other(13, 4, {9, 7, 6}, options);
+  const Eigen::Matrix<TestType, -1, -1> x = Eigen::Matrix<TestType, -1, -1>::Ones(13, 3);
+  for (auto* m : {&model, &other}) {
+    m->forward(x);
+    m->backward(Eigen::Matrix<TestType, -1, -1>::Ones(4, 3));
+  }
+  deepstruct::Adam<TestType> adam;
+  adam.step(model);
+  const auto before = other.state_dict();
+  CHECK_THROWS_AS(adam.step(other), deepstruct::shape_error);
+  CHECK(adam.steps() == 1);
+  const auto after = other.state_dict();
+  CHECK(after.matrices == before.matrices);
+  CHECK(after.vectors == before.vectors);
+  CHECK(after.masks == before.masks);
 }
 
 TEST_CASE("optimizers: large tensors (chunked across threads with OpenMP) follow the scalar rule", "[optim]") {

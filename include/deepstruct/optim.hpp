@@ -11,11 +11,16 @@
 /// that was masked from the start as it is; weight decay shrinks it as PyTorch would. A weight
 /// pruned mid-training may still move under SGD's momentum buffer or Adam's moments, as in
 /// PyTorch. No update changes a mask: a weight behind the mask stays inactive.
+///
+/// A step is all or nothing: the model's parameters (their number and sizes) are checked against
+/// the first step's before any value or optimizer state changes, so handing an optimizer another
+/// model throws shape_error and leaves both the model and the optimizer as they were.
 
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "deepstruct/errors.hpp"
@@ -29,32 +34,42 @@ namespace detail {
 template <typename Scalar>
 class OptimizerState {
  public:
-  /// The k-th buffer set for a parameter of `size` scalars (`buffers` vectors of that size).
-  std::vector<Scalar>* slot(std::size_t k, Eigen::Index size, std::size_t buffers) {
-    if (k == sizes_.size() && !frozen_) {
-      sizes_.push_back(size);
-      slots_.emplace_back(buffers, std::vector<Scalar>(static_cast<std::size_t>(size), Scalar(0)));
-    } else if (k >= sizes_.size() || sizes_[k] != size) {
-      DEEPSTRUCT_THROW(shape_error, "optimizer step: expected the model the optimizer was first used with (parameter " +
-                                        std::to_string(k) + " of size " +
-                                        (k < sizes_.size() ? std::to_string(sizes_[k]) : std::string("none")) +
-                                        "), found a parameter of size " + std::to_string(size));
+  /// Checks, before any parameter changes, that `model` hands out the parameters of the first
+  /// step (their number and sizes); on the first step allocates `buffers` vectors per parameter.
+  /// Throws shape_error and changes nothing when the model is another one.
+  template <typename Model>
+  void prepare(Model& model, std::size_t buffers) {
+    std::vector<Eigen::Index> sizes;
+    for_each_parameter(model, [&](const ParameterRef<Scalar>& p) { sizes.push_back(p.size); });
+    if (!initialized_) {
+      for (const Eigen::Index size : sizes)
+        slots_.emplace_back(buffers, std::vector<Scalar>(static_cast<std::size_t>(size), Scalar(0)));
+      sizes_ = std::move(sizes);
+      initialized_ = true;
+      return;
     }
-    return slots_[k].data();
+    for (std::size_t k = 0; k < std::max(sizes.size(), sizes_.size()); ++k)
+      if (k >= sizes.size() || k >= sizes_.size() || sizes[k] != sizes_[k])
+        DEEPSTRUCT_THROW(shape_error, "optimizer step: expected the model the optimizer was first used with (" +
+                                          std::to_string(sizes_.size()) + " parameters; parameter " +
+                                          std::to_string(k) + " of size " + size_or_none(sizes_, k) +
+                                          "), found a model with " + std::to_string(sizes.size()) +
+                                          " parameters; parameter " + std::to_string(k) + " of size " +
+                                          size_or_none(sizes, k));
   }
-  /// After the first step the number of parameters is fixed.
-  void end_step(std::size_t visited) {
-    if (frozen_ && visited != sizes_.size())
-      DEEPSTRUCT_THROW(shape_error, "optimizer step: expected " + std::to_string(sizes_.size()) +
-                                        " parameters (the model of the first step), found " + std::to_string(visited));
-    frozen_ = true;
-  }
-  bool empty() const { return sizes_.empty(); }
+  /// True before the first step.
+  bool empty() const { return !initialized_; }
+  /// The buffers of parameter k (checked by prepare()).
+  std::vector<Scalar>* slot(std::size_t k) { return slots_[k].data(); }
 
  private:
+  static std::string size_or_none(const std::vector<Eigen::Index>& sizes, std::size_t k) {
+    return k < sizes.size() ? std::to_string(sizes[k]) : std::string("none");
+  }
+
   std::vector<Eigen::Index> sizes_;
   std::vector<std::vector<std::vector<Scalar>>> slots_;
-  bool frozen_ = false;
+  bool initialized_ = false;
 };
 
 /// Calls fn(first, n) on consecutive chunks of [0, size): in parallel with OpenMP when size is
@@ -109,18 +124,17 @@ class SGD {
 
   template <typename Model>
   void step(Model& model) {
-    std::size_t k = 0;
     const bool first = state_.empty();
+    state_.prepare(model, options_.momentum != 0.0 ? 1 : 0);  // throws before anything changes
+    std::size_t k = 0;
     for_each_parameter(model, [&](const ParameterRef<Scalar>& p) { update(p, k++, first); });
-    state_.end_step(k);
   }
 
  private:
   void update(const ParameterRef<Scalar>& p, std::size_t k, bool first) {
     const auto lr = static_cast<Scalar>(options_.lr), wd = static_cast<Scalar>(options_.weight_decay),
                mom = static_cast<Scalar>(options_.momentum), damp = static_cast<Scalar>(options_.dampening);
-    std::vector<Scalar>* slot = state_.slot(k, p.size, options_.momentum != 0.0 ? 1 : 0);
-    std::vector<Scalar>* buf = options_.momentum != 0.0 ? slot : nullptr;
+    std::vector<Scalar>* buf = options_.momentum != 0.0 ? state_.slot(k) : nullptr;
     for (Eigen::Index i = 0; i < p.size; ++i) {
       Scalar g = p.grad[i];
       if (wd != Scalar(0)) g += wd * p.value[i];
@@ -171,15 +185,15 @@ class AdamBase {
 
   template <typename Model>
   void step(Model& model) {
+    state_.prepare(model, 2);  // throws before anything changes (t_ included)
     ++t_;
     std::size_t k = 0;
     for_each_parameter(model, [&](const ParameterRef<Scalar>& p) { update(p, k++); });
-    state_.end_step(k);
   }
 
  private:
   void update(const ParameterRef<Scalar>& p, std::size_t k) {
-    std::vector<Scalar>* s = state_.slot(k, p.size, 2);
+    std::vector<Scalar>* s = state_.slot(k);
     Scalar* m = s[0].data();
     Scalar* v = s[1].data();
     const auto b1 = static_cast<Scalar>(options_.beta1), b2 = static_cast<Scalar>(options_.beta2);
