@@ -111,6 +111,31 @@ TEST_CASE("prune: neurons by L1, L2 and max norm, and a model's layers globally"
   for (const double d : each.layer_densities()) CHECK(d == Approx(0.5).margin(0.02));
 }
 
+TEMPLATE_TEST_CASE("prune: a NaN weight in a candidate neuron throws value_error naming it and changes no mask", "[prune]", float, double) {
+  using Mat = Eigen::Matrix<TestType, -1, -1>;
+  Mat w(4, 3);
+  w << 3, 0, 0, 1, 1, 1, 2, 2, 0, 0.5, 0, 0;
+  w(2, 1) = std::numeric_limits<TestType>::quiet_NaN();
+  for (const double p : {1.0, 2.0, std::numeric_limits<double>::infinity()}) {
+    INFO("p " << p);
+    MaskedLinear<TestType> layer(w, Eigen::Matrix<TestType, -1, 1>::Zero(4));
+    const auto mask = layer.mask();
+    try {
+      deepstruct::prune_neurons(layer, PruneAmount::count(1), p);
+      FAIL("no exception for a NaN weight");
+    } catch (const deepstruct::value_error& e) {
+      CHECK_THAT(std::string(e.what()), test::contains("found NaN at weight 1 of neuron (row) 2"));
+    }
+    CHECK(layer.mask() == mask);
+    // A neuron without active weights is no candidate: its NaN does not matter.
+    auto dead = mask;
+    dead.row(2).setConstant(false);
+    layer.set_mask(dead);
+    CHECK(deepstruct::prune_neurons(layer, PruneAmount::count(1), p) == 1);
+    CHECK_FALSE(layer.mask().row(3).any());  // the smallest live neuron in every norm
+  }
+}
+
 TEST_CASE("prune: iterative magnitude pruning with rewinding (lottery tickets)", "[prune]") {
   deepstruct::MaskedDeepFFN<double> model(12, 3, {10, 8});
   const auto initial = model.state_dict();

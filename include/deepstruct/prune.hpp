@@ -135,7 +135,8 @@ auto prune_each_layer(Model& model, PruneAmount amount) -> decltype(model.maskab
 
 /// torch.nn.utils.prune.ln_structured(dim=0): removes whole neurons (rows of the weight) with the
 /// smallest L_p norm of their effective weights, among the neurons that still have an active
-/// weight. p may be any value > 0 or infinity. Returns the number of neurons pruned.
+/// weight. p may be any value > 0 or infinity. Returns the number of neurons pruned. Throws
+/// value_error, changing nothing, when a candidate neuron has a NaN effective weight.
 template <typename Scalar>
 Eigen::Index prune_neurons(MaskedLinear<Scalar>& layer, PruneAmount amount, double p = 2.0) {
   if (!(p > 0.0)) DEEPSTRUCT_THROW(value_error, "prune_neurons: expected a norm order p > 0, found " + std::to_string(p));
@@ -144,6 +145,11 @@ Eigen::Index prune_neurons(MaskedLinear<Scalar>& layer, PruneAmount amount, doub
   std::vector<std::pair<double, Eigen::Index>> rows;
   for (Eigen::Index o = 0; o < w.rows(); ++o) {
     if (!mask.row(o).any()) continue;
+    // NaN has no rank (and would break std::sort's ordering): refuse it, as the saliency scores.
+    for (Eigen::Index i = 0; i < w.cols(); ++i)
+      if (std::isnan(static_cast<double>(w(o, i))))
+        DEEPSTRUCT_THROW(value_error, "prune_neurons: expected finite weights, found NaN at weight " + std::to_string(i) +
+                                          " of neuron (row) " + std::to_string(o));
     double norm = 0.0;
     if (std::isinf(p)) {
       norm = static_cast<double>(w.row(o).cwiseAbs().maxCoeff());
