@@ -1,11 +1,15 @@
 // Tests of <deepstruct/model_io.hpp>: .npz model files with deepstruct's state_dict keys, round
-// trips, files numpy wrote from the PyTorch fixtures, numpy computing with our files, bad files.
+// trips (with and without bias and LayerNorm), files numpy wrote from the PyTorch fixtures, numpy
+// computing with our files, bad files (which change nothing in the model they are loaded into).
 #include <deepstruct/masked_deep_dan.hpp>
 #include <deepstruct/masked_deep_ffn.hpp>
 #include <deepstruct/model_io.hpp>
 
 #include <cstdio>
 #include <fstream>
+#include <tuple>
+#include <type_traits>
+#include <utility>
 
 #include "test_support.hpp"
 
@@ -15,10 +19,35 @@ namespace {
 
 std::string tmp(const std::string& name) { return std::string(DEEPSTRUCT_TEST_TMP_DIR) + "/" + name; }
 
+// LayerNorm weights in [0.5, 1.5] and biases in [-0.2, 0.2] instead of PyTorch's 1 and 0.
+template <typename Model>
+void randomize_layer_norms(Model& model, deepstruct::Generator& gen) {
+  using Vector = typename Model::Vector;
+  auto random = [&](Eigen::Index n, double lo, double hi) {
+    Vector v(n);
+    for (Eigen::Index i = 0; i < n; ++i) v[i] = static_cast<typename Model::Scalar>(deepstruct::random::uniform(gen, lo, hi));
+    return v;
+  };
+  if constexpr (std::is_same<Model, MaskedDeepFFN<typename Model::Scalar>>::value) {
+    for (std::size_t k = 0; k < model.num_layers(); ++k)
+      if (model.has_layer_norm(k)) {
+        model.layer_norm(k).set_weight(random(model.layer(k).out_features(), 0.5, 1.5));
+        model.layer_norm(k).set_bias(random(model.layer(k).out_features(), -0.2, 0.2));
+      }
+  } else {
+    if (model.options().use_layer_norm)
+      for (std::size_t t = 1; t < model.num_hidden_layers(); ++t) {
+        model.layer_norm(t).set_weight(random(model.hidden_layer_size(t), 0.5, 1.5));
+        model.layer_norm(t).set_bias(random(model.hidden_layer_size(t), -0.2, 0.2));
+      }
+  }
+}
+
 template <typename Scalar>
-MaskedDeepFFN<Scalar> pruned_ffn(bool layer_norm) {
+MaskedDeepFFN<Scalar> pruned_ffn(bool layer_norm, bool bias = true) {
   deepstruct::FFNOptions options;
   options.use_layer_norm = layer_norm;
+  options.bias = bias;
   options.seed = 21;
   MaskedDeepFFN<Scalar> model(13, 4, {9, 7, 5}, options);
   deepstruct::Generator gen(3);
@@ -27,6 +56,7 @@ MaskedDeepFFN<Scalar> pruned_ffn(bool layer_norm) {
     for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = deepstruct::random::bernoulli(gen, 0.6);
     l->set_mask(m);
   }
+  randomize_layer_norms(model, gen);
   return model;
 }
 
@@ -76,6 +106,65 @@ TEST_CASE("model_io: MaskedDeepDAN round trip", "[model_io]") {
   deepstruct::save_npz(model, tmp("dan.npz"));
   deepstruct::load_npz(other, tmp("dan.npz"));
   check_same_state(model, other);
+}
+
+TEMPLATE_TEST_CASE("model_io: MaskedDeepFFN without bias and with LayerNorm: same outputs after a round trip", "[model_io]", float, double) {
+  using Mat = Eigen::Matrix<TestType, -1, -1>;
+  Mat x(13, 6);
+  deepstruct::Generator gen(12);
+  for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<TestType>(deepstruct::random::normal(gen));
+  for (const auto& [bias, ln] : std::vector<std::pair<bool, bool>>{{false, false}, {false, true}, {true, true}}) {
+    INFO("bias " << bias << " layer norm " << ln);
+    auto model = pruned_ffn<TestType>(ln, bias);
+    const Mat expected = model.forward(x);
+    const std::string path = tmp(std::string("ffn_rt_") + (bias ? "bias_" : "") + (ln ? "ln_" : "") + typeid(TestType).name() + ".npz");
+    deepstruct::save_npz(model, path);
+    const auto archive = deepstruct::NpzArchive::load(path);
+    CHECK(archive.contains("_layer_out.bias") == bias);
+    CHECK(archive.contains("_layers_hidden.1.weight") == ln);  // the first LayerNorm
+    deepstruct::FFNOptions options;
+    options.use_layer_norm = ln;
+    options.bias = bias;
+    options.seed = 5;
+    MaskedDeepFFN<TestType> other(13, 4, {9, 7, 5}, options);
+    REQUIRE(other.forward(x) != expected);
+    deepstruct::load_npz(other, path);
+    check_same_state(model, other);
+    CHECK(other.forward(x) == expected);
+    auto loaded = deepstruct::load_ffn_npz<TestType>(path);
+    CHECK(loaded.options().bias == bias);
+    CHECK(loaded.uses_layer_norm() == ln);
+    check_same_state(model, loaded);
+    CHECK(loaded.forward(x) == expected);
+  }
+}
+
+TEMPLATE_TEST_CASE("model_io: MaskedDeepDAN with LayerNorm, and without bias: same outputs after a round trip", "[model_io]", float, double) {
+  using Mat = Eigen::Matrix<TestType, -1, -1>;
+  const nlohmann::json fixture = test::load_json("masked_dan.json");
+  const auto d = test::dan_description(fixture["cases"][0]);
+  Mat x(10, 6);
+  deepstruct::Generator gen(13);
+  for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<TestType>(deepstruct::random::normal(gen));
+  for (const auto& [bias, ln] : std::vector<std::pair<bool, bool>>{{true, true}, {false, false}, {false, true}}) {
+    INFO("bias " << bias << " layer norm " << ln);
+    deepstruct::DANOptions options;
+    options.use_layer_norm = ln;
+    options.bias = bias;
+    options.seed = 1;
+    deepstruct::MaskedDeepDAN<TestType> model(10, 3, d, options);
+    randomize_layer_norms(model, gen);
+    const Mat expected = model.forward(x);
+    const std::string path = tmp(std::string("dan_rt_") + (bias ? "bias_" : "") + (ln ? "ln_" : "") + typeid(TestType).name() + ".npz");
+    deepstruct::save_npz(model, path);
+    options.seed = 2;
+    deepstruct::MaskedDeepDAN<TestType> other(10, 3, d, options);
+    REQUIRE(other.forward(x) != expected);
+    deepstruct::load_npz(other, path);
+    check_same_state(model, other);
+    CHECK(other.forward(x) == expected);
+    CHECK(model.state_dict().vectors.size() == other.state_dict().vectors.size());
+  }
 }
 
 TEMPLATE_TEST_CASE("model_io: files numpy wrote from deepstruct/PyTorch state_dicts give PyTorch's outputs", "[model_io][parity]", float, double) {
@@ -143,52 +232,140 @@ TEST_CASE("model_io: numpy computes our outputs from our file", "[model_io]") {
   CHECK(test::max_rel_diff(model.forward(x), Eigen::MatrixXd(y.transpose())) <= 1e-12);
 }
 
-TEST_CASE("model_io: bad files throw io_error naming the file, and change nothing", "[model_io]") {
-  auto model = pruned_ffn<float>(false);
-  const auto before = model.state_dict();
-  const std::string good = tmp("good.npz");
-  deepstruct::save_npz(model, good);
-  auto expect_failure = [&](const std::string& path, const std::string& expected) {
+namespace {
+
+// A model of pruned_ffn(true)'s shape in which every parameter, mask entry and LayerNorm value
+// differs from pruned_ffn(true)'s: a load that stopped half-way would show.
+template <typename Scalar>
+MaskedDeepFFN<Scalar> different_ffn() {
+  deepstruct::FFNOptions options;
+  options.use_layer_norm = true;
+  options.seed = 77;
+  MaskedDeepFFN<Scalar> model(13, 4, {9, 7, 5}, options);
+  const auto source = pruned_ffn<Scalar>(true);
+  for (std::size_t k = 0; k < model.num_layers(); ++k) model.layer(k).set_mask(source.layer(k).mask().array() == false);
+  deepstruct::Generator gen(78);
+  randomize_layer_norms(model, gen);
+  return model;
+}
+
+// Every entry of every array of `a` differs from the same entry in `b`.
+template <typename Scalar>
+void check_all_different(const deepstruct::StateDict<Scalar>& a, const deepstruct::StateDict<Scalar>& b) {
+  REQUIRE(a.size() == b.size());
+  for (const auto& kv : a.matrices) CHECK((kv.second.array() != b.matrices.at(kv.first).array()).all());
+  for (const auto& kv : a.vectors) CHECK((kv.second.array() != b.vectors.at(kv.first).array()).all());
+  for (const auto& kv : a.masks) CHECK((kv.second.array() != b.masks.at(kv.first).array()).all());
+}
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("model_io: bad files throw io_error naming the file, and nothing is half-loaded", "[model_io]", float, double) {
+  using Mat = Eigen::Matrix<TestType, -1, -1>;
+  const std::string prefix = std::string("bad_") + typeid(TestType).name() + "_";
+  const std::string good = tmp(prefix + "good.npz");
+  deepstruct::save_npz(pruned_ffn<TestType>(true), good);
+  // Each bad file holds a whole, valid model except for one entry of the LAST layer: a loader
+  // that wrote layer by layer would have changed the first layers and LayerNorms before failing.
+  const auto archive = deepstruct::NpzArchive::load(good);
+  struct Bad {
+    std::string name, expected;  // expected: a part of the message
+    deepstruct::NpzArchive archive;
+  };
+  std::vector<Bad> bad;
+  auto edited = [&](const std::string& name, const std::string& expected, auto&& edit) {
+    Bad b{name, expected, archive};
+    edit(b.archive);
+    bad.push_back(std::move(b));
+  };
+  // Wrong keys: one missing, one renamed, one extra.
+  edited("missing_key", "_layer_out._mask", [](auto& a) { a.erase("_layer_out._mask"); });
+  edited("renamed_key", "_layer_out.bias", [&](auto& a) {
+    a.set("_layer_out.bias_", archive.at("_layer_out.bias"));
+    a.erase("_layer_out.bias");
+  });
+  edited("extra_key", "_layer_out.extra", [](auto& a) { a.set("_layer_out.extra", deepstruct::from_matrix(Eigen::MatrixXf::Zero(2, 2))); });
+  // Wrong shapes: weight, mask, bias.
+  edited("wrong_weight_shape", "found 4x4", [](auto& a) { a.set("_layer_out.weight", deepstruct::from_matrix(Mat::Ones(4, 4))); });
+  edited("wrong_mask_shape", "found 5x4", [](auto& a) {
+    a.set("_layer_out._mask", deepstruct::from_mask(Eigen::Matrix<bool, -1, -1>::Constant(5, 4, true)));
+  });
+  edited("wrong_bias_shape", "found 3", [](auto& a) { a.set("_layer_out.bias", deepstruct::from_vector(Eigen::Matrix<TestType, -1, 1>::Ones(3))); });
+  // Wrong dtypes: integer weight, a float mask that is not 0/1.
+  edited("wrong_dtype", "int64", [](auto& a) { a.set("_layer_out.weight", deepstruct::from_matrix(Eigen::Matrix<std::int64_t, -1, -1>::Ones(4, 5))); });
+  edited("mask_not_0_1", "0/1", [](auto& a) { a.set("_layer_out._mask", deepstruct::from_matrix(Eigen::MatrixXf::Constant(4, 5, 0.5f))); });
+  std::vector<std::pair<std::string, std::string>> files;  // path, expected part of the message
+  for (const auto& b : bad) {
+    b.archive.save(tmp(prefix + b.name + ".npz"));
+    files.emplace_back(tmp(prefix + b.name + ".npz"), b.expected);
+  }
+  // Truncated: without its last byte (end of central directory), and in the middle.
+  const std::string bytes = file_bytes(good);
+  std::ofstream(tmp(prefix + "truncated_end.npz"), std::ios::binary) << bytes.substr(0, bytes.size() - 1);
+  std::ofstream(tmp(prefix + "truncated_half.npz"), std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  files.emplace_back(tmp(prefix + "truncated_end.npz"), "");
+  files.emplace_back(tmp(prefix + "truncated_half.npz"), "");
+  // Not a zip, and no file at all.
+  std::ofstream(tmp(prefix + "not_a_zip.npz")) << "this is not an npz file";
+  files.emplace_back(tmp(prefix + "not_a_zip.npz"), "");
+  files.emplace_back(tmp(prefix + "does_not_exist.npz"), "");
+
+  const auto before = different_ffn<TestType>().state_dict();
+  check_all_different(before, pruned_ffn<TestType>(true).state_dict());
+  for (const auto& [path, expected] : files) {
+    INFO("file " << path);
+    auto model = different_ffn<TestType>();
     try {
       deepstruct::load_npz(model, path);
-      FAIL("no exception for " << path);
+      FAIL_CHECK("no exception");
     } catch (const deepstruct::io_error& e) {
-      const std::string what = e.what();
-      CHECK(what.find(path) != std::string::npos);
-      CHECK(what.find(expected) != std::string::npos);
+      CHECK_THAT(std::string(e.what()), test::contains(path));
+      CHECK_THAT(std::string(e.what()), test::contains(expected));
     }
     const auto now = model.state_dict();
     CHECK(now.matrices == before.matrices);
+    CHECK(now.vectors == before.vectors);  // biases and LayerNorm parameters
     CHECK(now.masks == before.masks);
-  };
-  // Not a zip.
-  std::ofstream(tmp("not_a_zip.npz")) << "this is not an npz file";
-  expect_failure(tmp("not_a_zip.npz"), "");
-  // Truncated.
-  {
-    std::ifstream in(good, std::ios::binary);
-    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    std::ofstream(tmp("truncated.npz"), std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+    try {
+      (void)deepstruct::load_ffn_npz<TestType>(path);
+      FAIL_CHECK("no exception from load_ffn_npz");
+    } catch (const deepstruct::io_error& e) {
+      CHECK_THAT(std::string(e.what()), test::contains(path));
+    }
   }
-  expect_failure(tmp("truncated.npz"), "");
-  // A missing key, an unexpected key, a wrong shape, a wrong dtype.
-  auto archive = deepstruct::NpzArchive::load(good);
-  auto edited = archive;
-  edited.erase("_layer_out._mask");
-  edited.save(tmp("missing_key.npz"));
-  expect_failure(tmp("missing_key.npz"), "_layer_out._mask");
-  edited = archive;
-  edited.set("_layers_hidden.9.weight", deepstruct::from_matrix(Eigen::MatrixXf::Zero(2, 2)));
-  edited.save(tmp("extra_key.npz"));
-  expect_failure(tmp("extra_key.npz"), "_layers_hidden.9.weight");
-  edited = archive;
-  edited.set("_layers_hidden.0.weight", deepstruct::from_matrix(Eigen::MatrixXf::Zero(7, 8)));
-  edited.save(tmp("wrong_shape.npz"));
-  expect_failure(tmp("wrong_shape.npz"), "found 7x8");
-  edited = archive;
-  edited.set("_layer_first.weight", deepstruct::from_matrix(Eigen::Matrix<std::int64_t, -1, -1>::Zero(9, 13)));
-  edited.save(tmp("wrong_dtype.npz"));
-  expect_failure(tmp("wrong_dtype.npz"), "int64");
-  expect_failure(tmp("does_not_exist.npz"), "");
-  CHECK_THROWS_AS(deepstruct::load_ffn_npz<float>(tmp("missing_key.npz")), deepstruct::io_error);
+  // The good file loads (the failures above were the edits').
+  auto model = different_ffn<TestType>();
+  deepstruct::load_npz(model, good);
+  check_same_state(model, pruned_ffn<TestType>(true));
+}
+
+TEST_CASE("model_io: load_ffn_npz names the file for shapes no MaskedDeepFFN has", "[model_io]") {
+  const auto archive = deepstruct::NpzArchive::load([] {
+    const std::string path = tmp("shapes_good.npz");
+    deepstruct::save_npz(pruned_ffn<float>(false), path);
+    return path;
+  }());
+  // A first layer of 0 neurons (weight of shape (0, 13)), and one of 0 inputs (shape (9, 0)).
+  const std::vector<std::tuple<std::string, Eigen::Index, Eigen::Index, std::string>> cases{
+      {"zero_rows", 0, 13, "hidden sizes >= 1"}, {"zero_cols", 9, 0, "inputs >= 1"}};
+  for (const auto& [name, rows, cols, expected] : cases) {
+    INFO(name);
+    auto edited = archive;
+    edited.set("_layer_first.weight", deepstruct::from_matrix(Eigen::MatrixXf::Zero(rows, cols)));
+    edited.set("_layer_first._mask", deepstruct::from_mask(Eigen::Matrix<bool, -1, -1>::Constant(rows, cols, true)));
+    const std::string path = tmp(name + ".npz");
+    edited.save(path);
+    try {
+      (void)deepstruct::load_ffn_npz<float>(path);
+      FAIL_CHECK("no exception");
+    } catch (const deepstruct::io_error& e) {
+      CHECK_THAT(std::string(e.what()), test::contains("npz file '" + path + "'"));
+      CHECK_THAT(std::string(e.what()), test::contains(expected));
+    }
+  }
 }

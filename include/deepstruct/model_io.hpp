@@ -11,6 +11,8 @@
 /// float64 following the model's Scalar, masks as bool.
 
 #include <Eigen/Core>
+#include <exception>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -63,24 +65,40 @@ void save_npz(const Model& model, const std::string& path) {
   to_npz(model.state_dict()).save(path);
 }
 
+namespace detail {
+
+/// Runs `load` and turns every error it throws into an io_error naming `path`: io_errors (which
+/// already name it) pass unchanged, and so does std::bad_alloc (out of memory, not a bad file).
+template <typename Load>
+auto with_npz_path(const std::string& path, const char* problem, Load&& load) -> decltype(load()) {
+  try {
+    return load();
+  } catch (const io_error&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    throw;
+  } catch (const std::exception& e) {
+    DEEPSTRUCT_THROW(io_error, "npz file '" + path + "' " + problem + ": " + e.what());
+  }
+}
+
+}  // namespace detail
+
 /// Loads parameters and masks from `path` into `model`, which must have the file's structure:
 /// every key and shape is checked before anything changes, so a bad file leaves the model as it
-/// was. Throws io_error naming the file: unreadable or malformed archive, wrong dtype, missing or
-/// unexpected keys, wrong shapes.
+/// was. Every error is an io_error naming the file: unreadable or malformed archive, wrong dtype,
+/// missing or unexpected keys, wrong shapes.
 template <typename Model>
 void load_npz(Model& model, const std::string& path) {
   using Scalar = typename Model::Scalar;
   const StateDict<Scalar> sd = state_dict_from_npz<Scalar>(NpzArchive::load(path));
-  try {
-    model.load_state_dict(sd);
-  } catch (const shape_error& e) {
-    DEEPSTRUCT_THROW(io_error, "npz file '" + path + "' does not fit the model: " + e.what());
-  }
+  detail::with_npz_path(path, "does not fit the model", [&] { model.load_state_dict(sd); });
 }
 
 /// A MaskedDeepFFN with the structure stored in `path` (layer sizes from the weight shapes,
 /// LayerNorm when the file has its parameters), loaded from it. `options` supplies the activation
-/// (not stored in state_dicts); use_layer_norm and bias are read from the file.
+/// (not stored in state_dicts); use_layer_norm and bias are read from the file. Every error is an
+/// io_error naming the file, also for shapes no MaskedDeepFFN has (e.g. a weight with 0 rows).
 template <typename Scalar>
 MaskedDeepFFN<Scalar> load_ffn_npz(const std::string& path, FFNOptions options = {}) {
   const NpzArchive archive = NpzArchive::load(path);
@@ -101,13 +119,11 @@ MaskedDeepFFN<Scalar> load_ffn_npz(const std::string& path, FFNOptions options =
   std::vector<Eigen::Index> hidden{first.rows()};
   for (std::size_t i = 0; sd.matrices.count("_layers_hidden." + std::to_string(i) + ".weight") != 0; i += stride)
     hidden.push_back(sd.matrices.at("_layers_hidden." + std::to_string(i) + ".weight").rows());
-  MaskedDeepFFN<Scalar> model(first.cols(), out.rows(), hidden, options);
-  try {
+  return detail::with_npz_path(path, "is not a consistent MaskedDeepFFN", [&] {
+    MaskedDeepFFN<Scalar> model(first.cols(), out.rows(), hidden, options);
     model.load_state_dict(sd);
-  } catch (const shape_error& e) {
-    DEEPSTRUCT_THROW(io_error, "npz file '" + path + "' is not a consistent MaskedDeepFFN: " + e.what());
-  }
-  return model;
+    return model;
+  });
 }
 
 }  // namespace deepstruct
