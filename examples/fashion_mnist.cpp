@@ -13,10 +13,21 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
+#include <limits>
+#include <stdexcept>
 #include <string>
 
 namespace {
+
+const char* const usage =
+    "usage: fashion_mnist [--data DIR] [--out FILE.npz] [--epochs N] [--seed S] [--train-samples N] [--quiet]";
+
+/// A bad command line: main prints the message and the usage line, and exits with status 2.
+struct usage_error : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
 
 struct Args {
   std::string data = "/usr/share/datasets/fashion-mnist";
@@ -27,36 +38,43 @@ struct Args {
   bool quiet = false;
 };
 
+/// The value of `option` as a whole number from 0 to max; usage_error for anything else
+/// ("-1", "5x", "", a number beyond max).
+std::uint64_t whole_number(const std::string& option, const std::string& text, std::uint64_t max) {
+  const std::string expected = "expected " + option + " to be a whole number from 0 to " + std::to_string(max) +
+                               ", found '" + text + "'";
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) throw usage_error(expected);
+  std::uint64_t value = 0;
+  try {
+    value = std::stoull(text);
+  } catch (const std::out_of_range&) {
+    throw usage_error(expected);
+  }
+  if (value > max) throw usage_error(expected);
+  return value;
+}
+
 Args parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "fashion_mnist: %s needs a value\n", arg.c_str());
-        std::exit(2);
-      }
+      if (i + 1 >= argc) throw usage_error("expected a value after " + arg + ", found none");
       return argv[++i];
     };
     if (arg == "--data") a.data = value();
     else if (arg == "--out") a.out = value();
-    else if (arg == "--epochs") a.epochs = std::stoi(value());
-    else if (arg == "--seed") a.seed = std::stoull(value());
-    else if (arg == "--train-samples") a.train_samples = std::stol(value());
+    else if (arg == "--epochs") a.epochs = static_cast<int>(whole_number(arg, value(), std::numeric_limits<int>::max()));
+    else if (arg == "--seed") a.seed = whole_number(arg, value(), std::numeric_limits<std::uint64_t>::max());
+    else if (arg == "--train-samples")
+      a.train_samples = static_cast<long>(whole_number(arg, value(), std::numeric_limits<long>::max()));
     else if (arg == "--quiet") a.quiet = true;
-    else {
-      std::fprintf(stderr,
-                   "usage: fashion_mnist [--data DIR] [--out FILE.npz] [--epochs N] [--seed S] [--train-samples N] "
-                   "[--quiet]\n");
-      std::exit(2);
-    }
+    else throw usage_error("expected one of the options below, found '" + arg + "'");
   }
   return a;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   const Args args = parse(argc, argv);
   using Model = deepstruct::MaskedDeepFFN<float>;
   examples::FashionMnist data;
@@ -129,12 +147,23 @@ int main(int argc, char** argv) {
                 l.uses_sparse_path() ? "sparse" : "dense");
   }
 
+  deepstruct::save_npz(model, args.out);  // io_error: reported by main
+  std::printf("\nsaved %s (numpy.load reads it; keys as deepstruct's state_dict)\n", args.out.c_str());
+  return 0;
+}
+
+}  // namespace
+
+// Exit status: 0 done, 1 an error while running (e.g. the model file cannot be written), 2 a bad
+// command line or a missing or unreadable data set.
+int main(int argc, char** argv) {
   try {
-    deepstruct::save_npz(model, args.out);
-  } catch (const deepstruct::io_error& e) {
+    return run(argc, argv);
+  } catch (const usage_error& e) {
+    std::fprintf(stderr, "fashion_mnist: %s\n%s\n", e.what(), usage);
+    return 2;
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "fashion_mnist: %s\n", e.what());
     return 1;
   }
-  std::printf("\nsaved %s (numpy.load reads it; keys as deepstruct's state_dict)\n", args.out.c_str());
-  return 0;
 }
