@@ -138,8 +138,12 @@ TEST_CASE("MaskedDeepDAN: finite-difference gradients of the whole network", "[m
         };
         model.zero_grad();
         Eigen::MatrixXd grad, grad_x;
-        deepstruct::cross_entropy(model.forward(x), y, &grad);
+        const Eigen::MatrixXd forward_logits = model.forward(x);
+        deepstruct::cross_entropy(forward_logits, y, &grad);
         model.backward(grad, &grad_x);
+        Eigen::MatrixXd predicted;  // predict (LayerNorm::apply in place) computes what forward does
+        model.predict(x, predicted);
+        CHECK((predicted - forward_logits).cwiseAbs().maxCoeff() <= 1e-12);
         const double h = 1e-6;
         for (Eigen::Index i = 0; i < x.size(); ++i) {
           Eigen::MatrixXd xp = x, xm = x;

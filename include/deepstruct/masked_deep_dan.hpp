@@ -407,8 +407,12 @@ class MaskedDeepDAN {
     for (std::size_t t = 1; t < L; ++t) {
       main_[t - 1].forward(hidden_[t - 1], main_pre_[t]);
       if (options_.use_layer_norm) {
-        norms_[t - 1].forward(main_pre_[t], scratch_);
-        main_pre_[t].swap(scratch_);
+        if (training) {
+          norms_[t - 1].forward(main_pre_[t], scratch_);
+          main_pre_[t].swap(scratch_);
+        } else {
+          norms_[t - 1].apply(main_pre_[t], main_pre_[t]);  // keeps no state for a backward
+        }
       }
       Matrix& h = hidden_[t];
       h.resize(main_pre_[t].rows(), main_pre_[t].cols());
