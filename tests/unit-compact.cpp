@@ -6,14 +6,16 @@
 using deepstruct::MaskedDeepFFN;
 
 namespace {
-Eigen::MatrixXd outputs(MaskedDeepFFN<double>& m, const Eigen::MatrixXd& x) {
-  Eigen::MatrixXd y;
+template <typename Scalar>
+Eigen::Matrix<Scalar, -1, -1> outputs(MaskedDeepFFN<Scalar>& m, const Eigen::Matrix<Scalar, -1, -1>& x) {
+  Eigen::Matrix<Scalar, -1, -1> y;
   m.predict(x, y);
   return y;
 }
 }  // namespace
 
-TEST_CASE("compact: sparse random networks keep their outputs with fewer neurons", "[compact]") {
+TEMPLATE_TEST_CASE("compact: sparse random networks keep their outputs with fewer neurons", "[compact]", float, double) {
+  using Matrix = Eigen::Matrix<TestType, -1, -1>;
   deepstruct::Generator gen(17);
   for (const deepstruct::Activation act : {deepstruct::Activation::relu, deepstruct::Activation::tanh, deepstruct::Activation::sigmoid})
     for (int trial = 0; trial < 4; ++trial) {
@@ -21,16 +23,16 @@ TEST_CASE("compact: sparse random networks keep their outputs with fewer neurons
       deepstruct::FFNOptions options;
       options.activation = act;
       options.seed = static_cast<std::uint64_t>(trial);
-      MaskedDeepFFN<double> model(12, 3, {20, 16, 10}, options);
+      MaskedDeepFFN<TestType> model(12, 3, {20, 16, 10}, options);
       for (auto* l : model.maskable_layers()) {
-        MaskedDeepFFN<double>::Mask m(l->out_features(), l->in_features());
+        typename MaskedDeepFFN<TestType>::Mask m(l->out_features(), l->in_features());
         for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = deepstruct::random::bernoulli(gen, 0.12);
         l->set_mask(m);
-        l->update_bias([](Eigen::VectorXd& b) { b.array() += 0.3; });  // unreached ReLU neurons stay on
+        l->update_bias([](auto& b) { b.array() += TestType(0.3); });  // unreached ReLU neurons stay on
       }
-      Eigen::MatrixXd x(12, 9);
-      for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = deepstruct::random::normal(gen);
-      const Eigen::MatrixXd before = outputs(model, x);
+      Matrix x(12, 9);
+      for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<TestType>(deepstruct::random::normal(gen));
+      const Matrix before = outputs(model, x);
       auto result = deepstruct::compact(model);
       CHECK(result.removed > 0);
       Eigen::Index hidden_before = 0, hidden_after = 0;
@@ -39,7 +41,9 @@ TEST_CASE("compact: sparse random networks keep their outputs with fewer neurons
       CHECK(hidden_after + result.removed == hidden_before);
       CHECK(result.model.inputs() == 12);
       CHECK(result.model.outputs() == 3);
-      CHECK(test::max_rel_diff(outputs(result.model, x), before) <= 1e-12);
+      // Removing a dead neuron changes no sum; folding a constant one into the next bias may round.
+      CHECK(test::max_rel_diff(outputs(result.model, x).template cast<double>(), before.template cast<double>()) <=
+            100 * std::numeric_limits<TestType>::epsilon());
       // Compacting again removes nothing more.
       CHECK(deepstruct::compact(result.model).removed == 0);
     }
