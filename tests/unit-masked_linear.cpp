@@ -2,6 +2,11 @@
 #include <deepstruct/masked_linear.hpp>
 
 #include <random>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "test_support.hpp"
 
@@ -396,4 +401,421 @@ TEMPLATE_TEST_CASE("MaskedLinear: sparse kernels on every partial tile width, od
           CHECK(test::max_rel_diff(layer.bias_grad().template cast<double>(), gb_ref) <= t);
         }
       }
+}
+
+namespace {
+
+// dL/dx = (W o M)^T g in double, from the layer's current parameters.
+template <typename Scalar>
+Eigen::MatrixXd reference_grad_input(const MaskedLinear<Scalar>& layer, const Eigen::Matrix<Scalar, -1, -1>& g) {
+  return layer.effective_weight().template cast<double>().transpose() * g.template cast<double>();
+}
+
+// forward and backward on both paths against the definitions in double: the dense product W o M,
+// the CSR (forward) and the CSC (input gradient) must all follow the layer's current parameters.
+template <typename Scalar>
+void check_both_paths(MaskedLinear<Scalar>& layer, const Eigen::Matrix<Scalar, -1, -1>& x,
+                      const Eigen::Matrix<Scalar, -1, -1>& g, const char* after) {
+  const Eigen::MatrixXd y_ref = reference_forward(layer, x), gx_ref = reference_grad_input(layer, g);
+  const double t = test::tol<Scalar>(8.0 * double(layer.in_features() + layer.out_features()));
+  for (const Execution path : {Execution::dense, Execution::sparse}) {
+    INFO("after " << after << ", path " << (path == Execution::dense ? "dense" : "sparse"));
+    layer.set_execution(path);
+    Eigen::Matrix<Scalar, -1, -1> y, gx;
+    layer.forward(x, y);
+    layer.backward(x, g, &gx);
+    CHECK(test::max_rel_diff(y.template cast<double>(), y_ref) <= t);
+    CHECK(test::max_rel_diff(gx.template cast<double>(), gx_ref) <= t);
+  }
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("MaskedLinear: an output that shares memory with the input throws, on both paths",
+                   "[masked_linear][alias]", float, double) {
+  using Mat = Eigen::Matrix<TestType, -1, -1>;
+  std::mt19937_64 gen(17);
+  MaskedLinear<TestType> square(random_matrix<TestType>(6, 6, gen), random_matrix<TestType>(6, 1, gen),
+                                random_mask<TestType>(6, 6, 0.5, gen));
+  MaskedLinear<TestType> narrow(random_matrix<TestType>(4, 6, gen), random_matrix<TestType>(4, 1, gen),
+                                random_mask<TestType>(4, 6, 0.5, gen));
+  const Mat x = random_matrix<TestType>(6, 5, gen), g6 = random_matrix<TestType>(6, 5, gen),
+            g4 = random_matrix<TestType>(4, 5, gen);
+  for (const Execution path : {Execution::dense, Execution::sparse}) {
+    INFO("path " << (path == Execution::dense ? "dense" : "sparse"));
+    square.set_execution(path);
+    narrow.set_execution(path);
+    // y is x (same shape: the dense path would write the bias into x before reading it).
+    Mat buf = x;
+    try {
+      square.forward(buf, buf);
+      FAIL("no exception for forward(x, x)");
+    } catch (const deepstruct::shape_error& e) {
+      CHECK_THAT(std::string(e.what()), test::contains("forward: expected y not to share memory with x"));
+      CHECK_THAT(std::string(e.what()), test::contains("found y (6x5) overlapping x (6x5)"));
+    }
+    CHECK(buf == x);  // nothing written
+    // y is x but must be resized: resizing would free the memory x refers to.
+    CHECK_THROWS_AS(narrow.forward(buf, buf), deepstruct::shape_error);
+    CHECK(buf == x);
+    // x is a block of y.
+    Mat big = random_matrix<TestType>(6, 12, gen);
+    const Mat big_before = big;
+    CHECK_THROWS_AS(square.forward(big.middleCols(3, 5), big), deepstruct::shape_error);
+    CHECK_THROWS_AS(narrow.forward(big.block(0, 7, 6, 5), big), deepstruct::shape_error);
+    CHECK(big == big_before);
+    // Separate buffers, also a block of another matrix, are fine.
+    Mat y;
+    square.forward(big.middleCols(3, 5), y);
+    CHECK(test::max_rel_diff(y.template cast<double>(), reference_forward(square, Mat(big.middleCols(3, 5)))) <=
+          test::tol<TestType>(50));
+
+    // backward: grad_input is grad_output, or is x.
+    square.zero_grad();
+    Mat g = g6;
+    CHECK_THROWS_AS(square.backward(x, g, &g), deepstruct::shape_error);
+    CHECK(g == g6);
+    Mat xm = x;
+    try {
+      square.backward(xm, g6, &xm);
+      FAIL("no exception for backward(x, g, &x)");
+    } catch (const deepstruct::shape_error& e) {
+      CHECK_THAT(std::string(e.what()), test::contains("backward: expected grad_input not to share memory with x"));
+    }
+    CHECK(xm == x);
+    Mat g4m = g4;
+    CHECK_THROWS_AS(narrow.backward(x, g4m, &g4m), deepstruct::shape_error);  // would be resized to 6x5
+    CHECK(g4m == g4);
+    // A rejected call adds no gradient.
+    CHECK(square.weight_grad().cwiseAbs().maxCoeff() == TestType(0));
+    Mat gx;
+    square.backward(x, g6, &gx);
+    CHECK(test::max_rel_diff(gx.template cast<double>(), reference_grad_input(square, g6)) <= test::tol<TestType>(50));
+  }
+}
+
+TEMPLATE_TEST_CASE("MaskedLinear: forward(x, y) forgets the input remembered by forward(x)", "[masked_linear]", float,
+                   double) {
+  using Mat = Eigen::Matrix<TestType, -1, -1>;
+  std::mt19937_64 gen(23);
+  MaskedLinear<TestType> layer(7, 5, true, 4);
+  const Mat x = random_matrix<TestType>(7, 3, gen), other = random_matrix<TestType>(7, 3, gen),
+            g = random_matrix<TestType>(5, 3, gen);
+  for (const Execution path : {Execution::dense, Execution::sparse}) {
+    layer.set_execution(path);
+    (void)layer.forward(x);
+    const Mat gx = layer.backward(g);  // the remembered x
+    CHECK(test::max_rel_diff(gx.template cast<double>(), reference_grad_input(layer, g)) <= test::tol<TestType>(50));
+
+    (void)layer.forward(x);
+    Mat y;
+    layer.forward(other, y);  // keeps nothing, and forgets x
+    try {
+      (void)layer.backward(g);
+      FAIL("backward(grad_output) used a stale input");
+    } catch (const std::logic_error& e) {
+      CHECK_THAT(std::string(e.what()), test::contains("expected a preceding forward(x)"));
+    }
+    // The explicit-input backward, as the networks call it, is unaffected.
+    Mat gx2;
+    layer.backward(other, g, &gx2);
+    CHECK(gx2 == gx);  // dL/dx does not depend on x
+
+    // A forward(x) that throws forgets the earlier input too.
+    (void)layer.forward(x);
+    const Mat bad = Mat::Zero(6, 3);
+    CHECK_THROWS_AS(layer.forward(bad), deepstruct::shape_error);
+    CHECK_THROWS_AS(layer.backward(g), std::logic_error);
+  }
+}
+
+TEMPLATE_TEST_CASE("MaskedLinear: update_weight and update_bias with a throwing or resizing fn",
+                   "[masked_linear]", float, double) {
+  using Mat = Eigen::Matrix<TestType, -1, -1>;
+  using Vec = Eigen::Matrix<TestType, -1, 1>;
+  std::mt19937_64 gen(31);
+  const Mat x = random_matrix<TestType>(10, 6, gen), g = random_matrix<TestType>(8, 6, gen);
+  for (const Execution path : {Execution::dense, Execution::sparse}) {
+    INFO("path " << (path == Execution::dense ? "dense" : "sparse"));
+    MaskedLinear<TestType> layer(random_matrix<TestType>(8, 10, gen), random_matrix<TestType>(8, 1, gen),
+                                 random_mask<TestType>(8, 10, 0.5, gen));
+    layer.set_execution(path);
+    (void)layer.forward(x);  // warm caches
+    const Mat before = layer.weight();
+
+    // fn changes half of W, then throws: forward must see the half that changed.
+    const Eigen::Index half = before.size() / 2;
+    CHECK_THROWS_AS(layer.update_weight([&](Mat& w) {
+                      for (Eigen::Index i = 0; i < half; ++i) w.data()[i] += TestType(1);
+                      throw std::runtime_error("optimizer failed halfway");
+                    }),
+                    std::runtime_error);
+    CHECK(layer.weight().data()[0] == before.data()[0] + TestType(1));
+    CHECK(layer.weight().data()[before.size() - 1] == before.data()[before.size() - 1]);
+    check_both_paths(layer, x, g, "a throwing update_weight");
+
+    // fn resizes W: shape_error naming both shapes, and the layer keeps its shape (zero weights).
+    layer.set_execution(path);
+    (void)layer.forward(x);
+    try {
+      layer.update_weight([](Mat& w) { w.resize(3, 4); });
+      FAIL("no exception for a resizing update_weight");
+    } catch (const deepstruct::shape_error& e) {
+      CHECK_THAT(std::string(e.what()), test::contains("expected fn to keep the weight's shape 8x10"));
+      CHECK_THAT(std::string(e.what()), test::contains("found 3x4"));
+    }
+    REQUIRE(layer.weight().rows() == 8);
+    REQUIRE(layer.weight().cols() == 10);
+    CHECK(layer.weight().cwiseAbs().maxCoeff() == TestType(0));
+    check_both_paths(layer, x, g, "a resizing update_weight");
+    // Resizing and then throwing: fn's exception passes, the shape is restored all the same.
+    CHECK_THROWS_AS(layer.update_weight([](Mat& w) {
+                      w.resize(2, 2);
+                      throw std::runtime_error("resized, then failed");
+                    }),
+                    std::runtime_error);
+    REQUIRE(layer.weight().rows() == 8);
+    REQUIRE(layer.weight().cols() == 10);
+
+    // The bias: a throw halfway keeps what changed; a resize throws.
+    layer.set_weight(before);
+    const Vec b_before = layer.bias();
+    CHECK_THROWS_AS(layer.update_bias([](Vec& b) {
+                      b[0] += TestType(2);
+                      throw std::runtime_error("halfway");
+                    }),
+                    std::runtime_error);
+    CHECK(layer.bias()[0] == b_before[0] + TestType(2));
+    check_both_paths(layer, x, g, "a throwing update_bias");
+    try {
+      layer.update_bias([](Vec& b) { b.resize(3); });
+      FAIL("no exception for a resizing update_bias");
+    } catch (const deepstruct::shape_error& e) {
+      CHECK_THAT(std::string(e.what()), test::contains("expected fn to keep the bias size 8"));
+      CHECK_THAT(std::string(e.what()), test::contains("found 3"));
+    }
+    REQUIRE(layer.bias().size() == 8);
+    check_both_paths(layer, x, g, "a resizing update_bias");
+
+    MaskedLinear<TestType> no_bias(10, 8, false, 2);
+    CHECK_THROWS_AS(no_bias.update_bias([](Vec& b) { b.setZero(8); }), deepstruct::shape_error);
+    CHECK(no_bias.bias().size() == 0);
+  }
+}
+
+TEMPLATE_TEST_CASE("MaskedLinear: every mutator refreshes the dense product, the CSR and the CSC",
+                   "[masked_linear]", float, double) {
+  using Layer = MaskedLinear<TestType>;
+  using Mat = Eigen::Matrix<TestType, -1, -1>;
+  using Vec = Eigen::Matrix<TestType, -1, 1>;
+  std::mt19937_64 gen(37);
+  const Eigen::Index in = 13, out = 9;
+  const Mat x = random_matrix<TestType>(in, 7, gen), g = random_matrix<TestType>(out, 7, gen);
+  Layer layer(random_matrix<TestType>(out, in, gen), random_matrix<TestType>(out, 1, gen),
+              random_mask<TestType>(out, in, 0.5, gen));
+  // Each step starts from warm caches on both paths (check_both_paths runs both).
+  check_both_paths(layer, x, g, "construction");
+  layer.set_weight(random_matrix<TestType>(out, in, gen));
+  check_both_paths(layer, x, g, "set_weight");
+  layer.set_mask(random_mask<TestType>(out, in, 0.5, gen));
+  check_both_paths(layer, x, g, "set_mask");
+  layer.update_weight([](Mat& w) { w *= TestType(-1.5); });
+  check_both_paths(layer, x, g, "update_weight");
+  layer.update_bias([](Vec& b) { b.array() += TestType(1); });
+  check_both_paths(layer, x, g, "update_bias");
+  layer.set_bias(Vec(random_matrix<TestType>(out, 1, gen)));
+  check_both_paths(layer, x, g, "set_bias");
+  layer.apply_mask();
+  check_both_paths(layer, x, g, "apply_mask");
+  layer.set_mask(Layer::Mask::Constant(out, in, true));  // the weights apply_mask zeroed are back, as zeros
+  check_both_paths(layer, x, g, "set_mask after apply_mask");
+  layer.set_weight(random_matrix<TestType>(out, in, gen));
+  check_both_paths(layer, x, g, "set_weight, all active");
+  layer.recompute_mask(0.4);
+  REQUIRE(layer.nnz() > 0);
+  REQUIRE(layer.nnz() < layer.numel());
+  check_both_paths(layer, x, g, "recompute_mask");
+  layer.reset_parameters(5, /*keep_mask=*/true);
+  check_both_paths(layer, x, g, "reset_parameters(keep_mask = true)");
+  layer.reset_parameters(6, /*keep_mask=*/false);
+  CHECK(layer.nnz() == layer.numel());
+  check_both_paths(layer, x, g, "reset_parameters(keep_mask = false)");
+  layer.set_mask(random_mask<TestType>(out, in, 0.5, gen));
+  check_both_paths(layer, x, g, "set_mask");
+  layer.set_saliency(Mat::Constant(out, in, TestType(1)));  // ranks weights, changes no result
+  check_both_paths(layer, x, g, "set_saliency");
+
+  // Assignment over warm caches, from a layer with warm and then stale caches.
+  Layer other(random_matrix<TestType>(out, in, gen), random_matrix<TestType>(out, 1, gen),
+              random_mask<TestType>(out, in, 0.3, gen));
+  check_both_paths(other, x, g, "building the source");
+  other.set_weight(random_matrix<TestType>(out, in, gen));  // other's caches are stale now
+  layer = other;
+  check_both_paths(layer, x, g, "copy-assignment");
+  Layer copy(layer);
+  check_both_paths(copy, x, g, "copy-construction");
+  Layer moved(random_matrix<TestType>(out, in, gen), Vec(random_matrix<TestType>(out, 1, gen)),
+              random_mask<TestType>(out, in, 0.7, gen));
+  check_both_paths(moved, x, g, "building the source");
+  moved.set_mask(random_mask<TestType>(out, in, 0.4, gen));  // stale pattern in the source
+  layer = std::move(moved);
+  check_both_paths(layer, x, g, "move-assignment");
+  Layer fresh(std::move(layer));
+  check_both_paths(fresh, x, g, "move-construction");
+}
+
+TEMPLATE_TEST_CASE("MaskedLinear: out_features must be below 2^31 (int32 sparse index)", "[masked_linear]", float,
+                   double) {
+  using Layer = MaskedLinear<TestType>;
+  const Eigen::Index two31 = Eigen::Index(1) << 31;
+  // Thrown before anything is allocated (2^20 x 2^31 weights could not be).
+  try {
+    Layer layer(Eigen::Index(1) << 20, two31);
+    FAIL("no exception for out_features = 2^31");
+  } catch (const deepstruct::shape_error& e) {
+    CHECK_THAT(std::string(e.what()), test::contains("expected out_features < 2^31, found 2147483648"));
+  }
+  try {
+    Layer layer(two31, Eigen::Index(1) << 20);
+    FAIL("no exception for in_features = 2^31");
+  } catch (const deepstruct::shape_error& e) {
+    CHECK_THAT(std::string(e.what()), test::contains("expected in_features < 2^31, found 2147483648"));
+  }
+}
+
+TEMPLATE_TEST_CASE("MaskedLinear: gradient accessors and active_positions are const", "[masked_linear]", float,
+                   double) {
+  using Layer = MaskedLinear<TestType>;
+  using Mat = Eigen::Matrix<TestType, -1, -1>;
+  static_assert(std::is_same<decltype(std::declval<const Layer&>().weight_grad()), const Mat&>::value, "");
+  static_assert(
+      std::is_same<decltype(std::declval<const Layer&>().bias_grad()), const Eigen::Matrix<TestType, -1, 1>&>::value, "");
+  static_assert(
+      std::is_same<decltype(std::declval<const Layer&>().active_positions()), const std::vector<Eigen::Index>&>::value,
+      "");
+  std::mt19937_64 gen(41);
+  Layer layer(6, 4, true, 8);
+  const Layer& view = layer;
+  // Before any backward: zero gradients of the right shapes.
+  CHECK(view.weight_grad().rows() == 4);
+  CHECK(view.weight_grad().cols() == 6);
+  CHECK(view.weight_grad().cwiseAbs().maxCoeff() == TestType(0));
+  CHECK(view.bias_grad().size() == 4);
+  CHECK(view.bias_grad().cwiseAbs().maxCoeff() == TestType(0));
+  // active_positions follows the mask, row by row, also when first asked through a const view.
+  layer.set_mask(random_mask<TestType>(4, 6, 0.5, gen));
+  std::vector<Eigen::Index> expected;
+  for (Eigen::Index o = 0; o < 4; ++o)
+    for (Eigen::Index i = 0; i < 6; ++i)
+      if (layer.mask()(o, i)) expected.push_back(o + i * 4);
+  CHECK(view.active_positions() == expected);
+  // ...and the sparse path built from that pattern still computes the right thing.
+  const Mat x = random_matrix<TestType>(6, 5, gen), g = random_matrix<TestType>(4, 5, gen);
+  check_both_paths(layer, x, g, "active_positions() const");
+  layer.zero_grad();
+  layer.backward(x, g, nullptr);
+  const Eigen::MatrixXd gw_ref =
+      (g.template cast<double>() * x.template cast<double>().transpose()).cwiseProduct(layer.mask().template cast<double>());
+  CHECK(test::max_rel_diff(view.weight_grad().template cast<double>(), gw_ref) <= test::tol<TestType>(50));
+  CHECK(test::max_rel_diff(view.bias_grad().template cast<double>(), Eigen::VectorXd(g.template cast<double>().rowwise().sum())) <=
+        test::tol<TestType>(50));
+}
+
+TEST_CASE("MaskedLinear: the SIMD width this test binary was built for", "[masked_linear][sparse]") {
+  using Shape = deepstruct::detail::TileShape<double>;
+  INFO("SIMD: " << Eigen::SimdInstructionSetsInUse() << ", double packet " << Shape::packet << ", tile "
+                << deepstruct::detail::batch_tile<double>);
+#ifdef DEEPSTRUCT_TEST_DOUBLE_PACKET
+  // A variant built for a given instruction set (tests/CMakeLists.txt) really runs that width.
+  CHECK(Shape::packet == DEEPSTRUCT_TEST_DOUBLE_PACKET);
+#endif
+  CHECK(deepstruct::detail::batch_tile<double> == Eigen::Index(Shape::packet) * Shape::packets);
+}
+
+TEST_CASE("MaskedLinear: gradients and dense/sparse agreement at batches that end in a partial tile",
+          "[masked_linear][gradient][sparse]") {
+  using Layer = MaskedLinear<double>;
+  using Mat = Eigen::MatrixXd;
+  std::mt19937_64 gen(43);
+  const Eigen::Index in = 11, out = 9;  // neither a multiple of a SIMD width
+  for (const double density : {0.0, 0.4, 1.0})
+    for (const Eigen::Index batch : {1, 3, 17, 70, 130}) {
+      Layer layer(random_matrix<double>(out, in, gen), Eigen::VectorXd(random_matrix<double>(out, 1, gen)),
+                  random_mask<double>(out, in, density, gen));
+      const Mat x = random_matrix<double>(in, batch, gen), c = random_matrix<double>(out, batch, gen);
+      Mat y[2], gx[2], gw[2];
+      Eigen::VectorXd gb[2];
+      for (const Execution path : {Execution::dense, Execution::sparse}) {
+        const int p = path == Execution::dense ? 0 : 1;
+        INFO("density " << density << " batch " << batch << " path " << (p == 0 ? "dense" : "sparse"));
+        layer.set_execution(path);
+        layer.zero_grad();
+        layer.forward(x, y[p]);
+        layer.backward(x, c, &gx[p]);  // L = sum(c o y)
+        gw[p] = layer.weight_grad();
+        gb[p] = layer.bias_grad();
+        CHECK(test::max_rel_diff(y[p], reference_forward(layer, x)) <= test::tol<double>(64));
+        // Finite differences (L is linear in every parameter: central differences are exact up to rounding).
+        auto loss = [&](Layer& l, const Mat& input) {
+          Mat out_y;
+          l.forward(input, out_y);
+          return c.cwiseProduct(out_y).sum();
+        };
+        const double h = 1e-3, margin = 1e-8 * double(batch);
+        for (Eigen::Index i = 0; i < layer.weight().size(); ++i) {
+          Layer lp = layer, lm = layer;
+          lp.update_weight([&](Mat& w) { w.data()[i] += h; });
+          lm.update_weight([&](Mat& w) { w.data()[i] -= h; });
+          CHECK(gw[p].data()[i] == Approx((loss(lp, x) - loss(lm, x)) / (2 * h)).margin(margin));
+          if (!layer.mask().data()[i]) CHECK(gw[p].data()[i] == 0.0);
+        }
+        for (Eigen::Index o = 0; o < out; ++o) {
+          Layer lp = layer, lm = layer;
+          lp.update_bias([&](Eigen::VectorXd& b) { b[o] += h; });
+          lm.update_bias([&](Eigen::VectorXd& b) { b[o] -= h; });
+          CHECK(gb[p][o] == Approx((loss(lp, x) - loss(lm, x)) / (2 * h)).margin(margin));
+        }
+        // The input gradient along random directions.
+        for (int trial = 0; trial < 3; ++trial) {
+          const Mat d = random_matrix<double>(in, batch, gen);
+          const double fd = (loss(layer, x + h * d) - loss(layer, x - h * d)) / (2 * h);
+          CHECK(gx[p].cwiseProduct(d).sum() == Approx(fd).margin(margin));
+        }
+      }
+      INFO("density " << density << " batch " << batch << ": dense against sparse");
+      const double t = test::tol<double>(8.0 * double(in + out + batch));
+      CHECK(test::max_rel_diff(y[1], y[0]) <= t);
+      CHECK(test::max_rel_diff(gx[1], gx[0]) <= t);
+      CHECK(test::max_rel_diff(gw[1], gw[0]) <= t);
+      CHECK(test::max_rel_diff(gb[1], gb[0]) <= t);
+    }
+}
+
+TEMPLATE_TEST_CASE("MaskedLinear: dense and sparse agree at batches that end in a partial tile", "[masked_linear][sparse]",
+                   float, double) {
+  using Mat = Eigen::Matrix<TestType, -1, -1>;
+  std::mt19937_64 gen(47);
+  for (const double density : {0.05, 0.4, 1.0})
+    for (const Eigen::Index batch : {1, 3, 17, 70, 130, 259}) {
+      MaskedLinear<TestType> layer(random_matrix<TestType>(37, 45, gen), random_matrix<TestType>(37, 1, gen),
+                                   random_mask<TestType>(37, 45, density, gen));
+      const Mat x = random_matrix<TestType>(45, batch, gen), g = random_matrix<TestType>(37, batch, gen);
+      Mat y[2], gx[2], gw[2];
+      Eigen::Matrix<TestType, -1, 1> gb[2];
+      for (int p = 0; p < 2; ++p) {
+        layer.set_execution(p == 0 ? Execution::dense : Execution::sparse);
+        layer.zero_grad();
+        layer.forward(x, y[p]);
+        layer.backward(x, g, &gx[p]);
+        gw[p] = layer.weight_grad();
+        gb[p] = layer.bias_grad();
+      }
+      INFO("density " << density << " batch " << batch);
+      const double t = test::tol<TestType>(8.0 * double(45 + 37 + batch));
+      CHECK(test::max_rel_diff(y[1], y[0]) <= t);
+      CHECK(test::max_rel_diff(gx[1], gx[0]) <= t);
+      CHECK(test::max_rel_diff(gw[1], gw[0]) <= t);
+      CHECK(test::max_rel_diff(gb[1], gb[0]) <= t);
+      CHECK(test::max_rel_diff(y[0].template cast<double>(), reference_forward(layer, x)) <= t);
+    }
 }

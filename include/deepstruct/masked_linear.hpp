@@ -13,6 +13,7 @@
 #include <Eigen/Core>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <string>
 #include <type_traits>
@@ -117,16 +118,48 @@ class MaskedLinear {
                                         ", found " + std::to_string(bias.size()));
     bias_ = bias;
   }
-  /// Changes W in place: `fn(Matrix& weight)`. Caches are refreshed before the next forward.
+  /// Changes W in place: `fn(Matrix& weight)`. Caches are refreshed before the next forward, also
+  /// when fn throws halfway (forward then sees whatever fn changed). fn must keep the shape: if it
+  /// resizes W, W is reset to zeros of the layer's shape and shape_error is thrown (or fn's own
+  /// exception passes through, W reset the same way).
   template <typename Fn>
   void update_weight(Fn&& fn) {
-    fn(weight_);
-    weights_changed();
+    const Index out = mask_.rows(), in = mask_.cols();
+    weights_changed();  // before fn: a throw from fn leaves the caches marked stale
+    try {
+      fn(weight_);
+    } catch (...) {
+      if (weight_.rows() != out || weight_.cols() != in) weight_.setZero(out, in);
+      throw;
+    }
+    weights_changed();  // and after, in case fn ran a forward of this layer
+    if (weight_.rows() != out || weight_.cols() != in) {
+      const std::string found = detail::shape_str(weight_.rows(), weight_.cols());
+      weight_.setZero(out, in);
+      DEEPSTRUCT_THROW(shape_error, "MaskedLinear::update_weight: expected fn to keep the weight's shape " +
+                                        detail::shape_str(out, in) + " (out_features x in_features), found " + found +
+                                        " (the weight was reset to zeros of the expected shape)");
+    }
   }
-  /// Changes the bias in place: `fn(Vector& bias)`.
+  /// Changes the bias in place: `fn(Vector& bias)`. fn must keep the size: if it resizes the bias,
+  /// the bias is reset to zeros of the layer's size and shape_error is thrown.
   template <typename Fn>
   void update_bias(Fn&& fn) {
-    fn(bias_);
+    const Index size = bias_.size();
+    try {
+      fn(bias_);
+    } catch (...) {
+      if (bias_.size() != size) bias_.setZero(size);
+      throw;
+    }
+    if (bias_.size() != size) {
+      const Index found = bias_.size();
+      bias_.setZero(size);
+      DEEPSTRUCT_THROW(shape_error, "MaskedLinear::update_bias: expected fn to keep the bias size " +
+                                        std::to_string(size) + (has_bias_ ? " (out_features)" : " (a layer without bias)") +
+                                        ", found " + std::to_string(found) +
+                                        " (the bias was reset to zeros of the expected size)");
+    }
   }
 
   // ---- the mask -------------------------------------------------------------------------------
@@ -214,9 +247,12 @@ class MaskedLinear {
   // ---- forward --------------------------------------------------------------------------------
 
   /// y = (W o M) x + b into a caller-owned out x batch matrix (no allocation once y has its size).
-  /// Stateless: nothing of x is kept.
+  /// Keeps nothing of x, and forgets the input an earlier forward(const Matrix&) remembered:
+  /// backward(grad_output) then throws. y must not share memory with x (shape_error otherwise).
   void forward(const ConstMatrixRef& x, Matrix& y) {
+    saved_input_ = nullptr;
     check_input(x, "forward");
+    check_no_alias(x, y, "forward", "y", "x");
     y.resize(out_features(), x.cols());
     if (x.cols() == 0) return;
     if (uses_sparse_path()) {
@@ -259,7 +295,8 @@ class MaskedLinear {
 
   /// Backward through the layer for the input `x` that forward saw: adds dL/dW (zero behind the
   /// mask) and dL/db to the gradients, and writes dL/dx into *grad_input unless it is null
-  /// (the first layer of a network needs no input gradient).
+  /// (the first layer of a network needs no input gradient). *grad_input must not share memory
+  /// with x or grad_output (shape_error otherwise).
   void backward(const ConstMatrixRef& x, const ConstMatrixRef& grad_output, Matrix* grad_input) {
     check_input(x, "backward");
     if (grad_output.rows() != out_features() || grad_output.cols() != x.cols())
@@ -267,6 +304,10 @@ class MaskedLinear {
                                         detail::shape_str(out_features(), x.cols()) +
                                         " (out_features x batch), found " +
                                         detail::shape_str(grad_output.rows(), grad_output.cols()));
+    if (grad_input != nullptr) {
+      check_no_alias(x, *grad_input, "backward", "grad_input", "x");
+      check_no_alias(grad_output, *grad_input, "backward", "grad_input", "grad_output");
+    }
     ensure_grad_buffers();
     if (grad_input != nullptr) grad_input->resize(in_features(), x.cols());
     if (x.cols() == 0) {
@@ -300,24 +341,25 @@ class MaskedLinear {
     }
   }
 
-  /// Backward for the input of the last forward(const Matrix&); returns dL/dx.
+  /// Backward for the input of the last forward(const Matrix&); returns dL/dx. Throws
+  /// std::logic_error when no input is remembered (see forward).
   Matrix backward(const ConstMatrixRef& grad_output) {
     if (saved_input_ == nullptr)
       DEEPSTRUCT_THROW(std::logic_error, "MaskedLinear::backward(grad_output): expected a preceding forward(x) of a "
-                                         "matrix that is still alive, found none (no forward, a temporary input, or "
-                                         "the layer was copied since)");
+                                         "matrix that is still alive, found none (no forward, a temporary input, a "
+                                         "forward(x, y) or a failed forward since, or the layer was copied since)");
     Matrix grad_input;
     backward(*saved_input_, grad_output, &grad_input);
     return grad_input;
   }
 
   /// dL/dW accumulated since zero_grad() (out x in; exactly zero behind the mask).
-  const Matrix& weight_grad() {
+  const Matrix& weight_grad() const {
     ensure_grad_buffers();
     return weight_grad_;
   }
   /// dL/db accumulated since zero_grad() (size 0 without bias).
-  const Vector& bias_grad() {
+  const Vector& bias_grad() const {
     ensure_grad_buffers();
     return bias_grad_;
   }
@@ -337,7 +379,7 @@ class MaskedLinear {
   }
 
   /// Positions (o + i * out_features, column-major) of the active weights, row by row.
-  const std::vector<Index>& active_positions() {
+  const std::vector<Index>& active_positions() const {
     refresh_sparse_pattern();
     return csr_.dense_pos;
   }
@@ -347,8 +389,11 @@ class MaskedLinear {
     if (in <= 0 || out <= 0)
       DEEPSTRUCT_THROW(shape_error, std::string(where) + ": expected in_features >= 1 and out_features >= 1, found " +
                                         std::to_string(in) + " -> " + std::to_string(out));
+    // The sparse index stores input and output features as int32 (CSR columns, CSC rows).
     if (in > std::numeric_limits<std::int32_t>::max())
       DEEPSTRUCT_THROW(shape_error, std::string(where) + ": expected in_features < 2^31, found " + std::to_string(in));
+    if (out > std::numeric_limits<std::int32_t>::max())
+      DEEPSTRUCT_THROW(shape_error, std::string(where) + ": expected out_features < 2^31, found " + std::to_string(out));
     has_bias_ = bias;
     weight_.resize(out, in);
     bias_.resize(bias ? out : 0);
@@ -369,6 +414,25 @@ class MaskedLinear {
                                         std::to_string(in_features()) +
                                         " rows (in_features x batch, one sample per column), found " +
                                         detail::shape_str(x.rows(), x.cols()));
+  }
+
+  /// Throws shape_error if the memory of `out` overlaps that of `in` (the columns of `in` and the
+  /// gaps between them, a conservative and O(1) test). Writing `out` would then change `in` while
+  /// it is read, or resizing `out` would free it.
+  static void check_no_alias(const ConstMatrixRef& in, const Matrix& out, const char* where, const char* out_name,
+                             const char* in_name) {
+    if (in.size() == 0 || out.size() == 0) return;
+    const Scalar* in_begin = in.data();
+    const Scalar* in_end = in.data() + (in.cols() - 1) * in.outerStride() + in.rows();
+    const Scalar* out_begin = out.data();
+    const Scalar* out_end = out.data() + out.size();
+    const std::less<const Scalar*> before;  // a total order, also for pointers into different arrays
+    if (before(in_begin, out_end) && before(out_begin, in_end))
+      DEEPSTRUCT_THROW(shape_error, std::string("MaskedLinear::") + where + ": expected " + out_name +
+                                        " not to share memory with " + in_name + ", found " + out_name + " (" +
+                                        detail::shape_str(out.rows(), out.cols()) + ") overlapping " + in_name + " (" +
+                                        detail::shape_str(in.rows(), in.cols()) +
+                                        "); in-place calls are not supported, pass a separate matrix");
   }
 
   void weights_changed() {
@@ -396,23 +460,23 @@ class MaskedLinear {
     }
     return masked_weight_;
   }
-  void refresh_sparse_pattern() {
+  void refresh_sparse_pattern() const {
     if (!sparse_pattern_stale_) return;
     csr_.build_pattern(mask_);
     sparse_pattern_stale_ = false;
     sparse_values_stale_ = true;
   }
-  void refresh_sparse() {
+  void refresh_sparse() const {
     refresh_sparse_pattern();
     if (!sparse_values_stale_) return;
     csr_.gather_values(weight_.data(), out_features());
     sparse_values_stale_ = false;
   }
-  void ensure_grad_buffers() {
+  /// Allocates the (zero) gradients on first use: layers that only run forward carry none.
+  void ensure_grad_buffers() const {
     if (weight_grad_.size() == 0) {
       weight_grad_.setZero(out_features(), in_features());
       bias_grad_.setZero(bias_.size());
-      grad_touched_outside_pattern_ = false;
     }
   }
 
@@ -442,17 +506,18 @@ class MaskedLinear {
   Execution execution_ = Execution::automatic;
   double sparse_threshold_ = default_sparse_threshold;
 
-  Matrix weight_grad_;
-  Vector bias_grad_;
+  // Allocated lazily (all zero until then), also by the const accessors.
+  mutable Matrix weight_grad_;
+  mutable Vector bias_grad_;
   bool grad_touched_outside_pattern_ = false;
 
-  // Caches, refreshed lazily when W or M changed.
+  // Caches, refreshed lazily when W or M changed (the sparse ones also by active_positions() const).
   Matrix mask_scalar_;
   Matrix masked_weight_;
   bool dense_stale_ = true;
-  detail::CsrWeights<Scalar> csr_;
-  bool sparse_pattern_stale_ = true;
-  bool sparse_values_stale_ = true;
+  mutable detail::CsrWeights<Scalar> csr_;
+  mutable bool sparse_pattern_stale_ = true;
+  mutable bool sparse_values_stale_ = true;
 
   // Scratch reused across calls.
   std::vector<Scalar> x_tile_, g_tile_, grad_values_;

@@ -43,6 +43,7 @@ template <typename Scalar>
 constexpr Eigen::Index batch_tile = TileShape<Scalar>::width;
 
 /// The active weights of an out x in matrix, row by row (CSR) and column by column (CSC).
+/// Feature indices are int32: MaskedLinear keeps in and out below 2^31 (offsets are Eigen::Index).
 template <typename Scalar>
 struct CsrWeights {
   std::vector<Eigen::Index> row_start;   ///< out + 1 offsets into col/value
