@@ -5,7 +5,8 @@
 //   bench_masked_linear            full run: 1000x1000 layer, batch 128 and 1024 (about 40 s)
 //   bench_masked_linear --quick    45x37 layer, one round, every path: the ctest smoke test
 //
-// The exit code is 0 unless the two paths disagree on a result (a correctness failure).
+// The exit code is 0 unless the two paths disagree on a result (y, dL/dx, dL/dW or dL/db: a
+// correctness failure).
 #include <deepstruct/masked_linear.hpp>
 
 #include <algorithm>
@@ -90,6 +91,8 @@ struct Measurement {
   double gemm_ms = 0, dense_fwd_ms = 0, sparse_fwd_ms = 0, dense_fb_ms = 0, sparse_fb_ms = 0;
   double fwd_ratio = 0, fb_ratio = 0, dense_over_gemm = 0;  // time ratios
   Matrix y_dense, y_sparse, gx_dense, gx_sparse;
+  Matrix gw_dense, gw_sparse;            // weight gradients of one backward on each path
+  Layer::Vector gb_dense, gb_sparse;     // bias gradients of the same
 };
 
 Measurement measure(Layer& layer, const Matrix& w, const Matrix& x, const Matrix& g, int reps, bool with_gemm) {
@@ -120,6 +123,17 @@ Measurement measure(Layer& layer, const Matrix& w, const Matrix& x, const Matrix
     rb.push_back(tsb.back() / tdb.back());
     if (with_gemm) rg.push_back(tdf.back() / tg.back());
   }
+  // Parameter gradients of a single backward on each path, for the parity check (the timed
+  // rounds accumulated many).
+  auto grads = [&](Execution path, Matrix& gx, Matrix& gw, Layer::Vector& gb) {
+    layer.set_execution(path);
+    layer.zero_grad();
+    layer.backward(x, g, &gx);
+    gw = layer.weight_grad();
+    gb = layer.bias_grad();
+  };
+  grads(Execution::dense, m.gx_dense, m.gw_dense, m.gb_dense);
+  grads(Execution::sparse, m.gx_sparse, m.gw_sparse, m.gb_sparse);
   layer.zero_grad();
   m.gemm_ms = median(tg);
   m.dense_fwd_ms = median(tdf);
@@ -134,12 +148,16 @@ Measurement measure(Layer& layer, const Matrix& w, const Matrix& x, const Matrix
   return m;
 }
 
-/// Largest |a - b| / max(1, |b|).
-double max_rel_diff(const Matrix& a, const Matrix& b) {
+/// Largest |a - b| / max(1, |b|); infinite when the shapes differ.
+template <typename A, typename B>
+double max_rel_diff(const Eigen::MatrixBase<A>& a, const Eigen::MatrixBase<B>& b) {
+  if (a.rows() != b.rows() || a.cols() != b.cols()) return HUGE_VAL;
   double worst = 0;
   for (Index i = 0; i < a.size(); ++i) {
-    const double x = a.data()[i], y = b.data()[i];
-    worst = std::max(worst, std::abs(x - y) / std::max(1.0, std::abs(y)));
+    const double x = a.derived().data()[i], y = b.derived().data()[i];
+    const double e = std::abs(x - y) / std::max(1.0, std::abs(y));
+    if (std::isnan(e)) return e;  // a NaN on one path only is a disagreement too
+    worst = std::max(worst, e);
   }
   return worst;
 }
@@ -195,10 +213,11 @@ int main(int argc, char** argv) {
       Layer layer = make_layer(c, density, 7);
       const bool with_gemm = density == c.densities.front();
       const Measurement m = measure(layer, w, x, g, c.reps, with_gemm);
-      const double diff = std::max(max_rel_diff(m.y_sparse, m.y_dense), max_rel_diff(m.gx_sparse, m.gx_dense));
+      const double diff = std::max({max_rel_diff(m.y_sparse, m.y_dense), max_rel_diff(m.gx_sparse, m.gx_dense),
+                                    max_rel_diff(m.gw_sparse, m.gw_dense), max_rel_diff(m.gb_sparse, m.gb_dense)});
       if (!(diff <= tol)) {
         parity_ok = false;
-        std::printf("ERROR: sparse and dense results differ by %g at density %g, batch %lld\n", diff, density,
+        std::printf("ERROR: sparse and dense results (y, dL/dx, dL/dW, dL/db) differ by %g at density %g, batch %lld\n", diff, density,
                     static_cast<long long>(batch));
       }
       const double sparse_flop = 2.0 * double(layer.nnz()) * double(batch);
