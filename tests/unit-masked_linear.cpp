@@ -10,6 +10,8 @@
 
 #include "test_support.hpp"
 
+#include <cstdint>
+
 using deepstruct::Execution;
 using deepstruct::MaskedLinear;
 
@@ -719,6 +721,24 @@ TEMPLATE_TEST_CASE("MaskedLinear: gradient accessors and active_positions are co
   CHECK(test::max_rel_diff(view.weight_grad().template cast<double>(), gw_ref) <= test::tol<TestType>(50));
   CHECK(test::max_rel_diff(view.bias_grad().template cast<double>(), Eigen::VectorXd(g.template cast<double>().rowwise().sum())) <=
         test::tol<TestType>(50));
+}
+
+TEST_CASE("MaskedLinear: the sparse kernels' tile buffers start on a cache line", "[masked_linear][sparse]") {
+  // A SIMD load from a tile row must not straddle two cache lines (sparse_kernels.hpp): every
+  // TileBuffer is 64-byte aligned, whatever its size (malloc gives large blocks 16-byte alignment).
+  for (const std::size_t n : {std::size_t{1}, std::size_t{3}, std::size_t{1000}, std::size_t{128000}, std::size_t{1} << 20}) {
+    deepstruct::detail::TileBuffer<float> f(n);
+    deepstruct::detail::TileBuffer<double> d(n);
+    CHECK(reinterpret_cast<std::uintptr_t>(f.data()) % 64 == 0);
+    CHECK(reinterpret_cast<std::uintptr_t>(d.data()) % 64 == 0);
+    f.resize(n + 17);  // a reallocation keeps the alignment
+    CHECK(reinterpret_cast<std::uintptr_t>(f.data()) % 64 == 0);
+  }
+  // Every tile row is a whole number of cache lines whenever a tile row is at least one line.
+  if (deepstruct::detail::batch_tile<float> * sizeof(float) >= 64)
+    CHECK(deepstruct::detail::batch_tile<float> * sizeof(float) % 64 == 0);
+  if (deepstruct::detail::batch_tile<double> * sizeof(double) >= 64)
+    CHECK(deepstruct::detail::batch_tile<double> * sizeof(double) % 64 == 0);
 }
 
 TEST_CASE("MaskedLinear: the SIMD width this test binary was built for", "[masked_linear][sparse]") {

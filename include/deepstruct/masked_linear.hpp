@@ -520,7 +520,8 @@ class MaskedLinear {
   mutable bool sparse_values_stale_ = true;
 
   // Scratch reused across calls.
-  std::vector<Scalar> x_tile_, g_tile_, grad_values_;
+  detail::TileBuffer<Scalar> x_tile_, g_tile_;  // cache-line aligned: see detail::CacheAlignedAllocator
+  std::vector<Scalar> grad_values_;
   const Matrix* saved_input_ = nullptr;
 };
 
