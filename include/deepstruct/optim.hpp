@@ -20,7 +20,6 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "deepstruct/errors.hpp"
@@ -39,12 +38,13 @@ class OptimizerState {
   /// Throws shape_error and changes nothing when the model is another one.
   template <typename Model>
   void prepare(Model& model, std::size_t buffers) {
-    std::vector<Eigen::Index> sizes;
+    std::vector<Eigen::Index>& sizes = seen_;  // reused: no allocation per step
+    sizes.clear();
     for_each_parameter(model, [&](const ParameterRef<Scalar>& p) { sizes.push_back(p.size); });
     if (!initialized_) {
       for (const Eigen::Index size : sizes)
         slots_.emplace_back(buffers, std::vector<Scalar>(static_cast<std::size_t>(size), Scalar(0)));
-      sizes_ = std::move(sizes);
+      sizes_ = sizes;
       initialized_ = true;
       return;
     }
@@ -67,7 +67,8 @@ class OptimizerState {
     return k < sizes.size() ? std::to_string(sizes[k]) : std::string("none");
   }
 
-  std::vector<Eigen::Index> sizes_;
+  std::vector<Eigen::Index> sizes_;  // the parameters of the first step
+  std::vector<Eigen::Index> seen_;   // those of the current step (scratch)
   std::vector<std::vector<std::vector<Scalar>>> slots_;
   bool initialized_ = false;
 };
