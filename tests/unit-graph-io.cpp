@@ -250,6 +250,12 @@ TEST_CASE("GraphML: the layers written are the builders' layers, or layer_index 
   std::remove(path.c_str());
   CHECK_THROWS_AS(deepstruct::write_graphml(path, plain), deepstruct::not_a_dag);
   CHECK_FALSE(file_exists(path));
+  // An existing file keeps its contents when the write fails.
+  deepstruct::write_graphml(path, deepstruct::Dag(2));
+  const std::string before = file_text(path);
+  REQUIRE(before.find("<graphml") != std::string::npos);
+  CHECK_THROWS_AS(deepstruct::write_graphml(path, plain), deepstruct::not_a_dag);
+  CHECK(file_text(path) == before);
 }
 
 TEST_CASE("GraphML: networkx reads the layers of ffn_structure written without assign_layers", "[graph][io]") {

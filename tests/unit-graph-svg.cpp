@@ -249,4 +249,14 @@ TEST_CASE("write_svg: files and errors", "[graph][svg]") {
   std::remove(bad_path.c_str());
   CHECK_THROWS(deepstruct::write_svg(bad_path, g, bad));
   CHECK_FALSE(std::ifstream(bad_path).good());
+  // ... and an existing file keeps its contents.
+  deepstruct::write_svg(bad_path, g);
+  auto text_of = [](const std::string& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  const std::string before = text_of(bad_path);
+  REQUIRE(before.find("<svg") != std::string::npos);
+  CHECK_THROWS(deepstruct::write_svg(bad_path, g, bad));
+  CHECK(text_of(bad_path) == before);
 }

@@ -318,8 +318,8 @@ TEMPLATE_TEST_CASE("MaskedDeepFFN: predict between forward and backward changes 
           model.layer_norm(k).set_weight(typename Model::Vector(random(model.layer(k).out_features(), 1, 0.3).array() + 1));
           model.layer_norm(k).set_bias(typename Model::Vector(random(model.layer(k).out_features(), 1, 0.2)));
         }
-      // Same batch size, different values: the norms' statistics differ between x1 and x2.
-      const Mat x1 = random(6, 7, 1.0), x2 = random(6, 7, 3.0), g = random(3, 7, 1.0);
+      // Other values and another batch size: the norms' statistics and shapes differ between x1 and x2.
+      const Mat x1 = random(6, 7, 1.0), x2 = random(6, 3, 3.0), g = random(3, 7, 1.0);
       Model reference = model;
       Mat grad_x_ref, grad_x, logits;
       reference.zero_grad();
