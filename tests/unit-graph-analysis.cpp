@@ -10,6 +10,8 @@
 
 #include "test_support.hpp"
 
+#include <limits>
+
 using deepstruct::AnalysisOptions;
 using deepstruct::Dag;
 using deepstruct::StructureReport;
@@ -184,6 +186,35 @@ TEST_CASE("analyze: path counts beyond the double range stay finite in log10", "
   const StructureReport s = deepstruct::analyze(small, opt);
   CHECK(s.input_output_paths == std::ldexp(1.0, 40));
   CHECK(s.log10_input_output_paths == Approx(40 * std::log10(2.0)));
+}
+
+TEST_CASE("analyze: empty input or output sets, as the sources and sinks or as no vertex", "[graph][analysis]") {
+  const Dag g = make_dag(4, {{0, 1}, {1, 2}, {0, 3}});  // sources {0}, sinks {2, 3}
+  AnalysisOptions opt;
+  opt.clustering = opt.shortest_paths = false;
+  const auto ends = deepstruct::analyze(g, opt);  // the default: the sources and the sinks
+  CHECK(ends.inputs == 1);
+  CHECK(ends.outputs == 2);
+  CHECK(ends.dead_neurons.empty());
+  CHECK(ends.input_output_paths == 2.0);
+  opt.empty_sets_mean_sources_and_sinks = false;
+  opt.outputs = {2};  // no inputs: nothing is reached, no paths
+  const auto none = deepstruct::analyze(g, opt);
+  CHECK(none.inputs == 0);
+  CHECK(none.outputs == 1);
+  CHECK(none.unreachable_from_inputs == 4);
+  CHECK(none.cannot_reach_outputs == 1);  // 3 does not reach 2
+  CHECK(none.dead_neurons == std::vector<std::size_t>{0, 1, 2, 3});
+  CHECK(none.input_output_paths == 0.0);
+  CHECK(none.log10_input_output_paths == -std::numeric_limits<double>::infinity());
+  opt.inputs = {0};
+  opt.outputs.clear();  // no outputs: nothing reaches one
+  const auto no_out = deepstruct::analyze(g, opt);
+  CHECK(no_out.outputs == 0);
+  CHECK(no_out.cannot_reach_outputs == 4);
+  CHECK(no_out.unreachable_from_inputs == 0);
+  CHECK(no_out.dead_neurons.size() == 4);
+  CHECK(no_out.input_output_paths == 0.0);
 }
 
 TEST_CASE("analyze: bad input throws", "[graph][analysis]") {

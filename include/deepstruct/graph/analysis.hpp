@@ -46,6 +46,9 @@ struct AnalysisOptions {
   std::vector<std::size_t> inputs;
   /// Output vertices (ids) for dead neurons and path counts; empty = the sinks (out-degree 0).
   std::vector<std::size_t> outputs;
+  /// When false, an empty `inputs` or `outputs` is an empty set, not the sources or sinks: no
+  /// vertex is reached from no input, none reaches no output, and there are no paths.
+  bool empty_sets_mean_sources_and_sinks = true;
   /// Average clustering coefficient of the undirected projection (NaN in the report when off).
   bool clustering = true;
   /// Average shortest-path length of the undirected projection (NaN in the report when off).
@@ -222,10 +225,11 @@ inline DegreeStats degree_stats(const Adjacency& a) {
 }
 
 /// Marks the given vertex ids; an empty list marks the vertices whose list in `adj` is empty.
-inline std::vector<char> vertex_set(const std::vector<std::size_t>& ids, const Adjacency& adj, const char* what) {
+inline std::vector<char> vertex_set(const std::vector<std::size_t>& ids, const Adjacency& adj, const char* what,
+                                    bool empty_means_ends) {
   const std::size_t n = adj.offset.size() - 1;
   std::vector<char> mark(n, 0);
-  if (ids.empty()) {
+  if (ids.empty() && empty_means_ends) {
     for (std::size_t v = 0; v < n; ++v) mark[v] = adj.degree(v) == 0;
     return mark;
   }
@@ -420,8 +424,9 @@ StructureReport analyze(const Graph& g, const std::vector<std::size_t>& layers, 
   // One pass over the edges in topological order checks the layering, counts layer pairs and
   // skip lengths, and carries reachability from the inputs and path counts forward; the state a
   // target needs sits in one 16-byte record, so each edge costs one random access.
-  const std::vector<char> is_input = detail::analysis::vertex_set(options.inputs, in, "input");
-  const std::vector<char> is_output = detail::analysis::vertex_set(options.outputs, out, "output");
+  const bool ends = options.empty_sets_mean_sources_and_sinks;
+  const std::vector<char> is_input = detail::analysis::vertex_set(options.inputs, in, "input", ends);
+  const std::vector<char> is_output = detail::analysis::vertex_set(options.outputs, out, "output", ends);
   r.inputs = static_cast<std::size_t>(std::count(is_input.begin(), is_input.end(), 1));
   r.outputs = static_cast<std::size_t>(std::count(is_output.begin(), is_output.end(), 1));
   struct Forward {

@@ -139,34 +139,16 @@ StructureReport analyze_hidden(const MaskedDeepDAN<Scalar>& model, AnalysisOptio
   std::vector<std::size_t> layers;
   for (std::size_t t = 0; t < L; ++t) layers.insert(layers.end(), static_cast<std::size_t>(model.hidden_layer_size(t)), t);
   const std::size_t last_offset = layers.size() - static_cast<std::size_t>(model.hidden_layer_size(L - 1));
-  std::vector<std::size_t> fed, feeding, all_first, all_last;
   const LayerMask& first = model.layer_first().mask();
   const LayerMask& out = model.layer_out().mask();
-  for (Eigen::Index o = 0; o < first.rows(); ++o) {
-    all_first.push_back(static_cast<std::size_t>(o));
-    if (first.row(o).any()) fed.push_back(static_cast<std::size_t>(o));
-  }
-  for (Eigen::Index i = 0; i < out.cols(); ++i) {
-    all_last.push_back(last_offset + static_cast<std::size_t>(i));
-    if (out.col(i).any()) feeding.push_back(last_offset + static_cast<std::size_t>(i));
-  }
-  // analyze() reads an empty list as "the sources" (or sinks): stand in the whole layer, then
-  // correct what an empty set changes.
-  options.inputs = fed.empty() ? all_first : fed;
-  options.outputs = feeding.empty() ? all_last : feeding;
-  StructureReport r = analyze(g, layers, options);
-  if (fed.empty() || feeding.empty()) {
-    const std::size_t n = layers.size();
-    r.inputs = fed.size();
-    r.outputs = feeding.size();
-    if (fed.empty()) r.unreachable_from_inputs = n;
-    if (feeding.empty()) r.cannot_reach_outputs = n;
-    r.dead_neurons.resize(n);
-    for (std::size_t v = 0; v < n; ++v) r.dead_neurons[v] = v;
-    r.input_output_paths = 0.0;
-    r.log10_input_output_paths = -std::numeric_limits<double>::infinity();
-  }
-  return r;
+  options.inputs.clear();
+  options.outputs.clear();
+  for (Eigen::Index o = 0; o < first.rows(); ++o)
+    if (first.row(o).any()) options.inputs.push_back(static_cast<std::size_t>(o));
+  for (Eigen::Index i = 0; i < out.cols(); ++i)
+    if (out.col(i).any()) options.outputs.push_back(last_offset + static_cast<std::size_t>(i));
+  options.empty_sets_mean_sources_and_sinks = false;  // none fed (or none feeding): every neuron dead
+  return analyze(g, layers, options);
 }
 
 /// The network of a ScalableDAN at `scale` (deepstruct's ScalableDAN.build).
