@@ -120,7 +120,7 @@ int main(int argc, char** argv) {
   // input and output layers (the prior says nothing about those).
   std::vector<deepstruct::MaskedLinear<float>*> hidden;
   for (std::size_t t = 1; t < model.num_hidden_layers(); ++t) hidden.push_back(&model.main_layer(t));
-  for (auto& s : model.skips()) hidden.push_back(&s.layer);
+  for (std::size_t j = 0; j < model.skips().size(); ++j) hidden.push_back(&model.skip_layer(j));
   auto active = [&] {
     long a = 0;
     for (const auto* l : hidden) a += static_cast<long>(l->nnz());

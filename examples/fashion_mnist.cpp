@@ -148,7 +148,9 @@ int run(int argc, char** argv) {
   }
 
   deepstruct::save_npz(model, args.out);  // io_error: reported by main
-  std::printf("\nsaved %s (numpy.load reads it; keys as deepstruct's state_dict)\n", args.out.c_str());
+  std::printf("\nsaved %s (numpy.load reads it; keys as deepstruct's state_dict)\n"
+              "  inputs it expects: 784 = the 28x28 pixels row by row, each (pixel / 255 - %.4f) / %.4f\n",
+              args.out.c_str(), examples::pixel_mean, examples::pixel_stddev);
   return 0;
 }
 

@@ -13,6 +13,10 @@
 
 namespace examples {
 
+/// The standardisation every image gets, (pixel / 255 - mean) / stddev with the training set's
+/// pixel mean and standard deviation: a saved model expects its inputs so.
+inline constexpr double pixel_mean = 0.2860, pixel_stddev = 0.3530;
+
 struct FashionMnist {
   Eigen::MatrixXf x_train, x_test;  // 784 x N, one standardised image per column
   deepstruct::Labels y_train, y_test;
@@ -44,8 +48,7 @@ inline int load_fashion_mnist(const char* program, const std::string& dir, long 
       return 2;
     }
   }
-  // Standardised with the training set's pixel mean and standard deviation.
-  const double mean = 0.2860, stddev = 0.3530;
+  const double mean = pixel_mean, stddev = pixel_stddev;
   try {
     data.x_train = deepstruct::idx_images<float>(deepstruct::read_idx(paths[0]), paths[0], mean, stddev);
     data.y_train = deepstruct::idx_labels(deepstruct::read_idx(paths[1]), paths[1]);

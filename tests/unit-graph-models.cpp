@@ -89,7 +89,7 @@ TEST_CASE("graph/models: DAG -> DAN -> generate_structure is the DAG, also after
     // Prune the hidden connections: the structure is the pruned DAG.
     std::vector<deepstruct::MaskedLinear<float>*> hidden;
     for (std::size_t t = 1; t < model.num_hidden_layers(); ++t) hidden.push_back(&model.main_layer(t));
-    for (auto& s : model.skips()) hidden.push_back(&s.layer);
+    for (std::size_t j = 0; j < model.skips().size(); ++j) hidden.push_back(&model.skip_layer(j));
     deepstruct::prune_global(hidden, deepstruct::PruneAmount::fraction(0.5));
     const EdgeSet pruned = mapped_structure(model);
     Eigen::Index active = 0;
@@ -139,7 +139,7 @@ TEST_CASE("graph/models: ScalableDAN grows blocks, keeps layers, never drops a v
   CHECK(model.num_hidden_layers() == 3);
   CHECK(model.hidden_layer_size(1) == 60);
   CHECK(model.skips().size() == 1);
-  CHECK(model.skips()[0].layer.density() == 1.0);
+  CHECK(model.skip_layer(0).density() == 1.0);
   CHECK_THROWS_AS(deepstruct::ScalableDAN(base, {0.5, 0.5, 0.5, -0.5}), deepstruct::value_error);
   CHECK_THROWS_AS(deepstruct::ScalableDAN(base, {0.5, 0.5}), deepstruct::shape_error);
   CHECK_THROWS_AS(family.grow(0), deepstruct::value_error);
@@ -151,7 +151,7 @@ TEST_CASE("graph/models: analyze a model; dead neurons agree with compaction", "
   deepstruct::MaskedDeepFFN<double> model(8, 3, {10, 6});
   deepstruct::Generator gen(4);
   for (auto* l : model.maskable_layers()) {
-    deepstruct::MaskedDeepFFN<double>::Mask m(l->out_features(), l->in_features());
+    deepstruct::MaskedDeepFFN<double>::Mask m(l->mask().rows(), l->mask().cols());
     for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = deepstruct::random::bernoulli(gen, 0.2);
     l->set_mask(m);
   }
@@ -250,8 +250,8 @@ TEST_CASE("graph/models: prune_global and prune_each_layer on a DAN; the structu
       if (t == s + 1) {
         mask = &model.main_layer(t).mask();
       } else {
-        for (const auto& skip : model.skips())
-          if (skip.source == s && skip.target == t) mask = &skip.layer.mask();
+        for (std::size_t j = 0; j < model.skips().size(); ++j)
+          if (model.skips()[j].source == s && model.skips()[j].target == t) mask = &model.skip_layer(j).mask();
       }
       REQUIRE(mask != nullptr);
       const auto& vs = model.layer_vertices(t);

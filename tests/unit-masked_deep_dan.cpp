@@ -47,9 +47,9 @@ MaskedDeepDAN<Scalar> dan_with_holes(std::uint64_t seed) {
 
 /// Every masked layer with its name, to say which one failed.
 template <typename Model>
-std::vector<std::pair<std::string, typename Model::Layer*>> named_layers(Model& model) {
-  std::vector<std::pair<std::string, typename Model::Layer*>> v;
-  const auto names = model.layer_names();
+std::vector<std::pair<std::string, deepstruct::MaskedLayer<typename Model::Scalar>*>> named_layers(Model& model) {
+  std::vector<std::pair<std::string, deepstruct::MaskedLayer<typename Model::Scalar>*>> v;
+  const auto names = model.maskable_layer_names();
   const auto layers = model.maskable_layers();
   for (std::size_t k = 0; k < layers.size(); ++k) v.emplace_back(names[k], layers[k]);
   return v;
@@ -140,7 +140,7 @@ TEST_CASE("MaskedDeepDAN: finite-difference gradients of the whole network", "[m
         Eigen::MatrixXd grad, grad_x;
         const Eigen::MatrixXd forward_logits = model.forward(x);
         deepstruct::cross_entropy(forward_logits, y, &grad);
-        model.backward(grad, &grad_x);
+        model.backward(x, grad, &grad_x);
         Eigen::MatrixXd predicted;  // predict (LayerNorm::apply in place) computes what forward does
         model.predict(x, predicted);
         CHECK((predicted - forward_logits).cwiseAbs().maxCoeff() <= 1e-12);
@@ -188,14 +188,28 @@ TEST_CASE("MaskedDeepDAN: training reduces the loss; bad input throws", "[masked
     model.zero_grad();
     last = deepstruct::cross_entropy(model.forward(x), y, &grad);
     if (step == 0) first = last;
-    model.backward(grad);
+    model.backward(x, grad);
     adam.step(model);
   }
   CHECK(last < first);
   CHECK_THROWS_AS(model.forward(Eigen::MatrixXf::Zero(11, 2)), deepstruct::shape_error);
   Eigen::MatrixXf logits;
   model.predict(x, logits);
-  CHECK_THROWS_AS(model.backward(grad), std::logic_error);  // predict keeps nothing for backward
+  // predict changes nothing backward uses: the gradients of the last forward's x, unchanged.
+  model.zero_grad();
+  model.forward(x);
+  model.predict(Eigen::MatrixXf::Random(12, 3), logits);
+  model.backward(x, grad);
+  const Eigen::MatrixXf after_predict = model.layer_first().weight_grad();
+  model.zero_grad();
+  model.forward(x);
+  model.backward(x, grad);
+  CHECK(model.layer_first().weight_grad() == after_predict);
+  CHECK_THROWS_AS(model.backward(Eigen::MatrixXf::Zero(12, 31), grad), deepstruct::shape_error);  // not the forward's x
+  CHECK_THROWS_AS(MaskedDeepDAN<float>(12, 5, d).backward(x, grad), deepstruct::state_error);     // no forward yet
+  CHECK_THROWS_AS(model.main_layer(0), deepstruct::index_error);
+  CHECK_THROWS_AS(model.skip_layer(model.skips().size()), deepstruct::index_error);
+  CHECK_THROWS_AS(model.layer_norm(1), deepstruct::index_error);  // no LayerNorm
   DanDescription bad = d;
   bad.connections.erase(bad.connections.begin());  // the main connection into layer 1
   CHECK_THROWS_AS(MaskedDeepDAN<float>(12, 5, bad), deepstruct::value_error);
@@ -240,7 +254,7 @@ TEST_CASE("MaskedDeepDAN: every activation against a layer-by-layer reference an
         for (const auto& s : model.skips())
           if (s.target == t) {
             Eigen::MatrixXd skip_pre;
-            deepstruct::MaskedLinear<double> layer = s.layer;
+            deepstruct::MaskedLinear<double> layer = model.skip_layer(static_cast<std::size_t>(&s - model.skips().data()));
             layer.forward(h[s.source], skip_pre);
             post.resize(skip_pre.rows(), skip_pre.cols());
             deepstruct::activate(act, skip_pre, post);
@@ -254,7 +268,7 @@ TEST_CASE("MaskedDeepDAN: every activation against a layer-by-layer reference an
       CHECK(test::max_rel_diff(logits, expected) <= 1e-12);
       Eigen::MatrixXd grad, grad_x;
       deepstruct::cross_entropy(logits, y, &grad);
-      model.backward(grad, &grad_x);
+      model.backward(x, grad, &grad_x);
       auto loss = [&](const Eigen::MatrixXd& input) {
         Eigen::MatrixXd out;
         model.predict(input, out);
@@ -272,7 +286,7 @@ TEST_CASE("MaskedDeepDAN: every activation against a layer-by-layer reference an
       model.for_each_parameter([&](const deepstruct::ParameterRef<double>& p) { first_grads.insert(first_grads.end(), p.grad, p.grad + p.size); });
       model.zero_grad();
       deepstruct::cross_entropy(model.forward(x), y, &grad);
-      model.backward(grad);
+      model.backward(x, grad);
       std::vector<double> second_grads;
       model.for_each_parameter([&](const deepstruct::ParameterRef<double>& p) { second_grads.insert(second_grads.end(), p.grad, p.grad + p.size); });
       CHECK(second_grads == first_grads);
@@ -316,7 +330,7 @@ TEST_CASE("MaskedDeepDAN: a description without vertex lists numbers the neurons
   CHECK(model.layer_vertices(1) == std::vector<std::size_t>{2, 3, 4});
   CHECK(model.layer_vertices(2) == std::vector<std::size_t>{5});
   REQUIRE(model.skips().size() == 1);
-  CHECK(model.skips()[0].layer.mask() == skip);
+  CHECK(model.skip_layer(0).mask() == skip);
   CHECK(model.main_layer(1).mask() == main1);
   const DanDescription back = model.structure();
   CHECK(back.layer_vertices == deepstruct::default_layer_vertices(d.layer_sizes));
@@ -385,7 +399,7 @@ TEMPLATE_TEST_CASE("MaskedDeepDAN: prune_global and prune_each_layer reach the r
     // Every pruned weight had |W| no larger than every kept one, across layers.
     double largest_pruned = 0, smallest_kept = std::numeric_limits<double>::infinity();
     const auto new_masks = model.state_dict().masks;
-    const auto names = model.layer_names();
+    const auto names = model.maskable_layer_names();
     const auto layers = model.maskable_layers();
     for (std::size_t k = 0; k < layers.size(); ++k) {
       const auto& was = old_masks.at(names[k] + "._mask");
@@ -549,4 +563,21 @@ TEMPLATE_TEST_CASE("MaskedDeepDAN: SGD (momentum, weight decay) and AdamW steps 
   ao.weight_decay = 0.1;
   deepstruct::AdamW<TestType> adamw(ao);
   check_step(adamw, "AdamW, weight decay 0.1");
+}
+
+TEST_CASE("MaskedDeepDAN: backward with another input than the forward's is refused", "[masked_deep_dan]") {
+  const DanDescription d = test::dan_description(test::load_json("masked_dan.json")["cases"][0]);
+  MaskedDeepDAN<double> model(10, 3, d);
+  const Eigen::MatrixXd x = Eigen::MatrixXd::Random(10, 5), g = Eigen::MatrixXd::Random(3, 5);
+  model.forward(x);
+  Eigen::MatrixXd other = x;
+  other(9, 4) += 1.0;  // one of the probed entries (the last)
+  CHECK_THROWS_AS(model.backward(other, g), deepstruct::state_error);
+  const Eigen::MatrixXd copy = x;  // an equal copy is the same input
+  CHECK_NOTHROW(model.backward(copy, g));
+  // NaN in the input is compared bit for bit: the same NaN input passes.
+  Eigen::MatrixXd with_nan = x;
+  with_nan(0, 0) = std::numeric_limits<double>::quiet_NaN();
+  model.forward(with_nan);
+  CHECK_NOTHROW(model.backward(with_nan, g));
 }

@@ -9,6 +9,7 @@
 using deepstruct::Activation;
 using deepstruct::Execution;
 using deepstruct::FFNOptions;
+using deepstruct::DanDescription;
 using deepstruct::MaskedDeepFFN;
 
 namespace {
@@ -108,9 +109,15 @@ TEST_CASE("MaskedDeepFFN: bad arguments throw", "[masked_deep_ffn]") {
     CHECK(std::string(e.what()).find("expected input with 10 rows") != std::string::npos);
     CHECK(std::string(e.what()).find("found 9x4") != std::string::npos);
   }
-  CHECK_THROWS_AS(m.backward(Eigen::MatrixXf::Zero(2, 4)), std::logic_error);
-  m.forward(Eigen::MatrixXf::Zero(10, 4));
-  CHECK_THROWS_AS(m.backward(Eigen::MatrixXf::Zero(2, 3)), deepstruct::shape_error);
+  const Eigen::MatrixXf x4 = Eigen::MatrixXf::Zero(10, 4);
+  CHECK_THROWS_AS(m.backward(x4, Eigen::MatrixXf::Zero(2, 4)), deepstruct::state_error);  // no forward yet
+  m.forward(x4);
+  CHECK_THROWS_AS(m.backward(x4, Eigen::MatrixXf::Zero(2, 3)), deepstruct::shape_error);
+  CHECK_THROWS_AS(m.backward(Eigen::MatrixXf::Zero(10, 3), Eigen::MatrixXf::Zero(2, 3)), deepstruct::shape_error);  // not x4
+  CHECK_THROWS_AS(m.forward(Eigen::MatrixXf::Zero(9, 4)), deepstruct::shape_error);
+  CHECK_THROWS_AS(m.backward(x4, Eigen::MatrixXf::Zero(2, 4)), deepstruct::state_error);  // the failed forward left nothing
+  CHECK_THROWS_AS(m.layer(2), deepstruct::index_error);
+  CHECK_THROWS_AS(m.layer_norm(0), deepstruct::index_error);
   // load_state_dict is all-or-nothing.
   auto sd = m.state_dict();
   const Eigen::MatrixXf before = m.layer(0).weight();
@@ -165,7 +172,7 @@ TEMPLATE_TEST_CASE("MaskedDeepFFN: parity with PyTorch after one SGD step and tw
       Eigen::Matrix<TestType, -1, -1> grad;
       model.zero_grad();
       deepstruct::cross_entropy(model.forward(x), y, &grad);
-      model.backward(grad);
+      model.backward(x, grad);
       sgd.step(model);
       check_parameters(model, c["sgd"]["state_dict_after_one_step"], tolerance);
 
@@ -180,7 +187,7 @@ TEMPLATE_TEST_CASE("MaskedDeepFFN: parity with PyTorch after one SGD step and tw
       for (int step = 0; step < c["adam"]["steps"].get<int>(); ++step) {
         model2.zero_grad();
         deepstruct::cross_entropy(model2.forward(x), y, &grad);
-        model2.backward(grad);
+        model2.backward(x, grad);
         adam.step(model2);
       }
       // Adam's first steps move every parameter by about lr: compare in absolute terms of lr.
@@ -204,7 +211,7 @@ TEST_CASE("MaskedDeepFFN: finite-difference gradients through every activation a
         options.seed = 3;
         Model model(6, 3, {5, 4, 4}, options);
         for (auto* l : model.maskable_layers()) {
-          typename Model::Mask m(l->out_features(), l->in_features());
+          typename Model::Mask m(l->mask().rows(), l->mask().cols());
           for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = deepstruct::random::bernoulli(gen, 0.7);
           l->set_mask(m);
         }
@@ -231,7 +238,7 @@ TEST_CASE("MaskedDeepFFN: finite-difference gradients through every activation a
         model.zero_grad();
         Mat grad, grad_x;
         deepstruct::cross_entropy(model.forward(x), y, &grad);
-        model.backward(grad, &grad_x);
+        model.backward(x, grad, &grad_x);
         const double h = 1e-6;
         for (Eigen::Index i = 0; i < x.size(); ++i) {
           Mat xp = x, xm = x;
@@ -324,12 +331,87 @@ TEMPLATE_TEST_CASE("MaskedDeepFFN: predict between forward and backward changes 
       Mat grad_x_ref, grad_x, logits;
       reference.zero_grad();
       reference.forward(x1);
-      reference.backward(g, &grad_x_ref);
+      reference.backward(x1, g, &grad_x_ref);
       model.zero_grad();
       model.forward(x1);
       model.predict(x2, logits);
-      model.backward(g, &grad_x);
+      model.backward(x1, g, &grad_x);
       // The same arithmetic on the same values: exactly equal.
       CHECK(gradients(model, grad_x) == gradients(reference, grad_x_ref));
     }
+}
+
+TEMPLATE_TEST_CASE("MaskedDeepFFN: a chain-structured MaskedDeepDAN under deepstruct's FFN names", "[masked_deep_ffn][engine]", float,
+                   double) {
+  using Mat = Eigen::Matrix<TestType, -1, -1>;
+  for (const bool ln : {false, true}) {
+    INFO("layer norm " << ln);
+    FFNOptions options;
+    options.use_layer_norm = ln;
+    options.seed = 5;
+    MaskedDeepFFN<TestType> ffn(7, 3, {6, 5, 4}, options);
+    // The same chain built as a DAN from a plain description, from the same seed.
+    deepstruct::DanDescription d;
+    d.layer_sizes = {6, 5, 4};
+    d.connections.push_back({0, 1, deepstruct::MaskedDeepDAN<TestType>::Mask::Constant(5, 6, true)});
+    d.connections.push_back({1, 2, deepstruct::MaskedDeepDAN<TestType>::Mask::Constant(4, 5, true)});
+    deepstruct::DANOptions dan_options;
+    dan_options.use_layer_norm = ln;
+    dan_options.seed = 5;
+    deepstruct::MaskedDeepDAN<TestType> dan(7, 3, d, dan_options);
+    // Layer k of the FFN is the DAN's first, main or out layer, with the same draws.
+    CHECK(ffn.layer(0).weight() == dan.layer_first().weight());
+    CHECK(ffn.layer(1).weight() == dan.main_layer(1).weight());
+    CHECK(ffn.layer(3).bias() == dan.layer_out().bias());
+    // Names: deepstruct's FFN keys map to the DAN's, one to one (the DAN's unused LN_0 aside).
+    const auto fsd = ffn.state_dict(), dsd = dan.state_dict();
+    CHECK(fsd.size() + (ln ? 2 : 0) == dsd.size());
+    CHECK(fsd.matrices.at("_layers_hidden." + std::string(ln ? "3" : "2") + ".weight") == dsd.matrices.at("layers_main_hidden.1.weight"));
+    if (ln) CHECK(fsd.vectors.count("_layers_hidden.4.weight") == 1);
+    // Same loss, input gradient and parameter gradients, bit for bit.
+    deepstruct::Generator gen(3);
+    Mat x(7, 9), g(3, 9);
+    for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<TestType>(deepstruct::random::normal(gen));
+    for (Eigen::Index i = 0; i < g.size(); ++i) g.data()[i] = static_cast<TestType>(deepstruct::random::normal(gen));
+    ffn.zero_grad();
+    dan.zero_grad();
+    CHECK(ffn.forward(x) == dan.forward(x));
+    Mat gx_ffn, gx_dan;
+    ffn.backward(x, g, &gx_ffn);
+    dan.backward(x, g, &gx_dan);
+    CHECK(gx_ffn == gx_dan);
+    for (std::size_t k = 0; k < ffn.num_layers(); ++k) {
+      const auto& lf = ffn.layer(k);
+      const auto& ld = k == 0 ? dan.layer_first() : k + 1 == ffn.num_layers() ? dan.layer_out() : dan.main_layer(k);
+      CHECK(lf.weight_grad() == ld.weight_grad());
+      CHECK(lf.bias_grad() == ld.bias_grad());
+    }
+    // network() is that engine; an FFN made from a chain DAN is the same network.
+    MaskedDeepFFN<TestType> back(dan);
+    CHECK(back.forward(x) == ffn.forward(x));
+    CHECK(back.state_dict().matrices == ffn.state_dict().matrices);
+  }
+  // A DAN with a skip connection is no FFN.
+  const DanDescription d = test::dan_description(test::load_json("masked_dan.json")["cases"][0]);
+  CHECK_THROWS_AS(MaskedDeepFFN<TestType>(deepstruct::MaskedDeepDAN<TestType>(10, 3, d)), deepstruct::value_error);
+}
+
+TEMPLATE_TEST_CASE("MaskedDeepFFN: copies and moves are independent networks (rule of zero)", "[masked_deep_ffn]", float, double) {
+  using Mat = Eigen::Matrix<TestType, -1, -1>;
+  MaskedDeepFFN<TestType> a(5, 2, {4, 3});
+  const Mat x = Mat::Random(5, 6), g = Mat::Random(2, 6);
+  a.forward(x);
+  MaskedDeepFFN<TestType> b = a;  // copies the activations of the forward
+  b.zero_grad();
+  b.backward(x, g);
+  a.zero_grad();
+  a.backward(x, g);
+  CHECK(a.layer(0).weight_grad() == b.layer(0).weight_grad());
+  b.layer(0).update_weight([](Mat& w) { w.setZero(); });
+  CHECK(a.layer(0).weight() != b.layer(0).weight());
+  MaskedDeepFFN<TestType> c = std::move(b);
+  CHECK(c.layer(0).weight().isZero());
+  Mat logits;
+  c.predict(x, logits);
+  CHECK(logits.rows() == 2);
 }

@@ -52,7 +52,7 @@ MaskedDeepFFN<Scalar> pruned_ffn(bool layer_norm, bool bias = true) {
   MaskedDeepFFN<Scalar> model(13, 4, {9, 7, 5}, options);
   deepstruct::Generator gen(3);
   for (auto* l : model.maskable_layers()) {
-    typename MaskedDeepFFN<Scalar>::Mask m(l->out_features(), l->in_features());
+    typename MaskedDeepFFN<Scalar>::Mask m(l->mask().rows(), l->mask().cols());
     for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = deepstruct::random::bernoulli(gen, 0.6);
     l->set_mask(m);
   }
@@ -163,12 +163,27 @@ TEMPLATE_TEST_CASE("model_io: MaskedDeepDAN with LayerNorm, and without bias: sa
     deepstruct::load_npz(other, path);
     check_same_state(model, other);
     CHECK(other.forward(x) == expected);
-    // The file carries the LayerNorm parameters exactly when the network has them.
+    // The file carries the LayerNorm parameters exactly when the network has them, under
+    // deepstruct's keys: layer_normalizations.<t> for every hidden layer t, 0 (unused) included.
     std::size_t norm_keys = 0;
     const deepstruct::NpzArchive file = deepstruct::NpzArchive::load(path);
     for (const auto& kv : file.arrays())
-      norm_keys += kv.first.find("norm") != std::string::npos ? 1 : 0;
-    CHECK(norm_keys == (ln ? 2 * (model.num_hidden_layers() - 1) : 0));
+      norm_keys += kv.first.rfind("layer_normalizations.", 0) == 0 ? 1 : 0;
+    CHECK(norm_keys == (ln ? 2 * model.num_hidden_layers() : 0));
+    if (ln) {
+      // Files of this library before 0.2 named them layers_norm_hidden.<t-1>, without LN_0: they load too.
+      auto sd = model.state_dict();
+      for (std::size_t t = 1; t < model.num_hidden_layers(); ++t)
+        for (const char* p : {".weight", ".bias"}) {
+          sd.vectors["layers_norm_hidden." + std::to_string(t - 1) + p] = sd.vectors.at("layer_normalizations." + std::to_string(t) + p);
+          sd.vectors.erase("layer_normalizations." + std::to_string(t) + p);
+        }
+      sd.vectors.erase("layer_normalizations.0.weight");
+      sd.vectors.erase("layer_normalizations.0.bias");
+      deepstruct::MaskedDeepDAN<TestType> legacy(10, 3, d, options);
+      legacy.load_state_dict(sd);
+      CHECK(legacy.forward(x) == expected);
+    }
   }
 }
 
@@ -373,4 +388,23 @@ TEST_CASE("model_io: load_ffn_npz names the file for shapes no MaskedDeepFFN has
       CHECK_THAT(std::string(e.what()), test::contains(expected));
     }
   }
+}
+
+TEST_CASE("model_io: a LayerNorm DAN of one hidden layer from before 0.2.0 (no LayerNorm key at all) loads", "[model_io]") {
+  deepstruct::DanDescription d;
+  d.layer_sizes = {4};
+  deepstruct::DANOptions options;
+  options.use_layer_norm = true;
+  deepstruct::MaskedDeepDAN<double> model(3, 2, d, options);
+  auto sd = model.state_dict();
+  CHECK(sd.vectors.count("layer_normalizations.0.weight") == 1);  // deepstruct's unused LN_0
+  sd.vectors.erase("layer_normalizations.0.weight");
+  sd.vectors.erase("layer_normalizations.0.bias");
+  deepstruct::MaskedDeepDAN<double> other(3, 2, d, options);
+  other.load_state_dict(sd);
+  CHECK(other.state_dict().matrices == model.state_dict().matrices);
+  // A file with some of deepstruct's LayerNorm keys but not all is an error, not a legacy file.
+  auto partial = model.state_dict();
+  partial.vectors.erase("layer_normalizations.0.bias");
+  CHECK_THROWS_AS(other.load_state_dict(partial), deepstruct::shape_error);
 }

@@ -4,6 +4,9 @@
 #include <deepstruct/masked_deep_ffn.hpp>
 #include <deepstruct/masked_linear.hpp>
 #include <deepstruct/optim.hpp>
+#include <deepstruct/train.hpp>
+
+#include <cmath>
 
 #include "test_support.hpp"
 
@@ -83,7 +86,9 @@ std::vector<deepstruct::MaskedLinear<Scalar>*> masked_layers(deepstruct::MaskedL
 }
 template <typename Scalar>
 std::vector<deepstruct::MaskedLinear<Scalar>*> masked_layers(deepstruct::MaskedDeepFFN<Scalar>& model) {
-  return model.maskable_layers();
+  std::vector<deepstruct::MaskedLinear<Scalar>*> out;
+  for (std::size_t k = 0; k < model.num_layers(); ++k) out.push_back(&model.layer(k));
+  return out;
 }
 
 // Fresh gradients for the batch x (every output gets dL/dy = 1).
@@ -96,7 +101,7 @@ template <typename Scalar>
 void compute_gradients(deepstruct::MaskedDeepFFN<Scalar>& model, const Eigen::Matrix<Scalar, -1, -1>& x) {
   model.zero_grad();
   model.forward(x);
-  model.backward(Eigen::Matrix<Scalar, -1, -1>::Ones(model.outputs(), x.cols()));
+  model.backward(x, Eigen::Matrix<Scalar, -1, -1>::Ones(model.outputs(), x.cols()));
 }
 
 // Three steps with weights masked from the start, then a weight pruned mid-training and two more
@@ -295,7 +300,7 @@ TEMPLATE_TEST_CASE("optimizers: a step on another model throws and changes neith
   const Eigen::Matrix<TestType, -1, -1> x = Eigen::Matrix<TestType, -1, -1>::Ones(13, 3);
   for (auto* m : {&model, &other}) {
     m->forward(x);
-    m->backward(Eigen::Matrix<TestType, -1, -1>::Ones(4, 3));
+    m->backward(x, Eigen::Matrix<TestType, -1, -1>::Ones(4, 3));
   }
   deepstruct::Adam<TestType> adam;
   adam.step(model);
@@ -332,4 +337,137 @@ TEST_CASE("optimizers: large tensors (chunked across threads with OpenMP) follow
     }
   }
   CHECK(test::max_rel_diff(model.value, Eigen::Map<Eigen::VectorXd>(p.data(), n)) <= 1e-12);
+}
+
+// Two parameters with constant gradients (after a reset, an entry behaves like a fresh one).
+template <typename Scalar>
+struct TwoParams {
+  using Vec = Eigen::Matrix<Scalar, -1, 1>;
+  Vec a = Vec::Zero(4), b = Vec::Zero(3), ga = Vec::Constant(4, Scalar(1)), gb = Vec::Constant(3, Scalar(-2));
+  template <typename Fn>
+  void for_each_parameter(Fn&& fn) {
+    fn(deepstruct::ParameterRef<Scalar>{a.data(), ga.data(), a.size(), nullptr});
+    fn(deepstruct::ParameterRef<Scalar>{b.data(), gb.data(), b.size(), nullptr});
+  }
+};
+
+TEMPLATE_TEST_CASE("optimizers: reset_state zeroes the state of chosen entries, of one parameter, or of all", "[optim][state]", float,
+                   double) {
+  using Vec = Eigen::Matrix<TestType, -1, 1>;
+  using TwoParams = ::TwoParams<TestType>;
+  SECTION("SGD momentum") {
+    TwoParams m;
+    deepstruct::SGDOptions o;
+    o.lr = 0.1;
+    o.momentum = 0.9;
+    deepstruct::SGD<TestType> sgd(o);
+    CHECK_THROWS_AS(sgd.reset_state(m.a.data(), {0}), deepstruct::value_error);  // no step yet
+    sgd.step(m);
+    sgd.step(m);  // buffer 1.9 everywhere in a
+    const Vec before = m.a;
+    sgd.reset_state(m.a.data(), {1, 3});
+    sgd.step(m);
+    // Entries 0 and 2 use the buffer 0.9 * 1.9 + 1; entries 1 and 3 a fresh buffer: 0.9 * 0 + 1.
+    CHECK(m.a[0] == Approx(before[0] - 0.1 * (0.9 * 1.9 + 1)));
+    CHECK(m.a[1] == Approx(before[1] - 0.1 * 1.0));
+    CHECK(m.a[3] == Approx(m.a[1]));
+    CHECK_THROWS_AS(sgd.reset_state(m.a.data(), {4}), deepstruct::index_error);
+    TestType other = 0;
+    CHECK_THROWS_AS(sgd.reset_state(&other, {0}), deepstruct::value_error);
+  }
+  SECTION("Adam moments and per-parameter step counts") {
+    TwoParams m, fresh;
+    deepstruct::Adam<TestType> adam(deepstruct::AdamOptions{0.1});
+    for (int i = 0; i < 5; ++i) adam.step(m);
+    // Reset the whole of b: its next step is a first step (bias correction of step 1), as for a
+    // parameter that never stepped.
+    adam.reset_state(m.b.data());
+    deepstruct::Adam<TestType> adam_fresh(deepstruct::AdamOptions{0.1});
+    const Vec b_before = m.b;
+    adam.step(m);
+    adam_fresh.step(fresh);
+    CHECK(test::max_rel_diff((m.b - b_before).template cast<double>(), fresh.b.template cast<double>()) <= test::tol<TestType>(100));
+    // Entry 0 of a: moments zero, step count kept (6 -> 7): the update is (1-b1) g / (sqrt((1-b2)) g / sqrt(bc2)) * lr / bc1.
+    adam.reset_state(m.a.data(), {0});
+    const Vec a_before = m.a;
+    adam.step(m);
+    const double t = 7, bc1 = 1 - std::pow(0.9, t), bc2 = 1 - std::pow(0.999, t);
+    const double expected = 0.1 / bc1 * (0.1 * 1.0) / (std::sqrt(0.001 * 1.0) / std::sqrt(bc2) + 1e-8);
+    CHECK(double(a_before[0] - m.a[0]) == Approx(expected).epsilon(1e-4));
+    CHECK(double(a_before[1] - m.a[1]) != Approx(expected).epsilon(1e-2));  // the others kept their moments
+    // Reset everything: the next step is the first for every parameter.
+    adam.reset_state();
+    CHECK(adam.num_states() == 0);
+    TwoParams again;
+    adam.step(again);
+    deepstruct::Adam<TestType> first(deepstruct::AdamOptions{0.1});
+    TwoParams reference;
+    first.step(reference);
+    CHECK(again.a == reference.a);
+  }
+}
+
+TEMPLATE_TEST_CASE("optimizers: skip_inactive touches only active entries; the same as PyTorch's rule where that changes nothing",
+                   "[optim][masked]", float, double) {
+  using Mat = Eigen::Matrix<TestType, -1, -1>;
+  deepstruct::Generator gen(5);
+  auto model_with_mask = [&] {
+    deepstruct::MaskedDeepFFN<TestType> model(12, 3, {10});
+    for (std::size_t k = 0; k < model.num_layers(); ++k) {
+      auto m = model.layer(k).mask();
+      for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = i % 4 != 0;
+      model.layer(k).set_mask(m);
+    }
+    return model;
+  };
+  const Mat x = Mat::Random(12, 8);
+  deepstruct::Labels y(8);
+  for (Eigen::Index i = 0; i < 8; ++i) y[i] = static_cast<int>(i % 3);
+  auto run = [&](auto optimizer_skip, auto optimizer_all, bool prune_midway) {
+    auto a = model_with_mask(), b = model_with_mask();
+    for (int step = 0; step < 4; ++step) {
+      if (prune_midway && step == 2)
+        for (auto* m : {&a, &b}) m->layer(0).update_mask([](auto& mask) { mask(0, 1) = false; });
+      deepstruct::train_step(a, optimizer_skip, x, y);
+      deepstruct::train_step(b, optimizer_all, x, y);
+    }
+    return std::make_pair(a, b);
+  };
+  deepstruct::AdamOptions adam;
+  adam.lr = 0.01;
+  deepstruct::AdamOptions adam_skip = adam;
+  adam_skip.skip_inactive = true;
+  {
+    // Masked from the first step, no weight decay: the same values as updating every entry.
+    deepstruct::Adam<TestType> s(adam_skip), all(adam);
+    auto [a, b] = run(s, all, false);
+    // (The skipping path computes entry by entry, the other with vectorised arrays: equal up to rounding.)
+    for (std::size_t k = 0; k < a.num_layers(); ++k)
+      CHECK(test::max_rel_diff(a.layer(k).weight().template cast<double>(), b.layer(k).weight().template cast<double>()) <=
+            test::tol<TestType>(100));
+  }
+  {
+    // A weight pruned mid-training: PyTorch's rule keeps moving it with its moments; skipping freezes it.
+    deepstruct::Adam<TestType> s(adam_skip), all(adam);
+    auto [a, b] = run(s, all, true);
+    CHECK(a.layer(0).weight()(0, 1) != b.layer(0).weight()(0, 1));
+    const auto active = a.layer(0).mask().template cast<TestType>().array();
+    CHECK(((a.layer(0).weight() - b.layer(0).weight()).array() * active).abs().maxCoeff() <= test::tol<TestType>(100));
+  }
+  {
+    // Weight decay: PyTorch's SGD shrinks masked weights; skipping leaves them.
+    deepstruct::SGDOptions o;
+    o.lr = 0.1;
+    o.weight_decay = 0.1;
+    o.momentum = 0.5;
+    deepstruct::SGDOptions o_skip = o;
+    o_skip.skip_inactive = true;
+    deepstruct::SGD<TestType> s(o_skip), all(o);
+    auto [a, b] = run(s, all, false);
+    const auto before = model_with_mask();
+    CHECK(a.layer(1).weight()(0, 0) == before.layer(1).weight()(0, 0));  // masked (i % 4 == 0): untouched
+    CHECK(std::abs(b.layer(1).weight()(0, 0)) < std::abs(before.layer(1).weight()(0, 0)));  // decayed
+    const auto active = a.layer(1).mask().template cast<TestType>().array();
+    CHECK(((a.layer(1).weight() - b.layer(1).weight()).array() * active).abs().maxCoeff() <= test::tol<TestType>(100));
+  }
 }

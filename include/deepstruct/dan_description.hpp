@@ -23,6 +23,10 @@ struct DanDescription {
   /// The graph's vertex ids of every layer, in the order of mask rows and columns. Empty: ids
   /// 0..n-1 consecutively layer by layer (default_layer_vertices(layer_sizes)).
   std::vector<std::vector<std::size_t>> layer_vertices;
+  /// Optional names of the vertices of every layer, in the same order (a graph built from labelled
+  /// edges keeps them through the network and back to generate_structure and GraphML). Empty:
+  /// no labels.
+  std::vector<std::vector<std::string>> layer_labels;
 
   /// The edges from layer source_layer to layer target_layer as a mask
   /// (rows = target layer vertices, cols = source layer vertices).
@@ -67,6 +71,13 @@ inline void check_dan_description(const DanDescription& d) {
     if (d.layer_vertices[l].size() != d.layer_sizes[l])
       DEEPSTRUCT_THROW(shape_error, "DanDescription: layer " + std::to_string(l) + " has size " + std::to_string(d.layer_sizes[l]) +
                                         " but lists " + std::to_string(d.layer_vertices[l].size()) + " vertices");
+  if (!d.layer_labels.empty() && d.layer_labels.size() != layers)
+    DEEPSTRUCT_THROW(shape_error, "DanDescription: expected no label lists or " + std::to_string(layers) +
+                                      " (one per layer size), found " + std::to_string(d.layer_labels.size()));
+  for (std::size_t l = 0; l < d.layer_labels.size(); ++l)
+    if (d.layer_labels[l].size() != d.layer_sizes[l])
+      DEEPSTRUCT_THROW(shape_error, "DanDescription: layer " + std::to_string(l) + " has size " + std::to_string(d.layer_sizes[l]) +
+                                        " but lists " + std::to_string(d.layer_labels[l].size()) + " labels");
   std::size_t k = 0;
   for (std::size_t t = 1; t < layers; ++t) {
     bool has_main = false;

@@ -2,17 +2,25 @@
 #pragma once
 
 /// \file deepstruct.hpp
-/// Umbrella header of the models (Eigen only). The graph side is <deepstruct/graph.hpp>,
-/// which needs Boost's headers.
+/// Umbrella header of the models (Eigen only): every header that needs nothing but Eigen and the
+/// standard library. The graph side is <deepstruct/graph.hpp>, which needs Boost's headers.
+/// Compressed files need zlib: define DEEPSTRUCT_WITH_ZLIB and link it (see io/npz.hpp).
 
 #include "deepstruct/activation.hpp"
+#include "deepstruct/compact.hpp"
 #include "deepstruct/dan_description.hpp"
 #include "deepstruct/errors.hpp"
+#include "deepstruct/io/idx.hpp"
+#include "deepstruct/io/npz.hpp"
 #include "deepstruct/layer_norm.hpp"
 #include "deepstruct/loss.hpp"
 #include "deepstruct/masked_deep_dan.hpp"
 #include "deepstruct/masked_deep_ffn.hpp"
+#include "deepstruct/masked_layer.hpp"
 #include "deepstruct/masked_linear.hpp"
+#include "deepstruct/model.hpp"
+#include "deepstruct/model_io.hpp"
+#include "deepstruct/module.hpp"
 #include "deepstruct/optim.hpp"
 #include "deepstruct/parameter.hpp"
 #include "deepstruct/prune.hpp"

@@ -28,6 +28,17 @@ struct io_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// An index outside its range: a layer, masked weight or parameter that does not exist.
+struct index_error : std::out_of_range {
+  using std::out_of_range::out_of_range;
+};
+
+/// A call out of order: backward() before any forward() (or after one that failed), or with an
+/// input other than the one of the forward it follows.
+struct state_error : std::logic_error {
+  using std::logic_error::logic_error;
+};
+
 /// A graph that should be acyclic has a cycle; vertex() is a vertex on the cycle.
 struct not_a_dag : std::invalid_argument {
   not_a_dag(const std::string& what, std::size_t vertex) : std::invalid_argument(what), vertex_(vertex) {}

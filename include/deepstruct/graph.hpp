@@ -7,6 +7,7 @@
 /// pictures. The models are in <deepstruct/deepstruct.hpp> (Eigen only).
 
 #include "deepstruct/dan_description.hpp"
+#include "deepstruct/graph/build.hpp"
 #include "deepstruct/graph/conv2d.hpp"
 #include "deepstruct/graph/convert.hpp"
 #include "deepstruct/graph/dag.hpp"

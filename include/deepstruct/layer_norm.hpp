@@ -10,12 +10,13 @@
 #include <string>
 
 #include "deepstruct/errors.hpp"
-#include "deepstruct/parameter.hpp"
+#include "deepstruct/module.hpp"
+#include "deepstruct/random.hpp"
 
 namespace deepstruct {
 
 template <typename Scalar_>
-class LayerNorm {
+class LayerNorm : public Module<Scalar_> {
  public:
   using Scalar = Scalar_;
   using Index = Eigen::Index;
@@ -42,9 +43,20 @@ class LayerNorm {
   const Vector& bias_grad() const { return bias_grad_; }
   void set_weight(const Eigen::Ref<const Vector>& w) { set(weight_, w, "set_weight"); }
   void set_bias(const Eigen::Ref<const Vector>& b) { set(bias_, b, "set_bias"); }
+  /// weight 1, bias 0.
   void reset_parameters() {
     weight_.setOnes();
     bias_.setZero();
+  }
+  /// The Module contract's reset: the same (nothing is random, nothing is masked).
+  void reset_parameters(Generator&, bool) override { reset_parameters(); }
+
+  const char* type_name() const override { return "LayerNorm"; }
+  Index num_parameters() const override { return 2 * features(); }
+  /// state_dict entries: weight, bias (torch.nn.LayerNorm's).
+  void for_each_tensor(TensorVisitor<Scalar> fn) const override {
+    fn(TensorRef<Scalar>{"weight", TensorKind::vector, weight_.size(), 1, weight_.data(), nullptr});
+    fn(TensorRef<Scalar>{"bias", TensorKind::vector, bias_.size(), 1, bias_.data(), nullptr});
   }
 
   /// y = LayerNorm(x) for features x batch x; keeps the normalised input for backward.
@@ -81,16 +93,18 @@ class LayerNorm {
     grad_input.array().rowwise() *= inv_std_.array() / n;
   }
 
-  void zero_grad() {
+  void zero_grad() override {
     weight_grad_.setZero();
     bias_grad_.setZero();
   }
 
-  template <typename Fn>
-  void for_each_parameter(Fn&& fn) {
+  void for_each_parameter(ParameterVisitor<Scalar> fn) override {
     fn(ParameterRef<Scalar>{weight_.data(), weight_grad_.data(), weight_.size(), nullptr});
     fn(ParameterRef<Scalar>{bias_.data(), bias_grad_.data(), bias_.size(), nullptr});
   }
+
+ protected:
+  void tensors_loaded() override {}
 
  private:
   void check_input(const Eigen::Ref<const Matrix>& x, const char* where) const {

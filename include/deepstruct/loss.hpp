@@ -65,6 +65,29 @@ double mse_loss(const Eigen::MatrixBase<A>& prediction, const Eigen::MatrixBase<
   return static_cast<double>((prediction - target).squaredNorm()) / n;
 }
 
+/// Loss function objects for the training helpers (train_step, fit, evaluate): each is called as
+/// loss(outputs, targets, grad*) and returns the mean loss, writing dL/doutputs when grad is not
+/// null. A loss for class labels (Labels targets) also gives accuracies.
+
+/// Softmax cross-entropy from logits against class labels (the default for Labels targets).
+struct CrossEntropyLoss {
+  template <typename Derived>
+  double operator()(const Eigen::MatrixBase<Derived>& logits, const Eigen::Ref<const Labels>& labels,
+                    Eigen::Matrix<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic>* grad = nullptr) const {
+    return cross_entropy(logits, labels, grad);
+  }
+};
+
+/// Mean squared error against target values, outputs x batch (the default for matrix targets:
+/// regression, function approximation).
+struct MSELoss {
+  template <typename A, typename B>
+  double operator()(const Eigen::MatrixBase<A>& prediction, const Eigen::MatrixBase<B>& target,
+                    Eigen::Matrix<typename A::Scalar, Eigen::Dynamic, Eigen::Dynamic>* grad = nullptr) const {
+    return mse_loss(prediction, target, grad);
+  }
+};
+
 /// The predicted class of every column: the index of its largest logit (first on ties).
 template <typename Derived>
 Labels argmax_columns(const Eigen::MatrixBase<Derived>& logits) {

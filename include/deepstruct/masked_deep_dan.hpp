@@ -2,21 +2,26 @@
 #pragma once
 
 /// \file masked_deep_dan.hpp
-/// MaskedDeepDAN<Scalar>: deepstruct's deep directed acyclic network. Its neurons and skip-layer
-/// connections come from any DAG, given here as a plain DanDescription (layer sizes and a mask per
-/// connected pair of layers; <deepstruct/graph/convert.hpp> makes one from a Boost.Graph DAG, and
-/// make_dan() in <deepstruct/graph.hpp> builds the network directly).
+/// MaskedDeepDAN<Scalar>: deepstruct's deep directed acyclic network, and the network engine of
+/// the library (MaskedDeepFFN is a chain-structured MaskedDeepDAN under deepstruct's FFN names).
+/// Its neurons and skip-layer connections come from any DAG, given here as a plain DanDescription
+/// (layer sizes and a mask per connected pair of layers; <deepstruct/graph/convert.hpp> makes one
+/// from a Boost.Graph DAG, and make_dan() in <deepstruct/graph.hpp> builds the network directly).
 ///
 /// Semantics (deepstruct's): the input is flattened and fully connected to every vertex of layer 0,
 /// then activated: h_0 = act(first(x)). Layer t >= 1 is
-///     h_t = act(main_t(h_{t-1})) + sum over skip sources s <= t-2: act(skip_{s,t}(h_s))
-/// (each skip term activated on its own, the sum not activated again; with LayerNorm enabled it sits
-/// between main_t and its activation). The last layer is fully connected to the outputs (logits).
-/// Every connection is a MaskedLinear with its own bias.
+///     h_t = act(LN_t(main_t(h_{t-1}))) + sum over skip sources s <= t-2: act(skip_{s,t}(h_s))
+/// (each skip term activated on its own, the sum not activated again; LN_t only with LayerNorm).
+/// The last layer is fully connected to the outputs (logits). Every connection is a MaskedLinear
+/// with its own bias. With LayerNorm, deepstruct also creates LN_0, which no computation uses; it
+/// is kept (state_dict key layer_normalizations.0) but not trained, as in PyTorch, where it gets
+/// no gradient.
 
 #include <Eigen/Core>
+#include <algorithm>
+#include <array>
 #include <cstdint>
-#include <optional>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,21 +31,26 @@
 #include "deepstruct/errors.hpp"
 #include "deepstruct/layer_norm.hpp"
 #include "deepstruct/masked_linear.hpp"
-#include "deepstruct/parameter.hpp"
+#include "deepstruct/model.hpp"
 #include "deepstruct/random.hpp"
 #include "deepstruct/state_dict.hpp"
 
 namespace deepstruct {
 
+template <typename Scalar>
+class MaskedDeepFFN;
+
 struct DANOptions {
-  bool use_layer_norm = false;  ///< LayerNorm between main_t and its activation, t >= 1 (our extension)
+  bool use_layer_norm = false;  ///< LayerNorm between main_t and its activation, t >= 1 (deepstruct's use_layer_norm)
   Activation activation = Activation::relu;
   bool bias = true;
-  std::uint64_t seed = 0;
+  std::uint64_t seed = 0;       ///< initialisation seed (ignored by the Generator& constructor)
 };
 
 template <typename Scalar_>
-class MaskedDeepDAN {
+class MaskedDeepDAN : public ModelBase<MaskedDeepDAN<Scalar_>, Scalar_> {
+  using Base = ModelBase<MaskedDeepDAN<Scalar_>, Scalar_>;
+
  public:
   using Scalar = Scalar_;
   using Index = Eigen::Index;
@@ -50,11 +60,10 @@ class MaskedDeepDAN {
   using Vector = typename Layer::Vector;
   using Mask = typename Layer::Mask;
 
-  /// A skip connection: masked layer from hidden layer `source` into hidden layer `target`.
-  struct Skip {
+  /// A skip connection from hidden layer `source` into hidden layer `target` (source <= target-2).
+  struct SkipConnection {
     std::size_t source;
     std::size_t target;
-    Layer layer;
   };
 
   MaskedDeepDAN(Index inputs, Index outputs, const DanDescription& structure, const DANOptions& options = {})
@@ -70,286 +79,197 @@ class MaskedDeepDAN {
   /// A multi-dimensional input shape is flattened to its product.
   MaskedDeepDAN(const std::vector<Index>& input_shape, Index outputs, const DanDescription& structure,
                 const DANOptions& options = {})
-      : MaskedDeepDAN(flattened(input_shape), outputs, structure, options) {}
+      : MaskedDeepDAN(detail::flattened_input(input_shape, "MaskedDeepDAN"), outputs, structure, options) {}
 
-  MaskedDeepDAN(const MaskedDeepDAN& other)
-      : options_(other.options_), layer_vertices_(other.layer_vertices_), first_(other.first_), main_(other.main_),
-        skips_(other.skips_), skips_into_(other.skips_into_), norms_(other.norms_), out_(other.out_) {
-    allocate_buffers();
-  }
-  MaskedDeepDAN& operator=(const MaskedDeepDAN& other) {
-    if (this != &other) *this = MaskedDeepDAN(other);
-    return *this;
-  }
-  MaskedDeepDAN(MaskedDeepDAN&& other) noexcept { *this = std::move(other); }
-  MaskedDeepDAN& operator=(MaskedDeepDAN&& other) noexcept {
-    options_ = other.options_;
-    layer_vertices_ = std::move(other.layer_vertices_);
-    first_ = std::move(other.first_);
-    main_ = std::move(other.main_);
-    skips_ = std::move(other.skips_);
-    skips_into_ = std::move(other.skips_into_);
-    norms_ = std::move(other.norms_);
-    out_ = std::move(other.out_);
-    main_pre_ = std::move(other.main_pre_);
-    main_post_ = std::move(other.main_post_);
-    skip_pre_ = std::move(other.skip_pre_);
-    skip_post_ = std::move(other.skip_post_);
-    hidden_ = std::move(other.hidden_);
-    grad_hidden_ = std::move(other.grad_hidden_);
-    logits_ = std::move(other.logits_);
-    input_copy_ = std::move(other.input_copy_);
-    input_ = other.input_ == &other.input_copy_ ? &input_copy_ : other.input_;
-    other.input_ = nullptr;
-    return *this;
-  }
+  static const char* model_name() { return "MaskedDeepDAN"; }
 
   // ---- structure ------------------------------------------------------------------------------
 
-  Index inputs() const { return first_->in_features(); }
-  Index outputs() const { return out_->out_features(); }
+  Index inputs() const { return layers_.front().in_features(); }
+  Index outputs() const { return layers_.back().out_features(); }
   /// Number of hidden layers of the structure.
-  std::size_t num_hidden_layers() const { return main_.size() + 1; }
-  Index hidden_layer_size(std::size_t t) const { return t == 0 ? first_->out_features() : main_.at(t - 1).out_features(); }
+  std::size_t num_hidden_layers() const { return layer_vertices_.size(); }
+  Index hidden_layer_size(std::size_t t) const { return main_index(check_layer(t, "hidden_layer_size")).out_features(); }
   /// The structure's vertex ids of hidden layer t (the order of mask rows and columns); for a
   /// description without vertex lists, consecutive ids layer by layer.
-  const std::vector<std::size_t>& layer_vertices(std::size_t t) const { return layer_vertices_.at(t); }
+  const std::vector<std::size_t>& layer_vertices(std::size_t t) const { return layer_vertices_[check_layer(t, "layer_vertices")]; }
+  /// The labels of the vertices of hidden layer t (DanDescription::layer_labels), or an empty
+  /// list when the structure had none.
+  const std::vector<std::string>& layer_labels(std::size_t t) const {
+    static const std::vector<std::string> none;
+    check_layer(t, "layer_labels");
+    return layer_labels_.empty() ? none : layer_labels_[t];
+  }
   const DANOptions& options() const { return options_; }
+  bool uses_layer_norm() const { return options_.use_layer_norm; }
+  Activation activation() const { return options_.activation; }
 
-  Layer& layer_first() { return *first_; }
-  const Layer& layer_first() const { return *first_; }
-  Layer& layer_out() { return *out_; }
-  const Layer& layer_out() const { return *out_; }
+  Layer& layer_first() { return layers_.front(); }
+  const Layer& layer_first() const { return layers_.front(); }
+  Layer& layer_out() { return layers_.back(); }
+  const Layer& layer_out() const { return layers_.back(); }
   /// The main layer into hidden layer t (1 <= t < num_hidden_layers()).
-  Layer& main_layer(std::size_t t) { return main_.at(t - 1); }
-  const Layer& main_layer(std::size_t t) const { return main_.at(t - 1); }
-  /// Skip layers in deepstruct's order (target ascending, then source ascending).
-  std::vector<Skip>& skips() { return skips_; }
-  const std::vector<Skip>& skips() const { return skips_; }
-  Norm& layer_norm(std::size_t t) {
-    check_norm(t);
-    return norms_[t - 1];
-  }
-
-  /// All masked layers: first, main..., skip..., out (deepstruct's module order).
-  std::vector<Layer*> maskable_layers() {
-    std::vector<Layer*> v{&*first_};
-    for (auto& l : main_) v.push_back(&l);
-    for (auto& s : skips_) v.push_back(&s.layer);
-    v.push_back(&*out_);
-    return v;
-  }
-  std::vector<const Layer*> maskable_layers() const {
-    std::vector<const Layer*> v{&*first_};
-    for (const auto& l : main_) v.push_back(&l);
-    for (const auto& s : skips_) v.push_back(&s.layer);
-    v.push_back(&*out_);
-    return v;
-  }
-  /// deepstruct's state_dict prefixes, in maskable_layers() order.
-  std::vector<std::string> layer_names() const {
-    std::vector<std::string> names{"layer_first"};
-    for (std::size_t i = 0; i < main_.size(); ++i) names.push_back("layers_main_hidden." + std::to_string(i));
-    for (std::size_t j = 0; j < skips_.size(); ++j) names.push_back("layers_skip_hidden." + std::to_string(j));
-    names.push_back("layer_out");
-    return names;
-  }
+  Layer& main_layer(std::size_t t) { return layers_[check_main(t)]; }
+  const Layer& main_layer(std::size_t t) const { return layers_[check_main(t)]; }
+  /// Skip connections in deepstruct's order (target ascending, then source ascending).
+  const std::vector<SkipConnection>& skips() const { return skips_; }
+  Layer& skip_layer(std::size_t j) { return layers_[check_skip(j)]; }
+  const Layer& skip_layer(std::size_t j) const { return layers_[check_skip(j)]; }
+  /// Indices into skips() of the skip connections into hidden layer t.
+  const std::vector<std::size_t>& skips_into(std::size_t t) const { return skips_into_[check_layer(t, "skips_into")]; }
+  /// The LayerNorm of hidden layer t when uses_layer_norm(): t >= 1 normalises main_t; t = 0 is
+  /// deepstruct's unused one (kept for its state_dict keys, never trained).
+  Norm& layer_norm(std::size_t t) { return norms_[check_norm(t)]; }
+  const Norm& layer_norm(std::size_t t) const { return norms_[check_norm(t)]; }
 
   /// The structure of the hidden part as a DanDescription of the current masks (after pruning,
   /// the pruned structure); graph/convert.hpp turns it back into a DAG (generate_structure).
   DanDescription structure() const {
     DanDescription d;
     d.layer_vertices = layer_vertices_;
+    d.layer_labels = layer_labels_;
     for (std::size_t t = 0; t < num_hidden_layers(); ++t) d.layer_sizes.push_back(static_cast<std::size_t>(hidden_layer_size(t)));
     for (std::size_t t = 1; t < num_hidden_layers(); ++t) {
-      for (std::size_t j : skips_into_[t]) d.connections.push_back({skips_[j].source, t, skips_[j].layer.mask()});
-      d.connections.push_back({t - 1, t, main_[t - 1].mask()});
+      for (std::size_t j : skips_into_[t]) d.connections.push_back({skips_[j].source, t, skip_layer(j).mask()});
+      d.connections.push_back({t - 1, t, main_layer(t).mask()});
     }
     return d;
   }
 
-  // ---- whole-model operations -------------------------------------------------------------------
-
-  void apply_mask() {
-    for (auto* l : maskable_layers()) l->apply_mask();
-  }
-  void recompute_mask(double theta = 1e-4) {
-    for (auto* l : maskable_layers()) l->recompute_mask(theta);
-  }
-  void reset_parameters(Generator& gen, bool keep_mask = false) {
-    for (auto* l : maskable_layers()) l->reset_parameters(gen, keep_mask);
-    for (auto& n : norms_) n.reset_parameters();
-  }
-  void reset_parameters(std::uint64_t seed, bool keep_mask = false) {
-    Generator gen(seed);
-    reset_parameters(gen, keep_mask);
-  }
-  void set_execution(Execution e) {
-    for (auto* l : maskable_layers()) l->set_execution(e);
-  }
-  Index num_parameters() const {
-    Index n = 0;
-    for (const auto* l : maskable_layers()) n += l->numel() + l->bias().size();
-    for (const auto& norm : norms_) n += 2 * norm.features();
-    return n;
-  }
-  Index num_weights() const {
-    Index n = 0;
-    for (const auto* l : maskable_layers()) n += l->numel();
-    return n;
-  }
-  Index num_active_weights() const {
-    Index n = 0;
-    for (const auto* l : maskable_layers()) n += l->nnz();
-    return n;
-  }
-  double density() const { return static_cast<double>(num_active_weights()) / static_cast<double>(num_weights()); }
-
-  // ---- state_dict ------------------------------------------------------------------------------
-
-  StateDict<Scalar> state_dict() const {
-    StateDict<Scalar> sd;
-    const auto names = layer_names();
-    const auto layers = maskable_layers();
-    for (std::size_t k = 0; k < layers.size(); ++k) {
-      sd.matrices[names[k] + ".weight"] = layers[k]->weight();
-      if (layers[k]->has_bias()) sd.vectors[names[k] + ".bias"] = layers[k]->bias();
-      sd.masks[names[k] + "._mask"] = layers[k]->mask();
-    }
-    for (std::size_t i = 0; i < norms_.size(); ++i) {
-      sd.vectors[norm_name(i) + ".weight"] = norms_[i].weight();
-      sd.vectors[norm_name(i) + ".bias"] = norms_[i].bias();
-    }
-    return sd;
+  /// The modules in deepstruct's state_dict order: layer_first, layers_main_hidden.<i>,
+  /// layer_normalizations.<t> (with LayerNorm), layers_skip_hidden.<j>, layer_out.
+  template <typename Fn>
+  void visit_modules(Fn&& fn) {
+    const std::size_t L = num_hidden_layers();
+    fn(layers_[0], "layer_first", Base::no_index);
+    for (std::size_t t = 1; t < L; ++t) fn(layers_[t], "layers_main_hidden", t - 1);
+    for (std::size_t t = 0; t < norms_.size(); ++t) fn(norms_[t], "layer_normalizations", t);
+    for (std::size_t j = 0; j < skips_.size(); ++j) fn(layers_[L + j], "layers_skip_hidden", j);
+    fn(layers_.back(), "layer_out", Base::no_index);
   }
 
-  /// All-or-nothing, strict loading (see MaskedDeepFFN::load_state_dict).
+  /// ModelBase's strict, all-or-nothing load; also reads files of this library before 0.2.0,
+  /// whose LayerNorm keys were layers_norm_hidden.<t-1> (and had no layer_normalizations.0; for a
+  /// network of one hidden layer no LayerNorm key at all).
   template <typename OtherScalar>
   void load_state_dict(const StateDict<OtherScalar>& sd) {
-    const auto names = layer_names();
-    auto layers = maskable_layers();
-    std::vector<std::string> expected;
-    for (std::size_t k = 0; k < layers.size(); ++k) {
-      const Layer& l = *layers[k];
-      sd.matrix(names[k] + ".weight", l.out_features(), l.in_features());
-      sd.mask(names[k] + "._mask", l.out_features(), l.in_features());
-      expected.push_back(names[k] + ".weight");
-      expected.push_back(names[k] + "._mask");
-      if (l.has_bias()) {
-        sd.vector(names[k] + ".bias", l.out_features());
-        expected.push_back(names[k] + ".bias");
+    bool legacy = options_.use_layer_norm;
+    for (const auto& kv : sd.vectors) legacy = legacy && kv.first.rfind("layer_normalizations.", 0) != 0;
+    if (!legacy) {
+      Base::load_state_dict(sd);
+      return;
+    }
+    StateDict<OtherScalar> renamed = sd;
+    for (std::size_t t = 1; t < norms_.size(); ++t)
+      for (const char* p : {".weight", ".bias"}) {
+        auto it = renamed.vectors.find("layers_norm_hidden." + std::to_string(t - 1) + p);
+        if (it == renamed.vectors.end()) continue;
+        renamed.vectors["layer_normalizations." + std::to_string(t) + p] = std::move(it->second);
+        renamed.vectors.erase(it);
       }
+    if (renamed.vectors.count("layer_normalizations.0.weight") == 0) {
+      renamed.vectors["layer_normalizations.0.weight"] = norms_[0].weight().template cast<OtherScalar>();
+      renamed.vectors["layer_normalizations.0.bias"] = norms_[0].bias().template cast<OtherScalar>();
     }
-    for (std::size_t i = 0; i < norms_.size(); ++i) {
-      sd.vector(norm_name(i) + ".weight", norms_[i].features());
-      sd.vector(norm_name(i) + ".bias", norms_[i].features());
-      expected.push_back(norm_name(i) + ".weight");
-      expected.push_back(norm_name(i) + ".bias");
-    }
-    detail::check_no_unexpected_keys(sd, expected, "MaskedDeepDAN");
-    for (std::size_t k = 0; k < layers.size(); ++k) {
-      Layer& l = *layers[k];
-      l.set_weight(sd.matrices.at(names[k] + ".weight").template cast<Scalar>());
-      l.set_mask(sd.masks.at(names[k] + "._mask"));
-      if (l.has_bias()) l.set_bias(sd.vectors.at(names[k] + ".bias").template cast<Scalar>());
-    }
-    for (std::size_t i = 0; i < norms_.size(); ++i) {
-      norms_[i].set_weight(sd.vectors.at(norm_name(i) + ".weight").template cast<Scalar>());
-      norms_[i].set_bias(sd.vectors.at(norm_name(i) + ".bias").template cast<Scalar>());
-    }
+    Base::load_state_dict(renamed);
   }
 
-  // ---- forward / backward ---------------------------------------------------------------------
+  // ---- forward / backward / predict ----------------------------------------------------------
 
-  /// Logits (outputs x batch). Keeps the activations, and the input by address, for backward().
-  const Matrix& forward(const Matrix& x) {
-    input_ = &x;
-    return run_forward(x, true);
-  }
-  template <typename Derived>
-  const Matrix& forward(const Eigen::MatrixBase<Derived>& x) {
-    input_copy_ = x;
-    input_ = &input_copy_;
-    return run_forward(input_copy_, true);
-  }
-  const Matrix& forward(Matrix&& x) {
-    input_copy_ = std::move(x);
-    input_ = &input_copy_;
-    return run_forward(input_copy_, true);
-  }
-  /// Forward for evaluation: nothing is kept for backward (the activations are overwritten).
-  void predict(const Eigen::Ref<const Matrix>& x, Matrix& logits) {
-    input_ = nullptr;
-    logits = run_forward(x, false);
+  /// Logits (outputs x batch, a buffer of the model valid until the next forward). Keeps the
+  /// activations for backward(x, ...), never the input itself.
+  const Matrix& forward(const Eigen::Ref<const Matrix>& x) {
+    train_.batch = -1;  // a failed forward leaves nothing for backward
+    run_forward(x, train_, train_.logits, true);
+    train_.batch = x.cols();
+    train_.probe = fingerprint(x);
+    return train_.logits;
   }
 
-  void backward(const Eigen::Ref<const Matrix>& grad_logits, Matrix* grad_input = nullptr) {
-    if (input_ == nullptr)
-      DEEPSTRUCT_THROW(std::logic_error, "MaskedDeepDAN::backward: expected a preceding forward(x), found none");
-    const Index batch = input_->cols();
+  /// Forward for evaluation into a caller-owned matrix. Keeps nothing and changes nothing
+  /// backward() uses: a backward after predict is still that of the last forward.
+  void predict(const Eigen::Ref<const Matrix>& x, Matrix& logits) { run_forward(x, eval_, logits, false); }
+
+  /// Backpropagates dL/dlogits (outputs x batch) through the network of the last forward, whose
+  /// input was `x` (the same matrix: the first layer's weight gradient reads it). Adds every
+  /// parameter gradient and writes dL/dx into *grad_input unless it is null. Throws state_error
+  /// before any forward and for an x whose values differ from that forward's input at any of 16
+  /// entries spread over it (a cheap check that catches most mix-ups, not a proof); shape_error
+  /// for x or grad_logits of another shape than that forward's.
+  void backward(const Eigen::Ref<const Matrix>& x, const Eigen::Ref<const Matrix>& grad_logits, Matrix* grad_input = nullptr) {
+    if (train_.batch < 0)
+      DEEPSTRUCT_THROW(state_error, std::string(name_) + "::backward: expected a preceding forward(x), found none (or a failed one)");
+    const Index batch = train_.batch;
+    if (x.rows() != inputs() || x.cols() != batch)
+      DEEPSTRUCT_THROW(shape_error, std::string(name_) + "::backward: expected the input of the last forward, of shape " +
+                                        detail::shape_str(inputs(), batch) + ", found " + detail::shape_str(x.rows(), x.cols()));
+    if (!same_fingerprint(x, train_.probe))
+      DEEPSTRUCT_THROW(state_error, std::string(name_) + "::backward: expected the input of the last forward, found another " +
+                                        detail::shape_str(x.rows(), x.cols()) + " matrix (its values differ)");
     if (grad_logits.rows() != outputs() || grad_logits.cols() != batch)
-      DEEPSTRUCT_THROW(shape_error, "MaskedDeepDAN::backward: expected dL/dlogits of shape " +
+      DEEPSTRUCT_THROW(shape_error, std::string(name_) + "::backward: expected dL/dlogits of shape " +
                                         detail::shape_str(outputs(), batch) + " (outputs x batch of the last forward), found " +
                                         detail::shape_str(grad_logits.rows(), grad_logits.cols()));
     const std::size_t L = num_hidden_layers();
+    Activations& a = train_;
     // The first contribution to a layer's gradient is written in place, later ones are added: no
     // zero fill. Layers are visited from the last one down, so every contribution to dL/dh_t
     // (from main_{t+1} and the skips out of t) has arrived when t is reached.
     grad_written_.assign(L, 0);
-    out_->backward(hidden_[L - 1], grad_logits, &grad_hidden_[L - 1]);
+    grad_hidden_.resize(L);
+    layers_.back().backward(a.hidden[L - 1], grad_logits, &grad_hidden_[L - 1]);
     grad_written_[L - 1] = 1;
     for (std::size_t t = L; t-- > 1;) {
       Matrix& g = grad_hidden_[t];
       // Skip terms into t: each activated on its own.
       for (std::size_t j : skips_into_[t]) {
-        Skip& s = skips_[j];
-        activation_backward(options_.activation, skip_pre_[j], skip_post(j), g, scratch_);
-        s.layer.backward(hidden_[s.source], scratch_, input_gradient_target(s.source));
-        add_input_gradient(s.source);
+        activation_backward(options_.activation, a.skip_pre[j], skip_post(a, j), g, scratch_);
+        layers_[L + j].backward(a.hidden[skips_[j].source], scratch_, input_gradient_target(skips_[j].source));
+        add_input_gradient(skips_[j].source);
       }
       // The main term: through the activation (and the norm) into main_t, whose input gradient
       // reaches layer t-1. g is not needed afterwards: the activation's backward runs in place.
-      activation_backward(options_.activation, main_pre_[t], main_post(t), g, g);
-      if (options_.use_layer_norm) norms_[t - 1].backward(g, g);
-      main_[t - 1].backward(hidden_[t - 1], g, input_gradient_target(t - 1));
+      activation_backward(options_.activation, a.main_pre[t], main_post(a, t), g, g);
+      if (options_.use_layer_norm) norms_[t].backward(g, g);
+      layers_[t].backward(a.hidden[t - 1], g, input_gradient_target(t - 1));
       add_input_gradient(t - 1);
     }
     Matrix& g0 = grad_hidden_[0];
-    activation_backward(options_.activation, main_pre_[0], main_post(0), g0, g0);
-    first_->backward(*input_, g0, grad_input);
-  }
-
-  void zero_grad() {
-    for (auto* l : maskable_layers()) l->zero_grad();
-    for (auto& n : norms_) n.zero_grad();
-  }
-
-  /// Every trainable tensor in maskable_layers() order (weight, bias), then the norms.
-  template <typename Fn>
-  void for_each_parameter(Fn&& fn) {
-    for (auto* l : maskable_layers()) deepstruct::for_each_parameter(*l, fn);
-    for (auto& n : norms_) n.for_each_parameter(fn);
+    activation_backward(options_.activation, a.main_pre[0], main_post(a, 0), g0, g0);
+    layers_[0].backward(x, g0, grad_input);
   }
 
  private:
-  static Index flattened(const std::vector<Index>& shape) {
-    if (shape.empty()) DEEPSTRUCT_THROW(shape_error, "MaskedDeepDAN: expected a non-empty input shape, found {}");
-    Index n = 1;
-    for (Index d : shape) {
-      if (d <= 0)
-        DEEPSTRUCT_THROW(shape_error, "MaskedDeepDAN: expected positive input dimensions, found " + std::to_string(d));
-      n *= d;
+  friend class MaskedDeepFFN<Scalar>;  // runs this engine under its own name
+
+  /// Up to 16 entries of an input spread over its column-major positions.
+  struct Probe {
+    std::array<Scalar, 16> value{};
+    Index count = 0;
+  };
+  /// What a forward keeps: pre-activations, activated terms apart from their sum (for tanh and
+  /// sigmoid, whose derivative reads them), the hidden layers, the logits, the batch size.
+  struct Activations {
+    std::vector<Matrix> main_pre, main_post, skip_pre, skip_post, hidden;
+    Matrix logits;
+    Index batch = -1;           // of the last complete forward; -1: none
+    Probe probe;                // a few entries of its input (fingerprint)
+  };
+
+  static Probe fingerprint(const Eigen::Ref<const Matrix>& x) {
+    Probe p;
+    const Index n = x.size();
+    p.count = std::min<Index>(16, n);
+    for (Index i = 0; i < p.count; ++i) {
+      const Index pos = p.count == 1 ? 0 : i * (n - 1) / (p.count - 1);
+      p.value[static_cast<std::size_t>(i)] = x(pos % x.rows(), pos / x.rows());
     }
-    return n;
+    return p;
   }
-
-  std::string norm_name(std::size_t i) const { return "layers_norm_hidden." + std::to_string(i); }
-
-  void check_norm(std::size_t t) const {
-    if (!options_.use_layer_norm || t == 0 || t >= num_hidden_layers())
-      DEEPSTRUCT_THROW(std::out_of_range, "MaskedDeepDAN::layer_norm: expected a hidden layer 1.." +
-                                              std::to_string(num_hidden_layers() - 1) +
-                                              " of a network with LayerNorm, found layer " + std::to_string(t));
+  /// True when x has the probed entries bit for bit (NaN included).
+  static bool same_fingerprint(const Eigen::Ref<const Matrix>& x, const Probe& probe) {
+    const Probe now = fingerprint(x);
+    return now.count == probe.count && std::memcmp(now.value.data(), probe.value.data(), sizeof(Scalar) * static_cast<std::size_t>(now.count)) == 0;
   }
 
   void build(Index inputs, Index outputs, const DanDescription& d, Generator& gen) {
@@ -362,81 +282,80 @@ class MaskedDeepDAN {
         DEEPSTRUCT_THROW(shape_error, "MaskedDeepDAN: expected every layer of the structure to have a vertex, found layer " +
                                           std::to_string(t) + " empty");
     layer_vertices_ = layer_vertices_or_default(d);  // none given: consecutive ids layer by layer
+    layer_labels_ = d.layer_labels;
     const std::size_t L = d.layer_sizes.size();
     const auto size = [&](std::size_t t) { return static_cast<Index>(d.layer_sizes[t]); };
-    // deepstruct's creation order: first, mains, skips, out.
-    first_.emplace(inputs, size(0), options_.bias, gen);
-    for (std::size_t t = 1; t < L; ++t) main_.emplace_back(size(t - 1), size(t), options_.bias, gen);
+    // deepstruct's creation order (and so the order of the draws): first, mains, skips, out.
+    layers_.reserve(L + d.connections.size() + 1);
+    layers_.emplace_back(inputs, size(0), options_.bias, gen);
+    for (std::size_t t = 1; t < L; ++t) layers_.emplace_back(size(t - 1), size(t), options_.bias, gen);
     skips_into_.assign(L, {});
+    std::vector<Mask> skip_masks;
     for (const auto& c : d.connections) {
       if (c.source_layer + 1 == c.target_layer) {
-        main_[c.target_layer - 1].set_mask(c.mask);
+        layers_[c.target_layer].set_mask(c.mask);
       } else {
         skips_into_[c.target_layer].push_back(skips_.size());
-        skips_.push_back(Skip{c.source_layer, c.target_layer, Layer(size(c.source_layer), size(c.target_layer), options_.bias, gen)});
-        skips_.back().layer.set_mask(c.mask);
+        skips_.push_back(SkipConnection{c.source_layer, c.target_layer});
+        layers_.emplace_back(size(c.source_layer), size(c.target_layer), options_.bias, gen);
+        layers_.back().set_mask(c.mask);
       }
     }
-    out_.emplace(size(L - 1), outputs, options_.bias, gen);
-    if (options_.use_layer_norm)
-      for (std::size_t t = 1; t < L; ++t) norms_.emplace_back(size(t));
-    allocate_buffers();
+    layers_.emplace_back(size(L - 1), outputs, options_.bias, gen);
+    if (options_.use_layer_norm) {
+      for (std::size_t t = 0; t < L; ++t) norms_.emplace_back(size(t));
+      norms_[0].set_trainable(false);  // deepstruct's LN_0: in the state_dict, in no computation
+    }
   }
 
-  void allocate_buffers() {
-    const std::size_t L = num_hidden_layers();
-    main_pre_.resize(L);
-    main_post_.resize(L);
-    hidden_.resize(L);
-    grad_hidden_.resize(L);
-    skip_pre_.resize(skips_.size());
-    skip_post_.resize(skips_.size());
-  }
-
-  const Matrix& run_forward(const Eigen::Ref<const Matrix>& x, bool training) {
+  void run_forward(const Eigen::Ref<const Matrix>& x, Activations& a, Matrix& logits, bool training) {
     if (x.rows() != inputs())
-      DEEPSTRUCT_THROW(shape_error, std::string("MaskedDeepDAN::") + (training ? "forward" : "predict") +
+      DEEPSTRUCT_THROW(shape_error, std::string(name_) + "::" + (training ? "forward" : "predict") +
                                         ": expected input with " + std::to_string(inputs()) +
                                         " rows (flattened features x batch, one sample per column), found " +
                                         detail::shape_str(x.rows(), x.cols()));
     const std::size_t L = num_hidden_layers();
-    const bool keep_post = needs_post();
-    first_->forward(x, main_pre_[0]);
-    hidden_[0].resize(main_pre_[0].rows(), main_pre_[0].cols());
-    activate(options_.activation, main_pre_[0], hidden_[0]);  // no skips into layer 0: h_0 is its post
+    a.main_pre.resize(L);
+    a.main_post.resize(L);
+    a.hidden.resize(L);
+    a.skip_pre.resize(skips_.size());
+    a.skip_post.resize(skips_.size());
+    const bool keep_post = training && needs_post();
+    layers_[0].forward(x, a.main_pre[0]);
+    a.hidden[0].resize(a.main_pre[0].rows(), a.main_pre[0].cols());
+    activate(options_.activation, a.main_pre[0], a.hidden[0]);  // no skips into layer 0: h_0 is its post
     for (std::size_t t = 1; t < L; ++t) {
-      main_[t - 1].forward(hidden_[t - 1], main_pre_[t]);
+      layers_[t].forward(a.hidden[t - 1], a.main_pre[t]);
       if (options_.use_layer_norm) {
         if (training) {
-          norms_[t - 1].forward(main_pre_[t], scratch_);
-          main_pre_[t].swap(scratch_);
+          norms_[t].forward(a.main_pre[t], scratch_);
+          a.main_pre[t].swap(scratch_);
         } else {
-          norms_[t - 1].apply(main_pre_[t], main_pre_[t]);  // keeps no state for a backward
+          norms_[t].apply(a.main_pre[t], a.main_pre[t]);  // keeps no state for a backward
         }
       }
-      Matrix& h = hidden_[t];
-      h.resize(main_pre_[t].rows(), main_pre_[t].cols());
+      Matrix& h = a.hidden[t];
+      h.resize(a.main_pre[t].rows(), a.main_pre[t].cols());
       if (keep_post && !skips_into_[t].empty()) {
         // The derivative needs act(main_t) apart from the sum h_t.
-        main_post_[t].resize(h.rows(), h.cols());
-        activate(options_.activation, main_pre_[t], main_post_[t]);
-        h = main_post_[t];
+        a.main_post[t].resize(h.rows(), h.cols());
+        activate(options_.activation, a.main_pre[t], a.main_post[t]);
+        h = a.main_post[t];
       } else {
-        activate(options_.activation, main_pre_[t], h);
+        activate(options_.activation, a.main_pre[t], h);
       }
       for (std::size_t j : skips_into_[t]) {
-        skips_[j].layer.forward(hidden_[skips_[j].source], skip_pre_[j]);
+        layers_[L + j].forward(a.hidden[skips_[j].source], a.skip_pre[j]);
         if (keep_post) {
-          skip_post_[j].resize(skip_pre_[j].rows(), skip_pre_[j].cols());
-          activate(options_.activation, skip_pre_[j], skip_post_[j]);
-          h += skip_post_[j];
+          a.skip_post[j].resize(a.skip_pre[j].rows(), a.skip_pre[j].cols());
+          activate(options_.activation, a.skip_pre[j], a.skip_post[j]);
+          h += a.skip_post[j];
         } else {
-          add_activated(skip_pre_[j], h);
+          add_activated(a.skip_pre[j], h);
         }
       }
     }
-    out_->forward(hidden_[L - 1], logits_);
-    return logits_;
+    layers_.back().forward(a.hidden[L - 1], logits);
   }
 
   /// True if the activation's derivative is computed from its output (tanh, sigmoid); the others
@@ -446,11 +365,11 @@ class MaskedDeepDAN {
   }
   /// act(main_t(...)) of the last forward: h_t itself when no skip adds to it. Only meaningful
   /// when needs_post(); otherwise the derivative ignores it.
-  const Matrix& main_post(std::size_t t) const {
-    if (!needs_post()) return main_pre_[t];
-    return skips_into_[t].empty() ? hidden_[t] : main_post_[t];
+  const Matrix& main_post(const Activations& a, std::size_t t) const {
+    if (!needs_post()) return a.main_pre[t];
+    return skips_into_[t].empty() ? a.hidden[t] : a.main_post[t];
   }
-  const Matrix& skip_post(std::size_t j) const { return needs_post() ? skip_post_[j] : skip_pre_[j]; }
+  const Matrix& skip_post(const Activations& a, std::size_t j) const { return needs_post() ? a.skip_post[j] : a.skip_pre[j]; }
 
   /// out += act(pre) without a temporary for the common activations.
   void add_activated(const Matrix& pre, Matrix& out) {
@@ -477,19 +396,48 @@ class MaskedDeepDAN {
       grad_written_[s] = 1;
   }
 
+  std::size_t check_layer(std::size_t t, const char* where) const {
+    if (t >= num_hidden_layers())
+      DEEPSTRUCT_THROW(index_error, std::string("MaskedDeepDAN::") + where + ": expected a hidden layer below " +
+                                        std::to_string(num_hidden_layers()) + ", found " + std::to_string(t));
+    return t;
+  }
+  std::size_t check_main(std::size_t t) const {
+    if (t == 0 || t >= num_hidden_layers())
+      DEEPSTRUCT_THROW(index_error, "MaskedDeepDAN::main_layer: expected a hidden layer 1.." + std::to_string(num_hidden_layers() - 1) +
+                                        " (layer 0 is fed by layer_first), found " + std::to_string(t));
+    return t;
+  }
+  std::size_t check_skip(std::size_t j) const {
+    if (j >= skips_.size())
+      DEEPSTRUCT_THROW(index_error, "MaskedDeepDAN::skip_layer: expected a skip index below " + std::to_string(skips_.size()) +
+                                        ", found " + std::to_string(j));
+    return num_hidden_layers() + j;
+  }
+  std::size_t check_norm(std::size_t t) const {
+    if (!options_.use_layer_norm || t >= num_hidden_layers())
+      DEEPSTRUCT_THROW(index_error, "MaskedDeepDAN::layer_norm: expected a hidden layer 0.." + std::to_string(num_hidden_layers() - 1) +
+                                        " of a network with LayerNorm, found layer " + std::to_string(t) +
+                                        (options_.use_layer_norm ? "" : " of a network without LayerNorm"));
+    return t;
+  }
+  /// The layer that produces hidden layer t: layer_first for t = 0, main_t otherwise.
+  const Layer& main_index(std::size_t t) const { return layers_[t]; }
+
   DANOptions options_;
+  const char* name_ = "MaskedDeepDAN";  // in messages of forward, predict, backward
   std::vector<std::vector<std::size_t>> layer_vertices_;
-  std::optional<Layer> first_;
-  std::vector<Layer> main_;  // main_[t-1] feeds hidden layer t
-  std::vector<Skip> skips_;
+  std::vector<std::vector<std::string>> layer_labels_;
+  // Every masked layer: [0] first, [t] main_t (1 <= t < L), [L + j] skip j, back() out.
+  std::vector<Layer> layers_;
+  std::vector<SkipConnection> skips_;
   std::vector<std::vector<std::size_t>> skips_into_;  // indices into skips_ by target layer
-  std::vector<Norm> norms_;                           // norms_[t-1] after main_[t-1]
-  std::optional<Layer> out_;
-  // Activations of the last forward.
-  std::vector<Matrix> main_pre_, main_post_, skip_pre_, skip_post_, hidden_, grad_hidden_;
-  Matrix logits_, scratch_, scratch_in_, input_copy_;
-  std::vector<char> grad_written_;  // backward: has dL/dh_t received its first contribution?
-  const Matrix* input_ = nullptr;
+  std::vector<Norm> norms_;                           // norms_[t] of hidden layer t (0 unused)
+  Activations train_, eval_;
+  // backward's buffers
+  std::vector<Matrix> grad_hidden_;
+  Matrix scratch_, scratch_in_;
+  std::vector<char> grad_written_;  // has dL/dh_t received its first contribution?
 };
 
 using MaskedDeepDANf = MaskedDeepDAN<float>;

@@ -5,27 +5,28 @@
 /// MaskedDeepFFN<Scalar>: deepstruct's masked feed-forward network of any width and depth.
 /// Linear -> act, then for every further hidden layer Linear -> (LayerNorm) -> act, then the
 /// output Linear without activation (logits). Every Linear is a MaskedLinear.
+///
+/// The network is a chain-structured MaskedDeepDAN (layer t fully connected to layer t+1, no
+/// skips), whose forward, backward and predict it runs; this class keeps deepstruct's FFN names
+/// (_layer_first, _layers_hidden.<i>, _layer_out), constructors and accessors.
 
 #include <Eigen/Core>
 #include <cstdint>
-#include <functional>
-#include <numeric>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "deepstruct/activation.hpp"
+#include "deepstruct/dan_description.hpp"
 #include "deepstruct/errors.hpp"
 #include "deepstruct/layer_norm.hpp"
+#include "deepstruct/masked_deep_dan.hpp"
 #include "deepstruct/masked_linear.hpp"
-#include "deepstruct/parameter.hpp"
+#include "deepstruct/model.hpp"
 #include "deepstruct/random.hpp"
 #include "deepstruct/state_dict.hpp"
 
 namespace deepstruct {
-
-/// deepstruct's default threshold of MaskableModule.recompute_mask (models), 1e-4.
-inline constexpr double default_model_theta = 1e-4;
 
 struct FFNOptions {
   bool use_layer_norm = false;             ///< LayerNorm (eps 1e-5) after hidden layers 2.., as deepstruct
@@ -35,370 +36,155 @@ struct FFNOptions {
 };
 
 template <typename Scalar_>
-class MaskedDeepFFN {
+class MaskedDeepFFN : public ModelBase<MaskedDeepFFN<Scalar_>, Scalar_> {
+  using Base = ModelBase<MaskedDeepFFN<Scalar_>, Scalar_>;
+
  public:
   using Scalar = Scalar_;
   using Index = Eigen::Index;
   using Layer = MaskedLinear<Scalar>;
   using Norm = LayerNorm<Scalar>;
+  using Network = MaskedDeepDAN<Scalar>;
   using Matrix = typename Layer::Matrix;
   using Vector = typename Layer::Vector;
   using Mask = typename Layer::Mask;
 
   /// inputs -> hidden[0] -> ... -> hidden[k-1] -> outputs, initialised from options.seed.
   MaskedDeepFFN(Index inputs, Index outputs, const std::vector<Index>& hidden, const FFNOptions& options = {})
-      : options_(options) {
-    Generator gen(options.seed);
-    build(inputs, outputs, hidden, gen);
+      : options_(options), net_(make_network(inputs, outputs, hidden, options)) {
+    net_.name_ = "MaskedDeepFFN";
   }
   /// As above, drawing the initial weights from `gen`.
   MaskedDeepFFN(Index inputs, Index outputs, const std::vector<Index>& hidden, const FFNOptions& options,
                 Generator& gen)
-      : options_(options) {
-    build(inputs, outputs, hidden, gen);
+      : options_(options), net_(make_network(inputs, outputs, hidden, options, &gen)) {
+    net_.name_ = "MaskedDeepFFN";
   }
   /// A multi-dimensional input shape (e.g. {1, 28, 28}) is flattened to its product.
   MaskedDeepFFN(const std::vector<Index>& input_shape, Index outputs, const std::vector<Index>& hidden,
                 const FFNOptions& options = {})
-      : MaskedDeepFFN(flattened(input_shape), outputs, hidden, options) {}
+      : MaskedDeepFFN(detail::flattened_input(input_shape, "MaskedDeepFFN"), outputs, hidden, options) {}
+  /// The feed-forward network of a chain-structured MaskedDeepDAN (no skip connections; every
+  /// mask kept as it is). Throws value_error for a network with skip connections.
+  explicit MaskedDeepFFN(Network chain) : options_(options_of(chain)), net_(std::move(chain)) {
+    if (!net_.skips().empty())
+      DEEPSTRUCT_THROW(value_error, "MaskedDeepFFN(MaskedDeepDAN): expected a chain without skip connections, found " +
+                                        std::to_string(net_.skips().size()));
+    net_.name_ = "MaskedDeepFFN";
+  }
 
-  // Copies and moves never carry a pointer to another model's input.
-  MaskedDeepFFN(const MaskedDeepFFN& other)
-      : options_(other.options_), layers_(other.layers_), norms_(other.norms_), pre_(other.pre_.size()),
-        post_(other.post_.size()) {}
-  MaskedDeepFFN& operator=(const MaskedDeepFFN& other) {
-    if (this != &other) *this = MaskedDeepFFN(other);
-    return *this;
-  }
-  MaskedDeepFFN(MaskedDeepFFN&& other) noexcept { *this = std::move(other); }
-  MaskedDeepFFN& operator=(MaskedDeepFFN&& other) noexcept {
-    options_ = other.options_;
-    layers_ = std::move(other.layers_);
-    norms_ = std::move(other.norms_);
-    pre_ = std::move(other.pre_);
-    post_ = std::move(other.post_);
-    input_copy_ = std::move(other.input_copy_);
-    input_ = other.input_ == &other.input_copy_ ? &input_copy_ : other.input_;
-    other.input_ = nullptr;
-    return *this;
-  }
+  static const char* model_name() { return "MaskedDeepFFN"; }
 
   // ---- structure ------------------------------------------------------------------------------
 
-  Index inputs() const { return layers_.front().in_features(); }
-  Index outputs() const { return layers_.back().out_features(); }
+  Index inputs() const { return net_.inputs(); }
+  Index outputs() const { return net_.outputs(); }
   /// The hidden layer sizes.
   std::vector<Index> hidden_sizes() const {
     std::vector<Index> sizes;
-    for (std::size_t k = 0; k + 1 < layers_.size(); ++k) sizes.push_back(layers_[k].out_features());
+    for (std::size_t t = 0; t < net_.num_hidden_layers(); ++t) sizes.push_back(net_.hidden_layer_size(t));
     return sizes;
   }
   const FFNOptions& options() const { return options_; }
   bool uses_layer_norm() const { return options_.use_layer_norm; }
   Activation activation() const { return options_.activation; }
+  /// The network engine: this FFN as a chain-structured MaskedDeepDAN (its hidden layer t is the
+  /// FFN's hidden layer t; layer(k) is the DAN's layer_first, main_layer(k) or layer_out).
+  const Network& network() const { return net_; }
 
   /// Number of masked layers: first, hidden..., output (deepstruct's maskable_layers).
-  std::size_t num_layers() const { return layers_.size(); }
-  Layer& layer(std::size_t k) { return layers_.at(k); }
-  const Layer& layer(std::size_t k) const { return layers_.at(k); }
-  /// The masked layers in order, as deepstruct's maskable_layers(model).
-  std::vector<Layer*> maskable_layers() {
-    std::vector<Layer*> out;
-    for (auto& l : layers_) out.push_back(&l);
-    return out;
-  }
-  std::vector<const Layer*> maskable_layers() const {
-    std::vector<const Layer*> out;
-    for (const auto& l : layers_) out.push_back(&l);
-    return out;
+  std::size_t num_layers() const { return net_.num_hidden_layers() + 1; }
+  Layer& layer(std::size_t k) { return const_cast<Layer&>(static_cast<const MaskedDeepFFN&>(*this).layer(k)); }
+  const Layer& layer(std::size_t k) const {
+    if (k >= num_layers())
+      DEEPSTRUCT_THROW(index_error, "MaskedDeepFFN::layer: expected a masked layer below " + std::to_string(num_layers()) +
+                                        ", found " + std::to_string(k));
+    if (k == 0) return net_.layer_first();
+    if (k + 1 == num_layers()) return net_.layer_out();
+    return net_.main_layer(k);
   }
   /// The LayerNorm after masked layer k (1 <= k < num_layers()-1) when uses_layer_norm().
-  Norm& layer_norm(std::size_t k) { return norms_.at(norm_slot(k)); }
-  const Norm& layer_norm(std::size_t k) const { return norms_.at(norm_slot(k)); }
-  bool has_layer_norm(std::size_t k) const {
-    return options_.use_layer_norm && k >= 1 && k + 1 < layers_.size();
-  }
+  Norm& layer_norm(std::size_t k) { return const_cast<Norm&>(static_cast<const MaskedDeepFFN&>(*this).layer_norm(k)); }
+  const Norm& layer_norm(std::size_t k) const { return net_.layer_norm(check_norm(k)); }
+  bool has_layer_norm(std::size_t k) const { return options_.use_layer_norm && k >= 1 && k + 1 < num_layers(); }
   /// deepstruct's state_dict prefix of masked layer k: "_layer_first", "_layers_hidden.<i>",
   /// "_layer_out" (hidden modules are Linear, [LayerNorm,] ReLU in one ModuleList).
   std::string layer_name(std::size_t k) const {
+    (void)layer(k);
     if (k == 0) return "_layer_first";
-    if (k + 1 == layers_.size()) return "_layer_out";
-    return "_layers_hidden." + std::to_string((k - 1) * (options_.use_layer_norm ? 3 : 2));
+    if (k + 1 == num_layers()) return "_layer_out";
+    return "_layers_hidden." + std::to_string(hidden_slot(k));
   }
   /// deepstruct's state_dict prefix of the LayerNorm after masked layer k.
-  std::string layer_norm_name(std::size_t k) const {
-    (void)norm_slot(k);
-    return "_layers_hidden." + std::to_string((k - 1) * 3 + 1);
-  }
+  std::string layer_norm_name(std::size_t k) const { return "_layers_hidden." + std::to_string(hidden_slot(check_norm(k)) + 1); }
 
-  /// The masks of all masked layers in order.
-  std::vector<Mask> masks() const {
-    std::vector<Mask> out;
-    for (const auto& l : layers_) out.push_back(l.mask());
-    return out;
-  }
-
-  // ---- state_dict ------------------------------------------------------------------------------
-
-  /// Parameters and masks under deepstruct's state_dict keys.
-  StateDict<Scalar> state_dict() const {
-    StateDict<Scalar> sd;
-    for (std::size_t k = 0; k < layers_.size(); ++k) {
-      const std::string name = layer_name(k);
-      sd.matrices[name + ".weight"] = layers_[k].weight();
-      if (layers_[k].has_bias()) sd.vectors[name + ".bias"] = layers_[k].bias();
-      sd.masks[name + "._mask"] = layers_[k].mask();
-      if (has_layer_norm(k)) {
-        const std::string norm = layer_norm_name(k);
-        sd.vectors[norm + ".weight"] = norms_[norm_slot(k)].weight();
-        sd.vectors[norm + ".bias"] = norms_[norm_slot(k)].bias();
-      }
-    }
-    return sd;
-  }
-
-  /// Takes every parameter and mask from `sd`. All keys and shapes are checked first: on any
-  /// error nothing is changed. Keys this model does not have are an error (PyTorch's strict mode).
-  template <typename OtherScalar>
-  void load_state_dict(const StateDict<OtherScalar>& sd) {
-    std::vector<std::string> expected;
-    for (std::size_t k = 0; k < layers_.size(); ++k) {
-      const std::string name = layer_name(k);
-      const Layer& l = layers_[k];
-      sd.matrix(name + ".weight", l.out_features(), l.in_features());
-      sd.mask(name + "._mask", l.out_features(), l.in_features());
-      expected.push_back(name + ".weight");
-      expected.push_back(name + "._mask");
-      if (l.has_bias()) {
-        sd.vector(name + ".bias", l.out_features());
-        expected.push_back(name + ".bias");
-      }
-      if (has_layer_norm(k)) {
-        const std::string norm = layer_norm_name(k);
-        sd.vector(norm + ".weight", l.out_features());
-        sd.vector(norm + ".bias", l.out_features());
-        expected.push_back(norm + ".weight");
-        expected.push_back(norm + ".bias");
-      }
-    }
-    detail::check_no_unexpected_keys(sd, expected, "MaskedDeepFFN");
-    for (std::size_t k = 0; k < layers_.size(); ++k) {
-      const std::string name = layer_name(k);
-      Layer& l = layers_[k];
-      l.set_weight(sd.matrices.at(name + ".weight").template cast<Scalar>());
-      l.set_mask(sd.masks.at(name + "._mask"));
-      if (l.has_bias()) l.set_bias(sd.vectors.at(name + ".bias").template cast<Scalar>());
-      if (has_layer_norm(k)) {
-        const std::string norm = layer_norm_name(k);
-        norms_[norm_slot(k)].set_weight(sd.vectors.at(norm + ".weight").template cast<Scalar>());
-        norms_[norm_slot(k)].set_bias(sd.vectors.at(norm + ".bias").template cast<Scalar>());
-      }
-    }
-  }
-
-  // ---- whole-model mask operations --------------------------------------------------------------
-
-  void apply_mask() {
-    for (auto& l : layers_) l.apply_mask();
-  }
-  /// Every layer's mask becomes |W| >= theta (deepstruct's model default theta 1e-4).
-  void recompute_mask(double theta = default_model_theta) {
-    for (auto& l : layers_) l.recompute_mask(theta);
-  }
-  void reset_parameters(Generator& gen, bool keep_mask = false) {
-    for (auto& l : layers_) l.reset_parameters(gen, keep_mask);
-    for (auto& n : norms_) n.reset_parameters();
-  }
-  void reset_parameters(std::uint64_t seed, bool keep_mask = false) {
-    Generator gen(seed);
-    reset_parameters(gen, keep_mask);
-  }
-  /// Forces every layer onto one execution path (or back to automatic).
-  void set_execution(Execution e) {
-    for (auto& l : layers_) l.set_execution(e);
-  }
-
-  /// All trainable scalars: weights (active or not), biases, LayerNorm parameters.
-  Index num_parameters() const {
-    Index n = 0;
-    for (const auto& l : layers_) n += l.numel() + l.bias().size();
-    for (const auto& norm : norms_) n += 2 * norm.features();
-    return n;
-  }
-  Index num_weights() const {
-    Index n = 0;
-    for (const auto& l : layers_) n += l.numel();
-    return n;
-  }
-  Index num_active_weights() const {
-    Index n = 0;
-    for (const auto& l : layers_) n += l.nnz();
-    return n;
-  }
-  /// Active weights / all weights, over the masked layers.
-  double density() const { return static_cast<double>(num_active_weights()) / static_cast<double>(num_weights()); }
-  std::vector<double> layer_densities() const {
-    std::vector<double> d;
-    for (const auto& l : layers_) d.push_back(l.density());
-    return d;
-  }
-
-  // ---- forward / backward ---------------------------------------------------------------------
-
-  /// Logits (outputs x batch) for inputs x batch. Keeps the activations for backward(); the input
-  /// itself is kept by address (no copy): it must stay alive and unchanged until backward().
-  const Matrix& forward(const Matrix& x) {
-    input_ = &x;
-    return run_forward(x);
-  }
-  /// For a temporary input: it is copied once, so backward() stays valid.
-  template <typename Derived>
-  const Matrix& forward(const Eigen::MatrixBase<Derived>& x) {
-    input_copy_ = x;
-    input_ = &input_copy_;
-    return run_forward(input_copy_);
-  }
-  const Matrix& forward(Matrix&& x) {
-    input_copy_ = std::move(x);
-    input_ = &input_copy_;
-    return run_forward(input_copy_);
-  }
-  /// Forward without keeping anything for backward (evaluation). Changes nothing backward()
-  /// uses: a backward() after predict() is still the backward of the last forward().
-  void predict(const Eigen::Ref<const Matrix>& x, Matrix& logits) {
-    check_input(x, "predict");
-    const Matrix* h = nullptr;
-    for (std::size_t k = 0; k < layers_.size(); ++k) {
-      Matrix& out = eval_buffer_[k % 2];
-      if (k == 0) layers_[0].forward(x, out);
-      else layers_[k].forward(*h, out);
-      if (k + 1 == layers_.size()) {
-        logits = out;
-        return;
-      }
-      // apply(), not forward(): the norm keeps what the last forward() left for backward().
-      if (has_layer_norm(k)) norms_[norm_slot(k)].apply(out, out);
-      activate(options_.activation, out, out);
-      h = &out;
-    }
-  }
-
-  /// Backpropagates dL/dlogits (outputs x batch) through the network of the last forward():
-  /// adds every parameter gradient; writes dL/dx into *grad_input if it is not null.
-  void backward(const Eigen::Ref<const Matrix>& grad_logits, Matrix* grad_input = nullptr) {
-    if (input_ == nullptr)
-      DEEPSTRUCT_THROW(std::logic_error, "MaskedDeepFFN::backward: expected a preceding forward(x), found none");
-    const Index batch = input_->cols();
-    if (grad_logits.rows() != outputs() || grad_logits.cols() != batch)
-      DEEPSTRUCT_THROW(shape_error, "MaskedDeepFFN::backward: expected dL/dlogits of shape " +
-                                        detail::shape_str(outputs(), batch) + " (outputs x batch of the last forward), found " +
-                                        detail::shape_str(grad_logits.rows(), grad_logits.cols()));
-    const std::size_t last = layers_.size() - 1;
-    // Output layer: dL/dh_{last-1}.
-    layers_[last].backward(post_[last - 1], grad_logits, &grad_a_);
-    for (std::size_t k = last - 1;; --k) {
-      // grad_a_ is dL/d(post_k); through the activation, the norm, then the linear layer.
-      activation_backward(options_.activation, pre_[k], post_[k], grad_a_, grad_a_);
-      if (has_layer_norm(k)) norms_[norm_slot(k)].backward(grad_a_, grad_a_);
-      const Matrix& layer_input = k == 0 ? *input_ : post_[k - 1];
-      Matrix* grad_in = k == 0 ? grad_input : &grad_b_;
-      layers_[k].backward(layer_input, grad_a_, grad_in);
-      if (k == 0) break;
-      grad_a_.swap(grad_b_);
-    }
-  }
-
-  void zero_grad() {
-    for (auto& l : layers_) l.zero_grad();
-    for (auto& n : norms_) n.zero_grad();
-  }
-
-  /// Visits every trainable tensor in a fixed order (layer by layer: weight, bias, then the
-  /// LayerNorm's weight and bias) - the order optimizers keep their state in.
+  /// The modules in deepstruct's state_dict order: _layer_first, then per hidden layer its
+  /// Linear and LayerNorm, then _layer_out.
   template <typename Fn>
-  void for_each_parameter(Fn&& fn) {
-    for (std::size_t k = 0; k < layers_.size(); ++k) {
-      deepstruct::for_each_parameter(layers_[k], fn);
-      if (has_layer_norm(k)) norms_[norm_slot(k)].for_each_parameter(fn);
+  void visit_modules(Fn&& fn) {
+    const std::size_t K = num_layers();
+    fn(net_.layer_first(), "_layer_first", Base::no_index);
+    for (std::size_t k = 1; k + 1 < K; ++k) {
+      fn(net_.main_layer(k), "_layers_hidden", hidden_slot(k));
+      if (options_.use_layer_norm) fn(net_.layer_norm(k), "_layers_hidden", hidden_slot(k) + 1);
     }
+    fn(net_.layer_out(), "_layer_out", Base::no_index);
+  }
+
+  // ---- forward / backward / predict (the engine's) -------------------------------------------
+
+  /// Logits (outputs x batch) for inputs x batch (see MaskedDeepDAN::forward).
+  const Matrix& forward(const Eigen::Ref<const Matrix>& x) { return net_.forward(x); }
+  /// Evaluation into a caller-owned matrix; changes nothing backward() uses.
+  void predict(const Eigen::Ref<const Matrix>& x, Matrix& logits) { net_.predict(x, logits); }
+  /// Backpropagates dL/dlogits through the network of the last forward, whose input was x.
+  void backward(const Eigen::Ref<const Matrix>& x, const Eigen::Ref<const Matrix>& grad_logits, Matrix* grad_input = nullptr) {
+    net_.backward(x, grad_logits, grad_input);
   }
 
  private:
-  static Index flattened(const std::vector<Index>& shape) {
-    if (shape.empty()) DEEPSTRUCT_THROW(shape_error, "MaskedDeepFFN: expected a non-empty input shape, found {}");
-    Index n = 1;
-    for (Index d : shape) {
-      if (d <= 0)
-        DEEPSTRUCT_THROW(shape_error, "MaskedDeepFFN: expected positive input dimensions, found " + std::to_string(d));
-      n *= d;
-    }
-    return n;
-  }
-
-  void build(Index inputs, Index outputs, const std::vector<Index>& hidden, Generator& gen) {
-    if (hidden.empty())
-      DEEPSTRUCT_THROW(shape_error, "MaskedDeepFFN: expected at least one hidden layer, found none");
+  static Network make_network(Index inputs, Index outputs, const std::vector<Index>& hidden, const FFNOptions& options,
+                              Generator* gen = nullptr) {
+    if (hidden.empty()) DEEPSTRUCT_THROW(shape_error, "MaskedDeepFFN: expected at least one hidden layer, found none");
     if (inputs <= 0 || outputs <= 0)
-      DEEPSTRUCT_THROW(shape_error, "MaskedDeepFFN: expected inputs >= 1 and outputs >= 1, found " +
-                                        std::to_string(inputs) + " and " + std::to_string(outputs));
-    for (std::size_t k = 0; k < hidden.size(); ++k)
+      DEEPSTRUCT_THROW(shape_error, "MaskedDeepFFN: expected inputs >= 1 and outputs >= 1, found " + std::to_string(inputs) +
+                                        " and " + std::to_string(outputs));
+    DanDescription d;
+    for (std::size_t k = 0; k < hidden.size(); ++k) {
       if (hidden[k] <= 0)
         DEEPSTRUCT_THROW(shape_error, "MaskedDeepFFN: expected hidden sizes >= 1, found " + std::to_string(hidden[k]) +
                                           " at position " + std::to_string(k));
-    Index in = inputs;
-    for (Index h : hidden) {
-      layers_.emplace_back(in, h, options_.bias, gen);
-      in = h;
+      d.layer_sizes.push_back(static_cast<std::size_t>(hidden[k]));
+      if (k > 0) d.connections.push_back({k - 1, k, Mask::Constant(hidden[k], hidden[k - 1], true)});
     }
-    layers_.emplace_back(in, outputs, options_.bias, gen);
-    if (options_.use_layer_norm)
-      for (std::size_t k = 1; k + 1 < layers_.size(); ++k) norms_.emplace_back(layers_[k].out_features());
-    pre_.resize(layers_.size() - 1);
-    post_.resize(layers_.size() - 1);
+    DANOptions o;
+    o.use_layer_norm = options.use_layer_norm;
+    o.activation = options.activation;
+    o.bias = options.bias;
+    o.seed = options.seed;
+    if (gen != nullptr) return Network(inputs, outputs, d, o, *gen);
+    return Network(inputs, outputs, d, o);
   }
-
-  std::size_t norm_slot(std::size_t k) const {
+  static FFNOptions options_of(const Network& net) {
+    FFNOptions o;
+    o.use_layer_norm = net.options().use_layer_norm;
+    o.activation = net.options().activation;
+    o.bias = net.options().bias;
+    o.seed = net.options().seed;
+    return o;
+  }
+  /// deepstruct's ModuleList index of the Linear of hidden masked layer k (1 <= k < K-1).
+  std::size_t hidden_slot(std::size_t k) const { return (k - 1) * (options_.use_layer_norm ? 3 : 2); }
+  std::size_t check_norm(std::size_t k) const {
     if (!has_layer_norm(k))
-      DEEPSTRUCT_THROW(std::out_of_range, "MaskedDeepFFN::layer_norm: expected a hidden layer 1.." +
-                                              std::to_string(layers_.size() - 2) +
-                                              " of a network with LayerNorm, found layer " + std::to_string(k));
-    return k - 1;
-  }
-
-  void check_input(const Eigen::Ref<const Matrix>& x, const char* where) const {
-    if (x.rows() != inputs())
-      DEEPSTRUCT_THROW(shape_error, std::string("MaskedDeepFFN::") + where + ": expected input with " +
-                                        std::to_string(inputs()) +
-                                        " rows (flattened features x batch, one sample per column), found " +
-                                        detail::shape_str(x.rows(), x.cols()));
-  }
-
-  const Matrix& run_forward(const Matrix& x) {
-    check_input(x, "forward");
-    const std::size_t last = layers_.size() - 1;
-    for (std::size_t k = 0; k < last; ++k) {
-      layers_[k].forward(k == 0 ? x : post_[k - 1], pre_[k]);
-      if (has_layer_norm(k)) {
-        // pre_ holds the activation's input: the normalised value.
-        norms_[norm_slot(k)].forward(pre_[k], norm_out_);
-        pre_[k].swap(norm_out_);
-      }
-      post_[k].resize(pre_[k].rows(), pre_[k].cols());
-      activate(options_.activation, pre_[k], post_[k]);
-    }
-    layers_[last].forward(post_[last - 1], logits_);
-    return logits_;
+      DEEPSTRUCT_THROW(index_error, "MaskedDeepFFN::layer_norm: expected a hidden layer 1.." + std::to_string(num_layers() - 2) +
+                                        " of a network with LayerNorm, found layer " + std::to_string(k) +
+                                        (options_.use_layer_norm ? "" : " of a network without LayerNorm"));
+    return k;
   }
 
   FFNOptions options_;
-  std::vector<Layer> layers_;
-  std::vector<Norm> norms_;
-  // Activations of the last forward: pre_[k] enters the activation of hidden layer k, post_[k]
-  // leaves it.
-  std::vector<Matrix> pre_, post_;
-  Matrix logits_, norm_out_, grad_a_, grad_b_, input_copy_;
-  Matrix eval_buffer_[2];
-  const Matrix* input_ = nullptr;
+  Network net_;
 };
 
 using MaskedDeepFFNf = MaskedDeepFFN<float>;

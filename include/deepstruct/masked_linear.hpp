@@ -22,29 +22,16 @@
 
 #include "deepstruct/detail/sparse_kernels.hpp"
 #include "deepstruct/errors.hpp"
+#include "deepstruct/masked_layer.hpp"
+#include "deepstruct/module.hpp"
 #include "deepstruct/random.hpp"
 
 namespace deepstruct {
 
-/// Which kernels a layer runs.
-enum class Execution {
-  automatic,  ///< sparse when density() <= sparse_threshold(), dense otherwise
-  dense,      ///< always Eigen GEMM on W o M
-  sparse      ///< always the CSR kernels
-};
-
-/// deepstruct's default threshold of MaskedLinearLayer.recompute_mask.
-inline constexpr double default_layer_theta = 1e-3;
-
-/// The density at or below which Execution::automatic takes the sparse path. Measured on a
-/// 2-core AVX2 machine (docs/benchmarks.md, 1000x1000 layers, batch 128 to 1024): the sparse
-/// kernels stop paying off between densities 0.37 and 0.48 with -march=native (0.66 to 0.90
-/// without); 0.2 stays below every measured crossover, single runs at 0.2-0.3 being noisy.
-inline constexpr double default_sparse_threshold = 0.2;
-
 template <typename Scalar_>
-class MaskedLinear {
+class MaskedLinear : public MaskedLayer<Scalar_> {
   static_assert(std::is_floating_point<Scalar_>::value, "MaskedLinear<Scalar>: Scalar must be float or double");
+  using Base = MaskedLayer<Scalar_>;
 
  public:
   using Scalar = Scalar_;
@@ -75,71 +62,70 @@ class MaskedLinear {
       DEEPSTRUCT_THROW(shape_error, "MaskedLinear(weight, bias, mask): expected a bias of size " +
                                         std::to_string(weight.rows()) + " (out_features) or 0, found " +
                                         std::to_string(bias.size()));
-    weight_ = weight;
+    w_.value = weight;
     bias_ = bias;
     set_mask(mask);
   }
   MaskedLinear(const ConstMatrixRef& weight, const Eigen::Ref<const Vector>& bias)
       : MaskedLinear(weight, bias, Mask::Constant(weight.rows(), weight.cols(), true)) {}
 
-  // Copies would share a stale pointer to the last forward input; moves are fine.
-  MaskedLinear(const MaskedLinear& other) { *this = other; }
-  MaskedLinear& operator=(const MaskedLinear& other) {
-    if (this != &other) {
-      copy_state(other);
-      saved_input_ = nullptr;
-    }
-    return *this;
+  // ---- the contract (Module, MaskedLayer) ------------------------------------------------------
+
+  const char* type_name() const override { return "MaskedLinear"; }
+  std::size_t num_masks() const override { return 1; }
+  const char* weight_name(std::size_t) const override { return "weight"; }
+  const MaskedWeight<Scalar>& masked(std::size_t k) const override {
+    this->check_k(k, "masked");
+    return w_;
   }
-  MaskedLinear(MaskedLinear&&) noexcept = default;
-  MaskedLinear& operator=(MaskedLinear&&) noexcept = default;
+  /// The positions of the active weights (see active_positions()).
+  const std::vector<Index>* active_positions(std::size_t k) const override {
+    this->check_k(k, "active_positions");
+    return &active_positions();
+  }
+
+  /// Visits the weight (with its mask) and the bias. Caches follow whatever fn changes.
+  void for_each_parameter(ParameterVisitor<Scalar> fn) override {
+    ensure_grad_buffers();
+    const Scalar* weight_grad = weight_grad_.data();
+    const bool* mask = w_.mask.data();
+    const std::vector<Index>* active = &active_positions();
+    update_weight([&](Matrix& w) { fn(ParameterRef<Scalar>{w.data(), weight_grad, w.size(), mask, active}); });
+    if (has_bias_) update_bias([&](Vector& b) { fn(ParameterRef<Scalar>{b.data(), bias_grad_.data(), b.size(), nullptr}); });
+  }
+  /// deepstruct's state_dict entries, in its order: weight, bias (if any), _mask.
+  void for_each_tensor(TensorVisitor<Scalar> fn) const override {
+    fn(TensorRef<Scalar>{"weight", TensorKind::matrix, w_.value.rows(), w_.value.cols(), w_.value.data(), nullptr});
+    if (has_bias_) fn(TensorRef<Scalar>{"bias", TensorKind::vector, bias_.size(), 1, bias_.data(), nullptr});
+    fn(TensorRef<Scalar>{"_mask", TensorKind::mask, w_.mask.rows(), w_.mask.cols(), nullptr, w_.mask.data()});
+  }
+  Index num_parameters() const override { return w_.value.size() + bias_.size(); }
 
   // ---- shape and parameters -----------------------------------------------------------------
 
-  Index in_features() const { return weight_.cols(); }
-  Index out_features() const { return weight_.rows(); }
+  Index in_features() const { return w_.value.cols(); }
+  Index out_features() const { return w_.value.rows(); }
   bool has_bias() const { return has_bias_; }
 
-  /// The weights W (out x in), including the ones behind the mask.
-  const Matrix& weight() const { return weight_; }
+  using Base::weight;
+  using Base::mask;
+  using Base::set_weight;
+  using Base::set_mask;
+  using Base::update_weight;
+  using Base::update_mask;
+  using Base::saliency;
+  using Base::set_saliency;
+  using Base::has_custom_saliency;
+  using Base::effective_weight;
+
   /// The bias (size out_features; size 0 without bias).
   const Vector& bias() const { return bias_; }
-  /// The effective weights W o M (what forward multiplies with).
-  Matrix effective_weight() const { return weight_.cwiseProduct(mask_.template cast<Scalar>()); }
 
-  void set_weight(const ConstMatrixRef& weight) {
-    check_matrix_shape(weight.rows(), weight.cols(), "set_weight", "weight");
-    weight_ = weight;
-    weights_changed();
-  }
   void set_bias(const Eigen::Ref<const Vector>& bias) {
     if (bias.size() != bias_.size())
       DEEPSTRUCT_THROW(shape_error, "MaskedLinear::set_bias: expected a bias of size " + std::to_string(bias_.size()) +
                                         ", found " + std::to_string(bias.size()));
     bias_ = bias;
-  }
-  /// Changes W in place: `fn(Matrix& weight)`. Caches are refreshed before the next forward, also
-  /// when fn throws halfway (forward then sees whatever fn changed). fn must keep the shape: if it
-  /// resizes W, W is reset to zeros of the layer's shape and shape_error is thrown (or fn's own
-  /// exception passes through, W reset the same way).
-  template <typename Fn>
-  void update_weight(Fn&& fn) {
-    const Index out = mask_.rows(), in = mask_.cols();
-    weights_changed();  // before fn: a throw from fn leaves the caches marked stale
-    try {
-      fn(weight_);
-    } catch (...) {
-      if (weight_.rows() != out || weight_.cols() != in) weight_.setZero(out, in);
-      throw;
-    }
-    weights_changed();  // and after, in case fn ran a forward of this layer
-    if (weight_.rows() != out || weight_.cols() != in) {
-      const std::string found = detail::shape_str(weight_.rows(), weight_.cols());
-      weight_.setZero(out, in);
-      DEEPSTRUCT_THROW(shape_error, "MaskedLinear::update_weight: expected fn to keep the weight's shape " +
-                                        detail::shape_str(out, in) + " (out_features x in_features), found " + found +
-                                        " (the weight was reset to zeros of the expected shape)");
-    }
   }
   /// Changes the bias in place: `fn(Vector& bias)`. fn must keep the size: if it resizes the bias,
   /// the bias is reset to zeros of the layer's size and shape_error is thrown.
@@ -162,100 +148,34 @@ class MaskedLinear {
     }
   }
 
-  // ---- the mask -------------------------------------------------------------------------------
-
-  const Mask& mask() const { return mask_; }
-  void set_mask(const Mask& mask) {
-    check_matrix_shape(mask.rows(), mask.cols(), "set_mask", "mask");
-    mask_ = mask;
-    mask_changed();
-  }
-  /// Zeroes the weights behind the mask for good (deepstruct's apply_mask).
-  void apply_mask() {
-    weight_ = weight_.cwiseProduct(mask_.template cast<Scalar>());
-    weights_changed();
-  }
-  /// Sets the mask to |W| >= theta (deepstruct's recompute_mask; default theta 1e-3).
-  void recompute_mask(double theta = default_layer_theta) {
-    if (!(theta >= 0.0))
-      DEEPSTRUCT_THROW(value_error, "MaskedLinear::recompute_mask: expected theta >= 0, found " + std::to_string(theta));
-    mask_ = (weight_.array().abs() >= static_cast<Scalar>(theta)).matrix();
-    mask_changed();
-  }
-
-  /// Number of active weights (true entries of the mask).
-  Index nnz() const { return nnz_; }
-  /// Number of weights, active or not.
-  Index numel() const { return weight_.size(); }
-  /// nnz() / numel().
-  double density() const { return static_cast<double>(nnz_) / static_cast<double>(weight_.size()); }
-
-  // ---- saliency -------------------------------------------------------------------------------
-
-  /// The pruning score of each weight: |W| unless set_saliency() gave one.
-  Matrix saliency() const { return has_saliency_ ? saliency_ : Matrix(weight_.cwiseAbs()); }
-  void set_saliency(const ConstMatrixRef& saliency) {
-    check_matrix_shape(saliency.rows(), saliency.cols(), "set_saliency", "saliency");
-    saliency_ = saliency;
-    has_saliency_ = true;
-  }
-  /// Back to the default saliency |W|.
-  void clear_saliency() {
-    saliency_.resize(0, 0);
-    has_saliency_ = false;
-  }
-  bool has_custom_saliency() const { return has_saliency_; }
-
   // ---- initialisation -------------------------------------------------------------------------
 
+  using Base::reset_parameters;
   /// PyTorch's default initialisation again; the mask becomes all true unless keep_mask.
-  void reset_parameters(Generator& gen, bool keep_mask = false) {
+  void reset_parameters(Generator& gen, bool keep_mask = false) override {
     const double bound = 1.0 / std::sqrt(static_cast<double>(in_features()));
-    for (Index i = 0; i < weight_.size(); ++i)
-      weight_.data()[i] = static_cast<Scalar>(random::uniform(gen, -bound, bound));
+    for (Index i = 0; i < w_.value.size(); ++i)
+      w_.value.data()[i] = static_cast<Scalar>(random::uniform(gen, -bound, bound));
     for (Index i = 0; i < bias_.size(); ++i) bias_[i] = static_cast<Scalar>(random::uniform(gen, -bound, bound));
     if (!keep_mask) {
-      mask_.setConstant(weight_.rows(), weight_.cols(), true);
-      mask_changed();
+      w_.mask.setConstant(w_.value.rows(), w_.value.cols(), true);
+      w_.nnz = w_.mask.size();
+      mask_changed(0);
     }
-    weights_changed();
-    clear_saliency();
-  }
-  void reset_parameters(std::uint64_t seed, bool keep_mask = false) {
-    Generator gen(seed);
-    reset_parameters(gen, keep_mask);
-  }
-
-  // ---- execution path -------------------------------------------------------------------------
-
-  void set_execution(Execution execution) { execution_ = execution; }
-  Execution execution() const { return execution_; }
-  /// The density at or below which Execution::automatic takes the sparse path.
-  double sparse_threshold() const { return sparse_threshold_; }
-  void set_sparse_threshold(double threshold) {
-    if (!(threshold >= 0.0 && threshold <= 1.0))
-      DEEPSTRUCT_THROW(value_error, "MaskedLinear::set_sparse_threshold: expected a density in [0, 1], found " +
-                                        std::to_string(threshold));
-    sparse_threshold_ = threshold;
-  }
-  /// True if the next forward/backward runs the sparse kernels.
-  bool uses_sparse_path() const {
-    return execution_ == Execution::sparse ||
-           (execution_ == Execution::automatic && density() <= sparse_threshold_);
+    weight_changed(0);
+    this->clear_saliency();
   }
 
   // ---- forward --------------------------------------------------------------------------------
 
   /// y = (W o M) x + b into a caller-owned out x batch matrix (no allocation once y has its size).
-  /// Keeps nothing of x, and forgets the input an earlier forward(const Matrix&) remembered:
-  /// backward(grad_output) then throws. y must not share memory with x (shape_error otherwise).
+  /// Keeps nothing of x. y must not share memory with x (shape_error otherwise).
   void forward(const ConstMatrixRef& x, Matrix& y) {
-    saved_input_ = nullptr;
     check_input(x, "forward");
     check_no_alias(x, y, "forward", "y", "x");
     y.resize(out_features(), x.cols());
     if (x.cols() == 0) return;
-    if (uses_sparse_path()) {
+    if (this->uses_sparse_path(0)) {
       refresh_sparse();
       x_tile_.resize(in_features() * detail::batch_tile<Scalar>);
       detail::csr_forward<Scalar>(csr_, has_bias_ ? bias_.data() : nullptr, x.data(), x.outerStride(), in_features(),
@@ -272,24 +192,12 @@ class MaskedLinear {
     }
   }
 
-  /// y = (W o M) x + b. Remembers `x` by address (no copy) for backward(grad_output): x must stay
-  /// alive and unchanged until then, as a tensor autograd saved.
-  Matrix forward(const Matrix& x) {
+  /// y = (W o M) x + b, returned by value (allocates; forward(x, y) reuses y's memory).
+  Matrix forward(const ConstMatrixRef& x) {
     Matrix y;
     forward(x, y);
-    saved_input_ = &x;
     return y;
   }
-  /// y = (W o M) x + b for a temporary input, which cannot be remembered: backward(grad_output)
-  /// then throws; use backward(x, grad_output, grad_input).
-  template <typename Derived>
-  Matrix forward(const Eigen::MatrixBase<Derived>& x) {
-    Matrix y;
-    forward(x, y);
-    saved_input_ = nullptr;
-    return y;
-  }
-  Matrix forward(Matrix&& x) { return forward(static_cast<const Eigen::MatrixBase<Matrix>&>(x)); }
 
   // ---- backward -------------------------------------------------------------------------------
 
@@ -314,7 +222,7 @@ class MaskedLinear {
       if (grad_input != nullptr) grad_input->setZero();
       return;
     }
-    if (uses_sparse_path()) {
+    if (this->uses_sparse_path(0)) {
       refresh_sparse();
       const Index T = detail::batch_tile<Scalar>;
       x_tile_.resize(in_features() * T);
@@ -335,21 +243,16 @@ class MaskedLinear {
       // GEMM accumulates straight into the gradient, which is zero behind the mask; one pass of
       // the mask then clears what landed there (none to clear when every weight is active).
       weight_grad_.noalias() += grad_output * x.transpose();
-      if (nnz_ != weight_.size()) weight_grad_.array() *= mask_scalar_.array();
+      if (w_.nnz != w_.value.size()) weight_grad_.array() *= mask_scalar_.array();
       grad_touched_outside_pattern_ = true;
       if (grad_input != nullptr) grad_input->noalias() = w.transpose() * grad_output;
     }
   }
 
-  /// Backward for the input of the last forward(const Matrix&); returns dL/dx. Throws
-  /// std::logic_error when no input is remembered (see forward).
-  Matrix backward(const ConstMatrixRef& grad_output) {
-    if (saved_input_ == nullptr)
-      DEEPSTRUCT_THROW(std::logic_error, "MaskedLinear::backward(grad_output): expected a preceding forward(x) of a "
-                                         "matrix that is still alive, found none (no forward, a temporary input, a "
-                                         "forward(x, y) or a failed forward since, or the layer was copied since)");
+  /// backward(x, grad_output, &grad_input), returning dL/dx.
+  Matrix backward(const ConstMatrixRef& x, const ConstMatrixRef& grad_output) {
     Matrix grad_input;
-    backward(*saved_input_, grad_output, &grad_input);
+    backward(x, grad_output, &grad_input);
     return grad_input;
   }
 
@@ -365,7 +268,7 @@ class MaskedLinear {
   }
   /// Sets the gradients to zero. After sparse-only backward passes this touches only the active
   /// positions.
-  void zero_grad() {
+  void zero_grad() override {
     if (weight_grad_.size() == 0) return;
     if (grad_touched_outside_pattern_) {
       weight_grad_.setZero();
@@ -384,6 +287,29 @@ class MaskedLinear {
     return csr_.dense_pos;
   }
 
+ protected:
+  MaskedWeight<Scalar>& masked_storage(std::size_t k) override {
+    this->check_k(k, "masked_storage");
+    return w_;
+  }
+  void weight_changed(std::size_t) override {
+    dense_stale_ = true;
+    sparse_values_stale_ = true;
+  }
+  void mask_changed(std::size_t) override {
+    dense_stale_ = true;
+    sparse_pattern_stale_ = true;
+    sparse_values_stale_ = true;
+    // Gradients may sit at positions that just became inactive.
+    if (weight_grad_.size() != 0) weight_grad_ = weight_grad_.cwiseProduct(w_.mask.template cast<Scalar>());
+    grad_touched_outside_pattern_ = true;
+  }
+  void tensors_loaded() override {
+    w_.nnz = w_.mask.count();
+    mask_changed(0);
+  }
+  std::string shape_note(std::size_t) const override { return "out_features x in_features"; }
+
  private:
   void init_shape(Index in, Index out, bool bias, const char* where) {
     if (in <= 0 || out <= 0)
@@ -395,17 +321,8 @@ class MaskedLinear {
     if (out > std::numeric_limits<std::int32_t>::max())
       DEEPSTRUCT_THROW(shape_error, std::string(where) + ": expected out_features < 2^31, found " + std::to_string(out));
     has_bias_ = bias;
-    weight_.resize(out, in);
+    w_.resize(out, in);
     bias_.resize(bias ? out : 0);
-    mask_.setConstant(out, in, true);
-    nnz_ = out * in;
-  }
-
-  void check_matrix_shape(Index rows, Index cols, const char* where, const char* what) const {
-    if (rows != out_features() || cols != in_features())
-      DEEPSTRUCT_THROW(shape_error, std::string("MaskedLinear::") + where + ": expected a " + what + " of shape " +
-                                        detail::shape_str(out_features(), in_features()) +
-                                        " (out_features x in_features), found " + detail::shape_str(rows, cols));
   }
 
   void check_input(const ConstMatrixRef& x, const char* where) const {
@@ -435,41 +352,27 @@ class MaskedLinear {
                                         "); in-place calls are not supported, pass a separate matrix");
   }
 
-  void weights_changed() {
-    dense_stale_ = true;
-    sparse_values_stale_ = true;
-  }
-  void mask_changed() {
-    nnz_ = mask_.count();
-    dense_stale_ = true;
-    sparse_pattern_stale_ = true;
-    sparse_values_stale_ = true;
-    // Gradients may sit at positions that just became inactive.
-    if (weight_grad_.size() != 0) weight_grad_ = weight_grad_.cwiseProduct(mask_.template cast<Scalar>());
-    grad_touched_outside_pattern_ = true;
-  }
-
   /// The weights the dense path multiplies with: W itself when every weight is active (no copy),
   /// otherwise the cached W o M (refreshed when W or M changed).
   const Matrix& dense_weight() {
-    if (nnz_ == weight_.size()) return weight_;
+    if (w_.nnz == w_.value.size()) return w_.value;
     if (dense_stale_) {
-      mask_scalar_ = mask_.template cast<Scalar>();
-      masked_weight_ = weight_.cwiseProduct(mask_scalar_);
+      mask_scalar_ = w_.mask.template cast<Scalar>();
+      masked_weight_ = w_.value.cwiseProduct(mask_scalar_);
       dense_stale_ = false;
     }
     return masked_weight_;
   }
   void refresh_sparse_pattern() const {
     if (!sparse_pattern_stale_) return;
-    csr_.build_pattern(mask_);
+    csr_.build_pattern(w_.mask);
     sparse_pattern_stale_ = false;
     sparse_values_stale_ = true;
   }
   void refresh_sparse() const {
     refresh_sparse_pattern();
     if (!sparse_values_stale_) return;
-    csr_.gather_values(weight_.data(), out_features());
+    csr_.gather_values(w_.value.data(), out_features());
     sparse_values_stale_ = false;
   }
   /// Allocates the (zero) gradients on first use: layers that only run forward carry none.
@@ -480,31 +383,9 @@ class MaskedLinear {
     }
   }
 
-  void copy_state(const MaskedLinear& o) {
-    weight_ = o.weight_;
-    bias_ = o.bias_;
-    mask_ = o.mask_;
-    saliency_ = o.saliency_;
-    has_saliency_ = o.has_saliency_;
-    has_bias_ = o.has_bias_;
-    nnz_ = o.nnz_;
-    execution_ = o.execution_;
-    sparse_threshold_ = o.sparse_threshold_;
-    weight_grad_ = o.weight_grad_;
-    bias_grad_ = o.bias_grad_;
-    grad_touched_outside_pattern_ = o.grad_touched_outside_pattern_;
-    dense_stale_ = sparse_pattern_stale_ = sparse_values_stale_ = true;
-  }
-
-  Matrix weight_;
+  MaskedWeight<Scalar> w_;
   Vector bias_;
-  Mask mask_;
-  Matrix saliency_;
-  bool has_saliency_ = false;
   bool has_bias_ = true;
-  Index nnz_ = 0;
-  Execution execution_ = Execution::automatic;
-  double sparse_threshold_ = default_sparse_threshold;
 
   // Allocated lazily (all zero until then), also by the const accessors.
   mutable Matrix weight_grad_;
@@ -522,7 +403,6 @@ class MaskedLinear {
   // Scratch reused across calls.
   detail::TileBuffer<Scalar> x_tile_, g_tile_;  // cache-line aligned: see detail::CacheAlignedAllocator
   std::vector<Scalar> grad_values_;
-  const Matrix* saved_input_ = nullptr;
 };
 
 using MaskedLinearf = MaskedLinear<float>;

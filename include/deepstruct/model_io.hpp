@@ -70,7 +70,7 @@ namespace detail {
 /// Runs `load` and turns every error it throws into an io_error naming `path`: io_errors (which
 /// already name it) pass unchanged, and so does std::bad_alloc (out of memory, not a bad file).
 template <typename Load>
-auto with_npz_path(const std::string& path, const char* problem, Load&& load) -> decltype(load()) {
+auto with_npz_path(const std::string& path, const std::string& problem, Load&& load) -> decltype(load()) {
   try {
     return load();
   } catch (const io_error&) {

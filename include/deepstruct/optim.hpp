@@ -29,10 +29,18 @@ namespace deepstruct {
 
 namespace detail {
 
-/// Per-parameter state buffers, allocated on the first step and checked on every later one.
+/// Per-parameter state, allocated on the first step and checked on every later one: `buffers`
+/// vectors of the parameter's size (momentum; Adam's moments), a step count, and where the
+/// parameter's values were at the last step (to find it again for reset_state()).
 template <typename Scalar>
 class OptimizerState {
  public:
+  struct Slot {
+    std::vector<std::vector<Scalar>> buffers;
+    long step = 0;              ///< steps this parameter took since its state was (re)set
+    const Scalar* value = nullptr;
+  };
+
   /// Checks, before any parameter changes, that `model` hands out the parameters of the first
   /// step (their number and sizes); on the first step allocates `buffers` vectors per parameter.
   /// Throws shape_error and changes nothing when the model is another one.
@@ -40,27 +48,64 @@ class OptimizerState {
   void prepare(Model& model, std::size_t buffers) {
     std::vector<Eigen::Index>& sizes = seen_;  // reused: no allocation per step
     sizes.clear();
-    for_each_parameter(model, [&](const ParameterRef<Scalar>& p) { sizes.push_back(p.size); });
+    values_.clear();
+    for_each_parameter(model, [&](const ParameterRef<Scalar>& p) {
+      sizes.push_back(p.size);
+      values_.push_back(p.value);
+    });
     if (!initialized_) {
       for (const Eigen::Index size : sizes)
-        slots_.emplace_back(buffers, std::vector<Scalar>(static_cast<std::size_t>(size), Scalar(0)));
+        slots_.push_back(Slot{std::vector<std::vector<Scalar>>(buffers, std::vector<Scalar>(static_cast<std::size_t>(size), Scalar(0))), 0, nullptr});
       sizes_ = sizes;
       initialized_ = true;
-      return;
+    } else {
+      for (std::size_t k = 0; k < std::max(sizes.size(), sizes_.size()); ++k)
+        if (k >= sizes.size() || k >= sizes_.size() || sizes[k] != sizes_[k])
+          DEEPSTRUCT_THROW(shape_error, "optimizer step: expected the model the optimizer was first used with (" +
+                                            std::to_string(sizes_.size()) + " parameters; parameter " +
+                                            std::to_string(k) + " of size " + size_or_none(sizes_, k) +
+                                            "), found a model with " + std::to_string(sizes.size()) +
+                                            " parameters; parameter " + std::to_string(k) + " of size " +
+                                            size_or_none(sizes, k));
     }
-    for (std::size_t k = 0; k < std::max(sizes.size(), sizes_.size()); ++k)
-      if (k >= sizes.size() || k >= sizes_.size() || sizes[k] != sizes_[k])
-        DEEPSTRUCT_THROW(shape_error, "optimizer step: expected the model the optimizer was first used with (" +
-                                          std::to_string(sizes_.size()) + " parameters; parameter " +
-                                          std::to_string(k) + " of size " + size_or_none(sizes_, k) +
-                                          "), found a model with " + std::to_string(sizes.size()) +
-                                          " parameters; parameter " + std::to_string(k) + " of size " +
-                                          size_or_none(sizes, k));
+    for (std::size_t k = 0; k < slots_.size(); ++k) slots_[k].value = values_[k];
   }
   /// True before the first step.
   bool empty() const { return !initialized_; }
-  /// The buffers of parameter k (checked by prepare()).
-  std::vector<Scalar>* slot(std::size_t k) { return slots_[k].data(); }
+  std::size_t size() const { return slots_.size(); }
+  Slot& slot(std::size_t k) { return slots_[k]; }
+
+  /// The index of the parameter whose values start at `value` (as of the last step).
+  std::size_t find(const Scalar* value, const char* where) const {
+    for (std::size_t k = 0; k < slots_.size(); ++k)
+      if (slots_[k].value == value) return k;
+    DEEPSTRUCT_THROW(value_error, std::string(where) + ": expected the values of a parameter this optimizer stepped, found " +
+                                      (slots_.empty() ? std::string("an optimizer that has not stepped yet")
+                                                      : "none of its " + std::to_string(slots_.size()) +
+                                                            " parameters at that address (was the model moved since the last step?)"));
+  }
+  /// Zeroes the buffers of parameter k at `entries` (step count unchanged).
+  void reset_entries(std::size_t k, const std::vector<Eigen::Index>& entries, const char* where) {
+    Slot& s = slots_[k];
+    const auto size = static_cast<Eigen::Index>(sizes_[k]);
+    for (const Eigen::Index i : entries)
+      if (i < 0 || i >= size)
+        DEEPSTRUCT_THROW(index_error, std::string(where) + ": expected entries in [0, " + std::to_string(size) + "), found " +
+                                          std::to_string(i));
+    for (auto& b : s.buffers)
+      for (const Eigen::Index i : entries) b[static_cast<std::size_t>(i)] = Scalar(0);
+  }
+  /// Zeroes all buffers of parameter k and its step count (as if it had never stepped).
+  void reset_parameter(std::size_t k) {
+    for (auto& b : slots_[k].buffers) std::fill(b.begin(), b.end(), Scalar(0));
+    slots_[k].step = 0;
+  }
+  /// Forgets everything: the next step starts as the first.
+  void clear() {
+    slots_.clear();
+    sizes_.clear();
+    initialized_ = false;
+  }
 
  private:
   static std::string size_or_none(const std::vector<Eigen::Index>& sizes, std::size_t k) {
@@ -69,8 +114,34 @@ class OptimizerState {
 
   std::vector<Eigen::Index> sizes_;  // the parameters of the first step
   std::vector<Eigen::Index> seen_;   // those of the current step (scratch)
-  std::vector<std::vector<std::vector<Scalar>>> slots_;
+  std::vector<const Scalar*> values_;
+  std::vector<Slot> slots_;
   bool initialized_ = false;
+};
+
+/// The common part of every optimizer: its state, and the public ways to reset it.
+template <typename Scalar>
+class OptimizerBase {
+ public:
+  /// Zeroes the state (SGD's momentum buffer, Adam's moments) of chosen entries of one parameter,
+  /// e.g. weights regrown by sparse training: the parameter is the one whose values start at
+  /// `value` (a layer's weight().data()), entries are positions into it (column-major). The
+  /// parameter's step count (Adam's bias correction) stays, as PyTorch keeps one per tensor.
+  /// Throws value_error for a pointer that is no parameter of the last step, index_error for an
+  /// entry out of range.
+  void reset_state(const Scalar* value, const std::vector<Eigen::Index>& entries) {
+    state_.reset_entries(state_.find(value, "reset_state"), entries, "reset_state");
+  }
+  /// Resets the whole state of one parameter, step count included (a fresh tensor in PyTorch).
+  void reset_state(const Scalar* value) { state_.reset_parameter(state_.find(value, "reset_state")); }
+  /// Forgets the state of every parameter: the next step is a first step (another model may then
+  /// be used).
+  void reset_state() { state_.clear(); }
+  /// Number of parameters with state (0 before the first step).
+  std::size_t num_states() const { return state_.size(); }
+
+ protected:
+  OptimizerState<Scalar> state_;
 };
 
 /// Calls fn(first, n) on consecutive chunks of [0, size): in parallel with OpenMP when size is
@@ -89,6 +160,18 @@ void parallel_chunks(Eigen::Index size, Fn&& fn) {
   fn(Eigen::Index{0}, size);
 }
 
+/// Calls fn(i) for every active entry of p: the positions it lists, or the true entries of its
+/// mask.
+template <typename Scalar, typename Fn>
+void for_each_active(const ParameterRef<Scalar>& p, Fn&& fn) {
+  if (p.active != nullptr) {
+    for (const Eigen::Index i : *p.active) fn(i);
+  } else {
+    for (Eigen::Index i = 0; i < p.size; ++i)
+      if (p.mask[i]) fn(i);
+  }
+}
+
 inline void check_non_negative(double value, const char* optimizer, const char* name) {
   if (!(value >= 0.0))
     DEEPSTRUCT_THROW(value_error, std::string(optimizer) + ": expected " + name + " >= 0, found " + std::to_string(value));
@@ -102,11 +185,16 @@ struct SGDOptions {
   double dampening = 0.0;
   bool nesterov = false;
   double weight_decay = 0.0;
+  /// Update only the active entries of masked weights: entries behind the mask keep their value
+  /// and momentum. Off (PyTorch's semantics): every entry is updated, so weight decay shrinks a
+  /// masked weight and momentum keeps moving a weight pruned mid-training. Without weight decay
+  /// and for weights masked since the first step both give the same values.
+  bool skip_inactive = false;
 };
 
 /// torch.optim.SGD.
 template <typename Scalar>
-class SGD {
+class SGD : public detail::OptimizerBase<Scalar> {
  public:
   explicit SGD(const SGDOptions& options = {}) : options_(options) {
     detail::check_non_negative(options.lr, "SGD", "lr");
@@ -125,31 +213,36 @@ class SGD {
 
   template <typename Model>
   void step(Model& model) {
-    const bool first = state_.empty();
-    state_.prepare(model, options_.momentum != 0.0 ? 1 : 0);  // throws before anything changes
+    this->state_.prepare(model, options_.momentum != 0.0 ? 1 : 0);  // throws before anything changes
     std::size_t k = 0;
-    for_each_parameter(model, [&](const ParameterRef<Scalar>& p) { update(p, k++, first); });
+    for_each_parameter(model, [&](const ParameterRef<Scalar>& p) { update(p, this->state_.slot(k++)); });
   }
 
  private:
-  void update(const ParameterRef<Scalar>& p, std::size_t k, bool first) {
+  void update(const ParameterRef<Scalar>& p, typename detail::OptimizerState<Scalar>::Slot& slot) {
     const auto lr = static_cast<Scalar>(options_.lr), wd = static_cast<Scalar>(options_.weight_decay),
                mom = static_cast<Scalar>(options_.momentum), damp = static_cast<Scalar>(options_.dampening);
-    std::vector<Scalar>* buf = options_.momentum != 0.0 ? state_.slot(k) : nullptr;
-    for (Eigen::Index i = 0; i < p.size; ++i) {
+    Scalar* buf = options_.momentum != 0.0 ? slot.buffers[0].data() : nullptr;
+    const bool first = slot.step == 0;  // PyTorch: the momentum buffer starts as the gradient
+    ++slot.step;
+    auto entry = [&](Eigen::Index i) {
       Scalar g = p.grad[i];
       if (wd != Scalar(0)) g += wd * p.value[i];
       if (buf != nullptr) {
-        Scalar& b = (*buf)[static_cast<std::size_t>(i)];
+        Scalar& b = buf[i];
         b = first ? g : mom * b + (Scalar(1) - damp) * g;
         g = options_.nesterov ? g + mom * b : b;
       }
       p.value[i] -= lr * g;
+    };
+    if (options_.skip_inactive && p.mask != nullptr) {
+      detail::for_each_active(p, entry);
+    } else {
+      for (Eigen::Index i = 0; i < p.size; ++i) entry(i);
     }
   }
 
   SGDOptions options_;
-  detail::OptimizerState<Scalar> state_;
 };
 
 struct AdamOptions {
@@ -158,13 +251,16 @@ struct AdamOptions {
   double beta2 = 0.999;
   double eps = 1e-8;
   double weight_decay = 0.0;  ///< L2 added to the gradient (Adam); decoupled decay (AdamW)
+  /// Update only the active entries of masked weights (see SGDOptions::skip_inactive). Off:
+  /// PyTorch's semantics, every entry is updated.
+  bool skip_inactive = false;
 };
 
 namespace detail {
 
 /// torch.optim.Adam (decoupled = false) and AdamW (decoupled = true).
 template <typename Scalar, bool Decoupled>
-class AdamBase {
+class AdamBase : public OptimizerBase<Scalar> {
  public:
   explicit AdamBase(const AdamOptions& options) : options_(options) {
     const char* name = Decoupled ? "AdamW" : "Adam";
@@ -181,29 +277,49 @@ class AdamBase {
     check_non_negative(lr, Decoupled ? "AdamW" : "Adam", "lr");
     options_.lr = lr;
   }
-  /// Number of steps taken.
+  /// Number of steps taken since construction or the last reset_state().
   long steps() const { return t_; }
+
+  using OptimizerBase<Scalar>::reset_state;
+  /// Forgets the state of every parameter and the step count: as a new optimizer.
+  void reset_state() {
+    OptimizerBase<Scalar>::reset_state();
+    t_ = 0;
+  }
 
   template <typename Model>
   void step(Model& model) {
-    state_.prepare(model, 2);  // throws before anything changes (t_ included)
+    this->state_.prepare(model, 2);  // throws before anything changes (t_ included)
     ++t_;
     std::size_t k = 0;
-    for_each_parameter(model, [&](const ParameterRef<Scalar>& p) { update(p, k++); });
+    for_each_parameter(model, [&](const ParameterRef<Scalar>& p) { update(p, this->state_.slot(k++)); });
   }
 
  private:
-  void update(const ParameterRef<Scalar>& p, std::size_t k) {
-    std::vector<Scalar>* s = state_.slot(k);
-    Scalar* m = s[0].data();
-    Scalar* v = s[1].data();
+  void update(const ParameterRef<Scalar>& p, typename OptimizerState<Scalar>::Slot& slot) {
+    Scalar* m = slot.buffers[0].data();
+    Scalar* v = slot.buffers[1].data();
+    const long t = ++slot.step;  // per parameter, as PyTorch's state['step']
     const auto b1 = static_cast<Scalar>(options_.beta1), b2 = static_cast<Scalar>(options_.beta2);
-    const double bias_correction1 = 1.0 - std::pow(options_.beta1, static_cast<double>(t_));
-    const double bias_correction2 = 1.0 - std::pow(options_.beta2, static_cast<double>(t_));
+    const double bias_correction1 = 1.0 - std::pow(options_.beta1, static_cast<double>(t));
+    const double bias_correction2 = 1.0 - std::pow(options_.beta2, static_cast<double>(t));
     const auto step_size = static_cast<Scalar>(options_.lr / bias_correction1);
     const auto sqrt_bc2 = static_cast<Scalar>(std::sqrt(bias_correction2));
     const auto eps = static_cast<Scalar>(options_.eps), wd = static_cast<Scalar>(options_.weight_decay);
     const auto decay = static_cast<Scalar>(1.0 - options_.lr * options_.weight_decay);
+    if (options_.skip_inactive && p.mask != nullptr) {
+      // Scattered entries: the same arithmetic, one entry at a time.
+      for_each_active(p, [&](Eigen::Index i) {
+        Scalar value = p.value[i];
+        const Scalar g = p.grad[i];
+        if (Decoupled) value *= decay;
+        const Scalar gg = (!Decoupled && wd != Scalar(0)) ? g + wd * value : g;
+        m[i] = b1 * m[i] + (Scalar(1) - b1) * gg;
+        v[i] = b2 * v[i] + (Scalar(1) - b2) * gg * gg;
+        p.value[i] = value - step_size * m[i] / (std::sqrt(v[i]) / sqrt_bc2 + eps);
+      });
+      return;
+    }
     // Eigen array expressions: vectorised (sqrt included) whatever the caller's math flags. With
     // OpenMP, large tensors are split into chunks across threads (elementwise: same result).
     using Array = Eigen::Array<Scalar, Eigen::Dynamic, 1>;
@@ -225,7 +341,6 @@ class AdamBase {
 
   AdamOptions options_;
   long t_ = 0;
-  OptimizerState<Scalar> state_;
 };
 
 }  // namespace detail

@@ -2,43 +2,19 @@
 #pragma once
 
 /// \file parameter.hpp
-/// A view of one trainable tensor and its gradient, as optimizers see it. Models hand these out
-/// in a fixed order through for_each_parameter(fn).
+/// for_each_parameter(x, fn) for anything that visits its trainable tensors: a module (a layer,
+/// a LayerNorm) or a model. ParameterRef itself is defined with the Module contract in
+/// <deepstruct/module.hpp>.
 
-#include <Eigen/Core>
-
-#include "deepstruct/masked_linear.hpp"
-
-namespace deepstruct {
-
-template <typename Scalar>
-struct ParameterRef {
-  Scalar* value;         ///< the values, updated in place
-  const Scalar* grad;    ///< dL/dvalue, same size
-  Eigen::Index size;     ///< number of scalars
-  const bool* mask;      ///< active entries (a MaskedLinear weight), or nullptr: all active
-};
-
-/// Visits the weight and (if any) the bias of a MaskedLinear. The weight is visited inside
-/// update_weight, so the layer's caches follow whatever `fn` changes.
-template <typename Scalar, typename Fn>
-void for_each_parameter(MaskedLinear<Scalar>& layer, Fn&& fn) {
-  const Scalar* weight_grad = layer.weight_grad().data();
-  const Scalar* bias_grad = layer.bias_grad().data();
-  const bool* mask = layer.mask().data();
-  layer.update_weight([&](auto& w) { fn(ParameterRef<Scalar>{w.data(), weight_grad, w.size(), mask}); });
-  if (layer.has_bias())
-    layer.update_bias([&](auto& b) { fn(ParameterRef<Scalar>{b.data(), bias_grad, b.size(), nullptr}); });
-}
-
-}  // namespace deepstruct
+#include "deepstruct/module.hpp"
 
 namespace deepstruct {
 
-/// The same for any model with a member for_each_parameter(fn) (MaskedDeepFFN, MaskedDeepDAN).
-template <typename Model, typename Fn>
-auto for_each_parameter(Model& model, Fn&& fn) -> decltype(model.for_each_parameter(fn), void()) {
-  model.for_each_parameter(fn);
+/// Visits every trainable tensor of a module or model as a ParameterRef<Scalar>, in the fixed
+/// order optimizers keep their state in: fn(const ParameterRef<Scalar>&).
+template <typename T, typename Fn>
+auto for_each_parameter(T& x, Fn&& fn) -> decltype(x.for_each_parameter(fn), void()) {
+  x.for_each_parameter(fn);
 }
 
 }  // namespace deepstruct

@@ -17,11 +17,12 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "deepstruct/errors.hpp"
-#include "deepstruct/masked_linear.hpp"
+#include "deepstruct/masked_layer.hpp"
 #include "deepstruct/parameter.hpp"
 
 namespace deepstruct {
@@ -60,48 +61,68 @@ namespace detail {
 struct Candidate {
   double score;
   std::size_t layer;
-  Eigen::Index position;  // column-major index into the layer's weight
+  std::size_t weight;     // masked weight k of the layer
+  Eigen::Index position;  // column-major index into that weight
 };
 
-/// Turns off the `k` lowest-scored candidates (ties by layer, then position).
 template <typename Scalar>
-void prune_lowest(std::vector<Candidate>& candidates, Eigen::Index k, const std::vector<MaskedLinear<Scalar>*>& layers) {
+void check_layers(const std::vector<MaskedLayer<Scalar>*>& layers, const char* where) {
+  for (std::size_t l = 0; l < layers.size(); ++l)
+    if (layers[l] == nullptr)
+      DEEPSTRUCT_THROW(value_error, std::string(where) + ": expected pointers to masked layers, found a null pointer at position " +
+                                        std::to_string(l));
+}
+
+/// Turns off the `k` lowest-scored candidates (ties by layer, masked weight, then position).
+template <typename Scalar>
+void prune_lowest(std::vector<Candidate>& candidates, Eigen::Index k, const std::vector<MaskedLayer<Scalar>*>& layers) {
   if (k <= 0) return;
   auto less = [](const Candidate& a, const Candidate& b) {
     if (a.score != b.score) return a.score < b.score;
     if (a.layer != b.layer) return a.layer < b.layer;
+    if (a.weight != b.weight) return a.weight < b.weight;
     return a.position < b.position;
   };
   std::nth_element(candidates.begin(), candidates.begin() + (k - 1), candidates.end(), less);
-  std::vector<typename MaskedLinear<Scalar>::Mask> masks;
-  for (auto* l : layers) masks.push_back(l->mask());
+  std::vector<std::vector<typename MaskedLayer<Scalar>::Mask>> masks(layers.size());
+  for (std::size_t l = 0; l < layers.size(); ++l)
+    for (std::size_t w = 0; w < layers[l]->num_masks(); ++w) masks[l].push_back(layers[l]->mask(w));
   for (Eigen::Index i = 0; i < k; ++i) {
     const Candidate& c = candidates[static_cast<std::size_t>(i)];
-    masks[c.layer].data()[c.position] = false;
+    masks[c.layer][c.weight].data()[c.position] = false;
   }
-  for (std::size_t l = 0; l < layers.size(); ++l) layers[l]->set_mask(masks[l]);
+  for (std::size_t l = 0; l < layers.size(); ++l)
+    for (std::size_t w = 0; w < layers[l]->num_masks(); ++w) layers[l]->set_mask(w, masks[l][w]);
 }
 
 template <typename Scalar>
-void collect_active(const MaskedLinear<Scalar>& layer, std::size_t index, std::vector<Candidate>& out) {
-  const auto saliency = layer.saliency();
-  const bool* mask = layer.mask().data();
-  for (Eigen::Index i = 0; i < saliency.size(); ++i)
-    if (mask[i]) {
-      const double s = static_cast<double>(saliency.data()[i]);
-      if (std::isnan(s))
-        DEEPSTRUCT_THROW(value_error, "prune: expected finite saliency scores, found NaN at weight " + std::to_string(i) +
-                                          " of layer " + std::to_string(index));
-      out.push_back(Candidate{s, index, i});
-    }
+void collect_active(const MaskedLayer<Scalar>& layer, std::size_t index, std::vector<Candidate>& out) {
+  for (std::size_t w = 0; w < layer.num_masks(); ++w) {
+    const auto saliency = layer.saliency(w);
+    const bool* mask = layer.mask(w).data();
+    for (Eigen::Index i = 0; i < saliency.size(); ++i)
+      if (mask[i]) {
+        const double s = static_cast<double>(saliency.data()[i]);
+        if (std::isnan(s))
+          DEEPSTRUCT_THROW(value_error, "prune: expected finite saliency scores, found NaN at weight " + std::to_string(i) +
+                                            " of masked weight '" + layer.weight_name(w) + "' of layer " + std::to_string(index));
+        out.push_back(Candidate{s, index, w, i});
+      }
+  }
+}
+
+/// The masked layers of any container of pointers to types derived from MaskedLayer<Scalar>.
+template <typename Scalar, typename LayerPtr>
+std::vector<MaskedLayer<Scalar>*> as_masked_layers(const std::vector<LayerPtr>& layers) {
+  return std::vector<MaskedLayer<Scalar>*>(layers.begin(), layers.end());
 }
 
 }  // namespace detail
 
-/// torch.nn.utils.prune.l1_unstructured over the active weights of one layer (by saliency).
-/// Returns the number of weights pruned.
+/// torch.nn.utils.prune.l1_unstructured over the active weights of one layer (by saliency; a
+/// layer with several masked weights ranks them together). Returns the number of weights pruned.
 template <typename Scalar>
-Eigen::Index prune_layer(MaskedLinear<Scalar>& layer, PruneAmount amount) {
+Eigen::Index prune_layer(MaskedLayer<Scalar>& layer, PruneAmount amount) {
   std::vector<detail::Candidate> candidates;
   detail::collect_active(layer, 0, candidates);
   const Eigen::Index k = amount.of(static_cast<Eigen::Index>(candidates.size()), "prune_layer");
@@ -110,8 +131,10 @@ Eigen::Index prune_layer(MaskedLinear<Scalar>& layer, PruneAmount amount) {
 }
 
 /// torch.nn.utils.prune.global_unstructured (L1): ranks the active weights of all layers together.
+/// Throws value_error (changing nothing) for a null pointer among the layers.
 template <typename Scalar>
-Eigen::Index prune_global(const std::vector<MaskedLinear<Scalar>*>& layers, PruneAmount amount) {
+Eigen::Index prune_global(const std::vector<MaskedLayer<Scalar>*>& layers, PruneAmount amount) {
+  detail::check_layers(layers, "prune_global");
   std::vector<detail::Candidate> candidates;
   for (std::size_t l = 0; l < layers.size(); ++l) detail::collect_active(*layers[l], l, candidates);
   const Eigen::Index k = amount.of(static_cast<Eigen::Index>(candidates.size()), "prune_global");
@@ -119,7 +142,13 @@ Eigen::Index prune_global(const std::vector<MaskedLinear<Scalar>*>& layers, Prun
   return k;
 }
 
-/// Global pruning over every masked layer of a model (MaskedDeepFFN, MaskedDeepDAN).
+/// The same for pointers to a concrete layer type (std::vector<MaskedLinear<float>*>).
+template <typename LayerType, typename = std::enable_if_t<!std::is_abstract<LayerType>::value>>
+Eigen::Index prune_global(const std::vector<LayerType*>& layers, PruneAmount amount) {
+  return prune_global(detail::as_masked_layers<typename LayerType::Scalar>(layers), amount);
+}
+
+/// Global pruning over every masked layer of a model (MaskedDeepFFN, MaskedDeepDAN, ...).
 template <typename Model>
 auto prune_global(Model& model, PruneAmount amount) -> decltype(model.maskable_layers(), Eigen::Index()) {
   return prune_global(model.maskable_layers(), amount);
@@ -133,15 +162,16 @@ auto prune_each_layer(Model& model, PruneAmount amount) -> decltype(model.maskab
   return total;
 }
 
-/// torch.nn.utils.prune.ln_structured(dim=0): removes whole neurons (rows of the weight) with the
-/// smallest L_p norm of their effective weights, among the neurons that still have an active
-/// weight. p may be any value > 0 or infinity. Returns the number of neurons pruned. Throws
-/// value_error, changing nothing, when a candidate neuron has a NaN effective weight.
+/// torch.nn.utils.prune.ln_structured(dim=0): removes whole neurons (rows of masked weight `k`,
+/// the units it feeds) with the smallest L_p norm of their effective weights, among the neurons
+/// that still have an active weight. p may be any value > 0 or infinity. Returns the number of
+/// neurons pruned. Throws value_error, changing nothing, when a candidate neuron has a NaN
+/// effective weight.
 template <typename Scalar>
-Eigen::Index prune_neurons(MaskedLinear<Scalar>& layer, PruneAmount amount, double p = 2.0) {
+Eigen::Index prune_neurons(MaskedLayer<Scalar>& layer, PruneAmount amount, double p = 2.0, std::size_t k = 0) {
   if (!(p > 0.0)) DEEPSTRUCT_THROW(value_error, "prune_neurons: expected a norm order p > 0, found " + std::to_string(p));
-  const auto w = layer.effective_weight();
-  const auto& mask = layer.mask();
+  const auto& mask = layer.mask(k);
+  const auto w = layer.weight(k).cwiseProduct(mask.template cast<Scalar>());
   std::vector<std::pair<double, Eigen::Index>> rows;
   for (Eigen::Index o = 0; o < w.rows(); ++o) {
     if (!mask.row(o).any()) continue;
@@ -159,13 +189,13 @@ Eigen::Index prune_neurons(MaskedLinear<Scalar>& layer, PruneAmount amount, doub
     }
     rows.emplace_back(norm, o);
   }
-  const Eigen::Index k = amount.of(static_cast<Eigen::Index>(rows.size()), "prune_neurons");
-  if (k == 0) return 0;
+  const Eigen::Index n = amount.of(static_cast<Eigen::Index>(rows.size()), "prune_neurons");
+  if (n == 0) return 0;
   std::sort(rows.begin(), rows.end());
   auto new_mask = mask;
-  for (Eigen::Index i = 0; i < k; ++i) new_mask.row(rows[static_cast<std::size_t>(i)].second).setConstant(false);
-  layer.set_mask(new_mask);
-  return k;
+  for (Eigen::Index i = 0; i < n; ++i) new_mask.row(rows[static_cast<std::size_t>(i)].second).setConstant(false);
+  layer.set_mask(k, new_mask);
+  return n;
 }
 
 /// A copy of every parameter value of a model, in for_each_parameter order (for rewinding).

@@ -85,7 +85,7 @@ std::pair<Matrix, std::vector<Scalar>> logits_and_gradients(Model& model, const 
   Matrix logits = model.forward(x);
   Matrix grad;
   deepstruct::cross_entropy(logits, y, &grad);
-  model.backward(grad);
+  model.backward(x, grad);
   std::vector<Scalar> g;
   model.for_each_parameter([&](const deepstruct::ParameterRef<Scalar>& p) { g.insert(g.end(), p.grad, p.grad + p.size); });
   return {logits, g};
@@ -161,7 +161,7 @@ bool run(const Prior& prior, Index batch, int reps, int threads, std::vector<std
     const auto t2 = Clock::now();
     const double loss = deepstruct::cross_entropy(logits, y, &grad);
     const auto t3 = Clock::now();
-    model.backward(grad);
+    model.backward(x, grad);
     const auto t4 = Clock::now();
     adam.step(model);
     const auto t5 = Clock::now();

@@ -9,6 +9,7 @@
 #include <Eigen/Core>
 #include <cstddef>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "deepstruct/dan_description.hpp"
@@ -121,10 +122,23 @@ inline DanDescription dan_description(const LayeredView& view) {
   return d;
 }
 
-/// dan_description(LayeredView(g)); throws not_a_dag when g has a cycle.
+/// dan_description(LayeredView(g)); throws not_a_dag when g has a cycle. For a Dag, the layers
+/// follow the stored positions (LayeredView), and the vertices' labels, when any vertex has one,
+/// become the description's layer_labels (an unlabelled vertex gets its id as label).
 template <typename Graph>
 DanDescription dan_description(const Graph& g) {
-  return dan_description(LayeredView(g));
+  const LayeredView view(g);
+  DanDescription d = dan_description(view);
+  if constexpr (std::is_same<Graph, Dag>::value) {
+    bool any = false;
+    for (std::size_t v = 0; v < boost::num_vertices(g) && !any; ++v) any = !g[v].label.empty();
+    if (any)
+      for (const auto& vs : d.layer_vertices) {
+        d.layer_labels.emplace_back();
+        for (const std::size_t v : vs) d.layer_labels.back().push_back(g[v].label.empty() ? std::to_string(v) : g[v].label);
+      }
+  }
+  return d;
 }
 
 }  // namespace deepstruct

@@ -7,8 +7,13 @@
 
 #include <boost/graph/adjacency_list.hpp>
 #include <cstddef>
+#include <limits>
+#include <string>
 
 namespace deepstruct {
+
+/// The `position` of a vertex whose place inside its layer is not stored.
+inline constexpr std::size_t no_position = std::numeric_limits<std::size_t>::max();
 
 /// Bundled vertex properties.
 struct VertexProperties {
@@ -17,6 +22,16 @@ struct VertexProperties {
   /// generators and assign_layers() (layer_index(), the longest path from a source), read_graphml
   /// (the file's `layer` data). A graph built by add_edge has 0 everywhere until assign_layers().
   std::size_t layer = 0;
+  /// The vertex's place among the vertices of its layer: the row or column it gets in the masks
+  /// of a network built from the graph (LayeredView orders a layer by stored position, then id).
+  /// no_position unless stored: by generate_structure, by read_graphml (a file's `position` data,
+  /// which write_graphml and deepstruct's export script write) or by hand. This is how a neuron
+  /// order that is not ascending id (deepstruct's, in general) travels with a graph.
+  std::size_t position = no_position;
+  /// A name for the vertex (empty: none). Labelled builders, read_graphml (node ids that are not
+  /// the vertex numbers, or `label` data) and generate_structure fill it; networks built from the
+  /// graph keep it (DanDescription::layer_labels), and write_graphml writes it.
+  std::string label;
 };
 
 /// Bundled edge properties.

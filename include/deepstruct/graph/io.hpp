@@ -347,11 +347,14 @@ struct GraphmlReadOptions {
   UndirectedEdges undirected = UndirectedEdges::reject;
 };
 
-/// Parses GraphML text; `source` names it in error messages. Node ids (strings) become vertices
-/// 0..n-1 in the order of the <node> elements (as deepstruct's load); `node_ids`, when given,
-/// receives the original ids. A node's `layer` data (non-negative integer) goes to the vertex
-/// bundle, an edge's `weight` data (a double) to the edge bundle; keys are matched through their
-/// attr.name (for "node"/"edge"/"all"), <default> values apply, other data are ignored. Edges
+/// Parses GraphML text; `source` names it in error messages. Vertices: when the node ids are the
+/// numbers 0..n-1 in any order (as write_graphml and deepstruct's export script write them), node
+/// "v" is vertex v; otherwise the nodes become vertices 0..n-1 in the order of the <node> elements
+/// (as deepstruct's load numbers them) and each keeps its id as its label. `node_ids`, when given,
+/// receives the original id of every vertex. A node's `layer` and `position` data (non-negative
+/// integers) and `label` data (a string) go to the vertex bundle, an edge's `weight` data (a
+/// double) to the edge bundle; keys are matched through their attr.name (for "node"/"edge"/"all"),
+/// <default> values apply, other data are ignored. Edges
 /// are kept as they are (parallel edges and cycles included; layer_index() rejects cycles).
 /// Reads the first <graph> of the file. A graph without edgedefault is undirected (as networkx
 /// reads it). Throws io_error "<source>:<line>: ..." for: malformed XML, a root other than
@@ -416,36 +419,53 @@ inline Dag parse_graphml(const std::string& text, const std::string& source = "<
     if (!detail::parse_double(value, weight)) reader.fail_at(line, "expected a number as weight, found '" + detail::trim(value) + "'");
     return weight;
   };
-  std::size_t default_layer = 0;
+  auto read_position = [&](const std::string& value, std::size_t line) {
+    std::size_t position = 0;
+    if (!detail::parse_index(value, position))
+      reader.fail_at(line, "expected a non-negative integer as position, found '" + detail::trim(value) + "'");
+    return position;
+  };
+  std::size_t default_layer = 0, default_position = no_position;
+  std::string default_label;
   double default_weight = 1.0;
   for (const auto& [id, key] : keys) {
     if (key.default_value == nullptr) continue;
     if (applies(key, "layer", "node")) default_layer = read_layer(*key.default_value, key.line);
+    if (applies(key, "position", "node")) default_position = read_position(*key.default_value, key.line);
+    if (applies(key, "label", "node")) default_label = *key.default_value;
     if (applies(key, "weight", "edge")) default_weight = read_weight(*key.default_value, key.line);
   }
 
-  std::unordered_map<std::string, std::size_t> index;
+  std::unordered_map<std::string, std::size_t> index;  // node id -> its place in the file
   std::vector<std::size_t> node_line;
-  std::vector<std::size_t> layers;
+  std::vector<const std::string*> ids;
+  std::vector<VertexProperties> nodes;
+  std::vector<char> labelled;
   std::vector<const detail::XmlElement*> edge_elements;
-  if (node_ids != nullptr) node_ids->clear();
   for (const auto& child : graph->children) {
     if (child.name == "node") {
       const std::string* id = child.attribute("id");
       if (id == nullptr) reader.fail_at(child.line, "expected an id attribute in <node>, found none");
-      const auto [it, inserted] = index.emplace(*id, layers.size());
+      const auto [it, inserted] = index.emplace(*id, nodes.size());
       if (!inserted)
         reader.fail_at(child.line, "duplicate node id '" + *id + "' (first declared at line " + std::to_string(node_line[it->second]) + ")");
       node_line.push_back(child.line);
-      std::size_t layer = default_layer;
+      ids.push_back(id);
+      VertexProperties node{default_layer, default_position, default_label};
+      bool has_label = !default_label.empty();
       for (const auto& d : child.children) {
         if (d.name == "graph") reader.fail_at(d.line, "nested graphs are not supported (inside node '" + *id + "')");
         if (d.name != "data") continue;
         const Key& key = key_of(d);  // an undeclared key is an error even when unused
-        if (applies(key, "layer", "node")) layer = read_layer(d.text, d.line);
+        if (applies(key, "layer", "node")) node.layer = read_layer(d.text, d.line);
+        if (applies(key, "position", "node")) node.position = read_position(d.text, d.line);
+        if (applies(key, "label", "node")) {
+          node.label = d.text;
+          has_label = true;
+        }
       }
-      layers.push_back(layer);
-      if (node_ids != nullptr) node_ids->push_back(*id);
+      nodes.push_back(std::move(node));
+      labelled.push_back(has_label ? 1 : 0);
     } else if (child.name == "edge") {
       edge_elements.push_back(&child);
     } else if (child.name == "hyperedge") {
@@ -453,8 +473,36 @@ inline Dag parse_graphml(const std::string& text, const std::string& source = "<
     }
   }
 
-  Dag g(layers.size());
-  for (std::size_t v = 0; v < layers.size(); ++v) g[v].layer = layers[v];
+  // Node ids that are exactly the numbers 0..n-1 (in any order) name the vertices; any other ids
+  // number the vertices in file order and stay as labels.
+  const std::size_t n = nodes.size();
+  std::vector<std::size_t> vertex_of(n);
+  bool numbered = true;
+  {
+    std::vector<char> seen(n, 0);
+    for (std::size_t i = 0; i < n && numbered; ++i) {
+      const std::string& id = *ids[i];
+      std::size_t v = 0;
+      numbered = !id.empty() && id.size() <= 20 && (id == "0" || id[0] != '0') &&
+                 std::all_of(id.begin(), id.end(), [](char c) { return c >= '0' && c <= '9'; }) && detail::parse_index(id, v) && v < n &&
+                 !seen[v];
+      if (numbered) {
+        seen[v] = 1;
+        vertex_of[i] = v;
+      }
+    }
+  }
+  Dag g(n);
+  if (node_ids != nullptr) node_ids->assign(n, std::string());
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!numbered) {
+      vertex_of[i] = i;
+      if (!labelled[i]) nodes[i].label = *ids[i];
+    }
+    g[vertex_of[i]] = std::move(nodes[i]);
+    if (node_ids != nullptr) (*node_ids)[vertex_of[i]] = *ids[i];
+  }
+  for (auto& [id, i] : index) i = vertex_of[i];
   for (const detail::XmlElement* e : edge_elements) {
     std::size_t ends[2] = {0, 0};
     const char* names[2] = {"source", "target"};
@@ -517,9 +565,11 @@ enum class GraphmlLayers {
 
 /// What write_graphml writes beside the structure.
 struct GraphmlWriteOptions {
-  bool layer = true;   ///< each vertex's layer (from `layers`) as node data, attr.type int
-  bool weight = true;  ///< each edge's `weight` as edge data, attr.type double (round-trip exact)
+  bool layer = true;     ///< each vertex's layer (from `layers`) as node data, attr.type int; nodes listed layer by layer
+  bool weight = true;    ///< each edge's `weight` as edge data, attr.type double (round-trip exact)
   GraphmlLayers layers = GraphmlLayers::automatic;
+  bool position = true;  ///< with `layer`: each vertex's place in its layer (the neuron order) as node data, attr.type int
+  bool label = true;     ///< each vertex's label as node data, when some vertex has one
 };
 
 /// The layers write_graphml writes for g (see GraphmlLayers). O(V + E).
@@ -535,21 +585,54 @@ inline std::vector<std::size_t> graphml_layers(const Dag& g, GraphmlLayers which
   return layer_index(g);
 }
 
-/// Writes g as directed GraphML with node ids "0".."n-1", readable by networkx.read_graphml
-/// (node_type=int gives back the integer ids) and by read_graphml. The layers are chosen (and may
-/// throw not_a_dag) before anything is written. O(V + E).
+/// Writes g as directed GraphML, readable by networkx.read_graphml (node_type=int gives back the
+/// integer ids), by read_graphml and by deepstruct's LayeredGraph.load. Node ids are the vertex ids
+/// "0".."n-1"; the nodes are listed layer by layer, each layer in its neuron order (stored
+/// position, then id: LayeredView's order), with `layer` and `position` data. That is what makes a
+/// network built from the file the same in both libraries: read_graphml takes the positions, and
+/// deepstruct's loader, which numbers vertices in file order, then orders each layer as the file
+/// lists it. Labels, when some vertex has one, go to `label` data. The layers are chosen (and may
+/// throw not_a_dag) before anything is written; without layer data (options.layer = false; no
+/// position data then either) the nodes are listed by id and a cyclic graph can be written.
+/// O(V log V + E).
 inline void write_graphml(std::ostream& out, const Dag& g, const GraphmlWriteOptions& options = {}) {
-  const std::vector<std::size_t> layers = options.layer ? graphml_layers(g, options.layers) : std::vector<std::size_t>{};
+  const std::size_t n = num_vertices(g);
+  const bool layered = options.layer;
+  const std::vector<std::size_t> layers = layered ? graphml_layers(g, options.layers) : std::vector<std::size_t>{};
+  // The file order: by layer, then stored position, then id; a vertex's written position is its
+  // place in that order within its layer.
+  std::vector<std::size_t> order(n), position(n, 0);
+  for (std::size_t v = 0; v < n; ++v) order[v] = v;
+  if (layered) {
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+      if (layers[a] != layers[b]) return layers[a] < layers[b];
+      return g[a].position < g[b].position;
+    });
+    for (std::size_t i = 0; i < n; ++i) position[order[i]] = i > 0 && layers[order[i - 1]] == layers[order[i]] ? position[order[i - 1]] + 1 : 0;
+  }
+  bool labels = false;
+  for (std::size_t v = 0; v < n && options.label && !labels; ++v) labels = !g[v].label.empty();
   out << "<?xml version='1.0' encoding='utf-8'?>\n"
          "<graphml xmlns=\"http://graphml.graphdrawing.org/xmlns\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
          "xsi:schemaLocation=\"http://graphml.graphdrawing.org/xmlns http://graphml.graphdrawing.org/xmlns/1.0/graphml.xsd\">\n";
   if (options.layer) out << "  <key id=\"d0\" for=\"node\" attr.name=\"layer\" attr.type=\"int\"/>\n";
+  const bool positions = layered && options.position;
+  if (positions) out << "  <key id=\"d2\" for=\"node\" attr.name=\"position\" attr.type=\"int\"/>\n";
+  if (labels) out << "  <key id=\"d3\" for=\"node\" attr.name=\"label\" attr.type=\"string\"/>\n";
   if (options.weight) out << "  <key id=\"d1\" for=\"edge\" attr.name=\"weight\" attr.type=\"double\"/>\n";
   out << "  <graph edgedefault=\"directed\">\n";
-  for (std::size_t v = 0; v < num_vertices(g); ++v) {
+  for (const std::size_t v : order) {
     out << "    <node id=\"" << v << '"';
-    if (options.layer) out << "><data key=\"d0\">" << layers[v] << "</data></node>\n";
-    else out << "/>\n";
+    const bool label = labels && !g[v].label.empty();
+    if (!layered && !label) {
+      out << "/>\n";
+      continue;
+    }
+    out << '>';
+    if (options.layer) out << "<data key=\"d0\">" << layers[v] << "</data>";
+    if (positions) out << "<data key=\"d2\">" << position[v] << "</data>";
+    if (label) out << "<data key=\"d3\">" << detail::xml_escape(g[v].label) << "</data>";
+    out << "</node>\n";
   }
   for (auto [e, e_end] = edges(g); e != e_end; ++e) {
     out << "    <edge source=\"" << source(*e, g) << "\" target=\"" << target(*e, g) << '"';

@@ -13,9 +13,11 @@
 #include <boost/graph/properties.hpp>
 #include <cstddef>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "deepstruct/errors.hpp"
+#include "deepstruct/graph/dag.hpp"
 #include "deepstruct/graph/layer_index.hpp"
 
 namespace deepstruct {
@@ -65,19 +67,30 @@ struct LayerConnection {
 };
 
 /// A DAG seen layer by layer: layer l holds the vertices whose longest path from a source has l
-/// edges (layer_index()). Inside a layer, vertices are in ascending id, the order deepstruct's
-/// get_vertices() gives and the order of rows and columns of every mask(). Parallel edges count
-/// once. The view copies what it needs: it stays valid when the graph changes, but does not follow
-/// the change.
+/// edges (layer_index()). Inside a layer, vertices are ordered by their stored position (a Dag's
+/// g[v].position, or the keys given to the constructor), vertices without one after those with,
+/// ties and the rest by ascending id; this is the order of rows and columns of every mask(), and
+/// so of the neurons of a network built from the graph. A graph without positions is in ascending
+/// id, which is deepstruct's get_vertices() order for a graph whose vertices were added layer by
+/// layer (as deepstruct's loader reads a file that lists them layer-major); deepstruct's order in
+/// general follows insertion order and Python's set iteration, which is why positions exist.
+/// Parallel edges count once. The view copies what it needs: it stays valid when the graph
+/// changes, but does not follow the change.
 class LayeredView {
  public:
   using Mask = Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>;
 
   LayeredView() = default;
 
-  /// Builds the view; throws not_a_dag (naming a vertex on a cycle) when g has a cycle.
+  /// Builds the view; throws not_a_dag (naming a vertex on a cycle) when g has a cycle. A Dag's
+  /// stored positions order its layers (see above).
   template <typename Graph>
-  explicit LayeredView(const Graph& g) {
+  explicit LayeredView(const Graph& g) : LayeredView(g, stored_positions(g)) {}
+
+  /// The same with explicit order keys: position[v] for every vertex (no_position: none), or an
+  /// empty vector (ascending id). Throws value_error for a vector of another size.
+  template <typename Graph>
+  LayeredView(const Graph& g, const std::vector<std::size_t>& position) {
     BOOST_CONCEPT_ASSERT((boost::IncidenceGraphConcept<Graph>));
     BOOST_CONCEPT_ASSERT((boost::VertexListGraphConcept<Graph>));
     layer_ = deepstruct::layer_index(g);
@@ -85,15 +98,21 @@ class LayeredView {
 
     detail::distinct_successors(g, n, out_offsets_, out_targets_);
 
-    // Vertices by layer, ascending id (counting sort keeps the id order).
+    if (!position.empty() && position.size() != n)
+      DEEPSTRUCT_THROW(value_error, "LayeredView: expected a position for each of the " + std::to_string(n) +
+                                        " vertices or none, found " + std::to_string(position.size()));
+    // Vertices by layer, ascending id (counting sort keeps the id order), then by stored position
+    // (a stable sort keeps ascending id among equal positions).
     std::size_t num_layers = 0;
     for (const std::size_t l : layer_) num_layers = std::max(num_layers, l + 1);
     layers_.assign(num_layers, {});
+    for (std::size_t v = 0; v < n; ++v) layers_[layer_[v]].push_back(v);
+    if (!position.empty())
+      for (auto& vs : layers_)
+        std::stable_sort(vs.begin(), vs.end(), [&](std::size_t a, std::size_t b) { return position[a] < position[b]; });
     position_.assign(n, 0);
-    for (std::size_t v = 0; v < n; ++v) {
-      position_[v] = layers_[layer_[v]].size();
-      layers_[layer_[v]].push_back(v);
-    }
+    for (auto& vs : layers_)
+      for (std::size_t i = 0; i < vs.size(); ++i) position_[vs[i]] = i;
 
     // Edge counts per (source layer, target layer), grouped by target layer, sources ascending.
     std::vector<std::vector<std::size_t>> by_target(num_layers);  // source layer of each edge
@@ -137,7 +156,7 @@ class LayeredView {
     return position_[v];
   }
 
-  /// The vertices of layer l, ascending.
+  /// The vertices of layer l, in layer order (stored position, then id).
   const std::vector<std::size_t>& vertices(std::size_t l) const {
     check_layer(l);
     return layers_[l];
@@ -203,6 +222,24 @@ class LayeredView {
   }
 
  private:
+  /// A Dag's stored positions, or none (an empty vector) when no vertex has one or g is another
+  /// graph type.
+  template <typename Graph>
+  static std::vector<std::size_t> stored_positions(const Graph& g) {
+    if constexpr (std::is_same<Graph, Dag>::value) {
+      std::vector<std::size_t> p(boost::num_vertices(g));
+      bool any = false;
+      for (std::size_t v = 0; v < p.size(); ++v) {
+        p[v] = g[v].position;
+        any = any || p[v] != no_position;
+      }
+      if (any) return p;
+    } else {
+      (void)g;
+    }
+    return {};
+  }
+
   void check_vertex(std::size_t v) const {
     if (v >= layer_.size())
       DEEPSTRUCT_THROW(value_error, "LayeredView: expected a vertex id below " + std::to_string(layer_.size()) +

@@ -8,6 +8,9 @@
 
 #include <cstddef>
 #include <limits>
+#include <sstream>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "deepstruct/dan_description.hpp"
@@ -15,8 +18,10 @@
 #include "deepstruct/graph/convert.hpp"
 #include "deepstruct/graph/dag.hpp"
 #include "deepstruct/graph/scalable.hpp"
+#include "deepstruct/graph/io.hpp"
 #include "deepstruct/masked_deep_dan.hpp"
 #include "deepstruct/masked_deep_ffn.hpp"
+#include "deepstruct/model_io.hpp"
 
 namespace deepstruct {
 
@@ -27,14 +32,6 @@ MaskedDeepDAN<Scalar> make_dan(Eigen::Index inputs, Eigen::Index outputs, const 
   return MaskedDeepDAN<Scalar>(inputs, outputs, dan_description(dag), options);
 }
 
-/// The neuron DAG of a MaskedDeepFFN from its current masks (ffn_structure of its masks): with
-/// include_input / include_output the input and output neurons and their connections are added.
-/// Vertex ids are consecutive layer by layer.
-template <typename Scalar>
-Dag generate_structure(const MaskedDeepFFN<Scalar>& model, const StructureOptions& options = {}) {
-  return ffn_structure(model.masks(), options);
-}
-
 /// The entry of generate_structure's `original_ids` for an input or output neuron: it has no
 /// vertex in the DAG the network was made from.
 inline constexpr std::size_t no_original_id = std::numeric_limits<std::size_t>::max();
@@ -43,7 +40,8 @@ inline constexpr std::size_t no_original_id = std::numeric_limits<std::size_t>::
 /// Vertices: the inputs (with include_input), the hidden neurons layer by layer in the order of
 /// layer_vertices(t), then the outputs (with include_output). Every neuron is a vertex, also an
 /// isolated one, and every vertex stores its network layer (inputs 0, hidden layer t at t or, with
-/// the inputs, t + 1, the outputs last). `original_ids`, if given, receives one entry per vertex of the returned graph:
+/// the inputs, t + 1, the outputs last), its position in that layer (its row in the masks) and,
+/// for hidden neurons of a network made from a labelled graph, its label. `original_ids`, if given, receives one entry per vertex of the returned graph:
 /// for a hidden neuron the id it had in the DAG the network was made from (layer_vertices), for an
 /// input or output neuron no_original_id. Without inputs and outputs the hidden neurons are
 /// vertices 0.. and `(*original_ids)[v]` maps every vertex back to the DAG.
@@ -62,6 +60,17 @@ Dag generate_structure(const MaskedDeepDAN<Scalar>& model, const StructureOption
   for (std::size_t t = 0; t < L; ++t)
     for (std::size_t v = offset[t]; v < offset[t + 1]; ++v) g[v].layer = t + shift;
   for (std::size_t v = offset[L]; v < offset[L] + out; ++v) g[v].layer = L + shift;
+  // Each vertex's place in its layer (the neuron order of the network), and the labels the
+  // network kept from the graph it was made from.
+  for (std::size_t v = 0; v < in; ++v) g[v].position = v;
+  for (std::size_t t = 0; t < L; ++t) {
+    const auto& labels = model.layer_labels(t);
+    for (std::size_t v = offset[t]; v < offset[t + 1]; ++v) {
+      g[v].position = v - offset[t];
+      if (!labels.empty()) g[v].label = labels[v - offset[t]];
+    }
+  }
+  for (std::size_t v = offset[L]; v < offset[L] + out; ++v) g[v].position = v - offset[L];
   auto connect = [&g](const LayerMask& m, std::size_t source_offset, std::size_t target_offset) {
     for (Eigen::Index i = 0; i < m.cols(); ++i)
       for (Eigen::Index o = 0; o < m.rows(); ++o)
@@ -79,33 +88,19 @@ Dag generate_structure(const MaskedDeepDAN<Scalar>& model, const StructureOption
   return g;
 }
 
-/// The structure report of a MaskedDeepFFN: the neuron DAG of its current masks with its inputs
-/// and outputs, the model's layers as layers (inputs 0, hidden 1.., outputs last), and dead neurons
-/// judged by paths from its inputs to its outputs. Vertex ids as generate_structure with
-/// include_input and include_output.
+/// The neuron DAG of a MaskedDeepFFN from its current masks: generate_structure of its network
+/// engine (a chain DAN), as deepstruct's MaskedDeepFFN.generate_structure. With include_input /
+/// include_output the input and output neurons and their connections are added. Vertex ids are
+/// consecutive layer by layer; every neuron is a vertex, also one without edges.
 template <typename Scalar>
-StructureReport analyze(const MaskedDeepFFN<Scalar>& model, AnalysisOptions options = {}) {
-  StructureOptions io;
-  io.include_input = io.include_output = true;
-  const Dag g = generate_structure(model, io);
-  std::vector<std::size_t> layers;
-  std::size_t layer = 0;
-  auto add = [&](Eigen::Index count) {
-    for (Eigen::Index i = 0; i < count; ++i) layers.push_back(layer);
-    ++layer;
-  };
-  add(model.inputs());
-  for (Eigen::Index h : model.hidden_sizes()) add(h);
-  add(model.outputs());
-  options.inputs.clear();
-  options.outputs.clear();
-  for (std::size_t v = 0; v < static_cast<std::size_t>(model.inputs()); ++v) options.inputs.push_back(v);
-  for (std::size_t v = layers.size() - static_cast<std::size_t>(model.outputs()); v < layers.size(); ++v) options.outputs.push_back(v);
-  return analyze(g, layers, options);
+Dag generate_structure(const MaskedDeepFFN<Scalar>& model, const StructureOptions& options = {}) {
+  return generate_structure(model.network(), options);
 }
 
-/// The same for a MaskedDeepDAN: inputs are layer 0, hidden layer t is layer t + 1, outputs last.
-/// Vertex ids as generate_structure with include_input and include_output.
+/// The structure report of a MaskedDeepDAN: the neuron DAG of its current masks with its inputs
+/// and outputs, the model's layers as layers (inputs 0, hidden layer t at t + 1, outputs last), and
+/// dead neurons judged by paths from its inputs to its outputs. Vertex ids as generate_structure
+/// with include_input and include_output.
 template <typename Scalar>
 StructureReport analyze(const MaskedDeepDAN<Scalar>& model, AnalysisOptions options = {}) {
   StructureOptions io;
@@ -120,6 +115,12 @@ StructureReport analyze(const MaskedDeepDAN<Scalar>& model, AnalysisOptions opti
   for (std::size_t v = 0; v < static_cast<std::size_t>(model.inputs()); ++v) options.inputs.push_back(v);
   for (std::size_t v = layers.size() - static_cast<std::size_t>(model.outputs()); v < layers.size(); ++v) options.outputs.push_back(v);
   return analyze(g, layers, options);
+}
+
+/// The structure report of a MaskedDeepFFN: that of its network engine (a chain DAN).
+template <typename Scalar>
+StructureReport analyze(const MaskedDeepFFN<Scalar>& model, AnalysisOptions options = {}) {
+  return analyze(model.network(), std::move(options));
 }
 
 /// The structure report of a MaskedDeepDAN's hidden neurons only: the graph generate_structure(model)
@@ -151,11 +152,79 @@ StructureReport analyze_hidden(const MaskedDeepDAN<Scalar>& model, AnalysisOptio
   return analyze(g, layers, options);
 }
 
-/// The network of a ScalableDAN at `scale` (deepstruct's ScalableDAN.build).
+/// deepstruct's ScalableDAN.build options: LayerNorm on (use_layer_norm=True is its default).
+inline DANOptions scalable_dan_options() {
+  DANOptions options;
+  options.use_layer_norm = true;
+  return options;
+}
+
+/// The network of a ScalableDAN at `scale` (deepstruct's ScalableDAN.build, whose LayerNorm is on
+/// by default, as here).
 template <typename Scalar>
 MaskedDeepDAN<Scalar> make_scalable_dan(const ScalableDAN& family, Eigen::Index inputs, Eigen::Index outputs,
-                                        std::size_t scale, const DANOptions& options = {}) {
+                                        std::size_t scale, const DANOptions& options = scalable_dan_options()) {
   return make_dan<Scalar>(inputs, outputs, family.grow(scale), options);
+}
+
+/// Writes a DAN as deepstruct's two files: `prefix.graphml`, the graph the network was made from
+/// (layer-major, with layer and position data: deepstruct's loader and read_graphml both give the
+/// network's neuron order), and `prefix.npz`, its state_dict (the masks there, pruned or not, are
+/// the network's). deepstruct rebuilds it with LayeredGraph.load and MaskedDeepDAN, then
+/// load_state_dict(strict=True) (docs/coming-from-deepstruct.md). Throws value_error, writing
+/// nothing, when `dag` is not the graph of this network (other layers, neuron order or skip
+/// connections); io_error when a file cannot be written.
+template <typename Scalar>
+void save_dan(const std::string& prefix, const MaskedDeepDAN<Scalar>& model, const Dag& dag) {
+  const DanDescription d = dan_description(dag);
+  bool same = d.layer_vertices.size() == model.num_hidden_layers();
+  for (std::size_t t = 0; same && t < d.layer_vertices.size(); ++t) same = d.layer_vertices[t] == model.layer_vertices(t);
+  std::size_t skips = 0;
+  for (std::size_t k = 0; same && k < d.connections.size(); ++k) {
+    const auto& c = d.connections[k];
+    if (c.source_layer + 1 == c.target_layer) continue;
+    same = skips < model.skips().size() && model.skips()[skips].source == c.source_layer && model.skips()[skips].target == c.target_layer;
+    ++skips;
+  }
+  same = same && skips == model.skips().size();
+  if (!same)
+    DEEPSTRUCT_THROW(value_error, "save_dan: expected the graph the network was made from (the same layers, neuron order and skip "
+                                  "connections), found a graph with " + std::to_string(d.layer_sizes.size()) + " layers and " +
+                                  std::to_string(skips) + " skip connections for a network with " +
+                                  std::to_string(model.num_hidden_layers()) + " and " + std::to_string(model.skips().size()));
+  std::ostringstream graphml;
+  write_graphml(graphml, dag);
+  const NpzArchive npz = to_npz(model.state_dict());
+  detail::write_file_text(prefix + ".graphml", graphml.str());
+  npz.save(prefix + ".npz");
+}
+
+/// Reads a DAN from deepstruct's two files (see save_dan; tools/deepstruct_files.py exports them
+/// from a deepstruct model with its neuron order): the network of `prefix.graphml` with the sizes,
+/// bias and LayerNorm the state_dict in `prefix.npz` has, loaded from it (strict, deepstruct's
+/// keys). `options` supplies the activation (not stored in state_dicts). Throws io_error naming
+/// the file for anything that does not fit.
+template <typename Scalar>
+MaskedDeepDAN<Scalar> load_dan(const std::string& prefix, DANOptions options = {}) {
+  const std::string npz_path = prefix + ".npz";
+  const Dag g = read_graphml(prefix + ".graphml");
+  const StateDict<Scalar> sd = state_dict_from_npz<Scalar>(NpzArchive::load(npz_path));
+  auto weight = [&](const std::string& key) -> const typename StateDict<Scalar>::Matrix& {
+    const auto it = sd.matrices.find(key);
+    if (it == sd.matrices.end())
+      DEEPSTRUCT_THROW(io_error, "npz file '" + npz_path + "': expected a MaskedDeepDAN weight '" + key + "', found none (keys: " +
+                                     sd.key_list() + ")");
+    return it->second;
+  };
+  const auto& first = weight("layer_first.weight");
+  const auto& out = weight("layer_out.weight");
+  options.bias = sd.vectors.count("layer_first.bias") != 0;
+  options.use_layer_norm = sd.vectors.count("layer_normalizations.0.weight") != 0 || sd.vectors.count("layers_norm_hidden.0.weight") != 0;
+  return detail::with_npz_path(npz_path, "does not fit the network of " + prefix + ".graphml", [&] {
+    MaskedDeepDAN<Scalar> model = make_dan<Scalar>(first.cols(), out.rows(), g, options);
+    model.load_state_dict(sd);
+    return model;
+  });
 }
 
 }  // namespace deepstruct

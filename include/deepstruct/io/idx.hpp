@@ -8,6 +8,7 @@
 /// available and DEEPSTRUCT_WITH_ZLIB is defined (link zlib then); otherwise decompress them first.
 
 #include <Eigen/Core>
+#include <cmath>
 #include <cstdint>
 #include <fstream>
 #include <istream>
@@ -104,6 +105,9 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> idx_images(const IdxArray&
   if (a.shape.size() != 3)
     DEEPSTRUCT_THROW(io_error, "idx_images: " + name + ": expected 3 dimensions (images x rows x cols), found " +
                                    std::to_string(a.shape.size()));
+  if (!(std > 0.0) || !std::isfinite(std) || !std::isfinite(mean))
+    DEEPSTRUCT_THROW(value_error, "idx_images: " + name + ": expected a finite mean and a finite std > 0, found mean " +
+                                      std::to_string(mean) + " and std " + std::to_string(std));
   const auto n = static_cast<Eigen::Index>(a.shape[0]);
   const auto pixels = static_cast<Eigen::Index>(a.shape[1] * a.shape[2]);
   Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> x(pixels, n);

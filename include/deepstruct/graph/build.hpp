@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+/// \file graph/build.hpp
+/// Building DAGs: from an edge list of vertex ids in bulk (dag_from_edges), and from labelled
+/// edges the way a networkx/deepstruct user writes them (DagBuilder: add_edge(1, 3) names two
+/// vertices "1" and "3" - with Boost's add_edge it would also create vertices 0 and 2, extra
+/// neurons fed by the input). Labels are kept in the vertices (g[v].label) and travel through
+/// make_dan, generate_structure and GraphML.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <type_traits>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "deepstruct/errors.hpp"
+#include "deepstruct/graph/dag.hpp"
+#include "deepstruct/graph/layer_index.hpp"
+
+namespace deepstruct {
+
+/// The DAG on vertices 0..n-1 with the directed edges (u, v) as given, in that order (duplicates
+/// kept, as Boost keeps parallel edges), its layers stored (layer_index). Throws value_error for
+/// an id >= n or a self loop, not_a_dag for a cycle. O(n + m): every out- and in-edge list is
+/// sized once before the edges are added.
+inline Dag dag_from_edges(std::size_t n, const std::vector<std::pair<std::size_t, std::size_t>>& edges) {
+  for (std::size_t k = 0; k < edges.size(); ++k) {
+    const auto [u, v] = edges[k];
+    if (u >= n || v >= n)
+      DEEPSTRUCT_THROW(value_error, "dag_from_edges: expected vertex ids below " + std::to_string(n) + ", found edge " +
+                                        std::to_string(k) + " (" + std::to_string(u) + ", " + std::to_string(v) + ")");
+    if (u == v)
+      DEEPSTRUCT_THROW(value_error, "dag_from_edges: expected no self loop, found edge " + std::to_string(k) + " (" + std::to_string(u) +
+                                        ", " + std::to_string(v) + ")");
+  }
+  Dag g(edges.begin(), edges.end(), n);
+  const std::vector<std::size_t> layers = layer_index(g);  // not_a_dag for a cycle
+  for (std::size_t v = 0; v < n; ++v) g[v].layer = layers[v];
+  return g;
+}
+
+/// Builds a DAG from labelled vertices and edges, in insertion order as networkx does: a vertex is
+/// created the first time its label appears (add_node, or either end of add_edge, source first),
+/// and vertex ids follow that order. Labels are strings; integers are written in decimal
+/// (add_edge(1, 3) and add_edge("1", "3") name the same vertices). A repeated edge is added once,
+/// as in a networkx DiGraph. deepstruct's README recipe (add_edges_from(g.edges) then
+/// add_nodes_from(g.nodes)) maps to add_edges then add_nodes.
+class DagBuilder {
+ public:
+  /// The vertex of `label`, created if it does not exist yet.
+  template <typename Label>
+  std::size_t add_node(const Label& label) {
+    const std::string key = to_label(label);
+    const auto [it, inserted] = ids_.emplace(key, labels_.size());
+    if (inserted) labels_.push_back(key);
+    return it->second;
+  }
+  /// An edge from `from` to `to` (both created if needed). Throws value_error for a self loop,
+  /// adding nothing.
+  template <typename A, typename B>
+  void add_edge(const A& from, const B& to) {
+    const std::string a = to_label(from), b = to_label(to);
+    if (a == b) DEEPSTRUCT_THROW(value_error, "DagBuilder::add_edge: expected no self loop, found " + a + " -> " + b);
+    const std::size_t u = add_node(a), v = add_node(b);
+    if (seen_.insert({u, v}).second) edges_.emplace_back(u, v);
+  }
+  /// Every pair (from, to) of a range, in order.
+  template <typename Range>
+  void add_edges(const Range& pairs) {
+    for (const auto& p : pairs) add_edge(p.first, p.second);
+  }
+  /// Every label of a range, in order.
+  template <typename Range>
+  void add_nodes(const Range& labels) {
+    for (const auto& l : labels) add_node(l);
+  }
+
+  std::size_t num_vertices() const { return labels_.size(); }
+  std::size_t num_edges() const { return edges_.size(); }
+  template <typename Label>
+  bool contains(const Label& label) const {
+    return ids_.count(to_label(label)) != 0;
+  }
+  /// The vertex id of `label`; throws value_error when there is none.
+  template <typename Label>
+  std::size_t vertex(const Label& label) const {
+    const auto it = ids_.find(to_label(label));
+    if (it == ids_.end()) DEEPSTRUCT_THROW(value_error, "DagBuilder::vertex: expected a label that was added, found '" + to_label(label) + "'");
+    return it->second;
+  }
+  /// The labels by vertex id.
+  const std::vector<std::string>& labels() const { return labels_; }
+
+  /// The DAG: vertices in insertion order with their labels, edges in insertion order, layers
+  /// stored. Throws not_a_dag (naming a vertex on the cycle) for a cyclic graph.
+  Dag build() const {
+    Dag g = dag_from_edges(labels_.size(), edges_);
+    for (std::size_t v = 0; v < labels_.size(); ++v) g[v].label = labels_[v];
+    return g;
+  }
+
+ private:
+  template <typename Label>
+  static std::string to_label(const Label& label) {
+    if constexpr (std::is_integral<Label>::value && !std::is_same<Label, bool>::value && !std::is_same<Label, char>::value) {
+      return std::to_string(label);
+    } else {
+      static_assert(std::is_convertible<const Label&, std::string>::value, "DagBuilder: labels are integers or strings");
+      return std::string(label);
+    }
+  }
+  struct PairHash {
+    std::size_t operator()(const std::pair<std::size_t, std::size_t>& p) const noexcept {
+      return std::hash<std::size_t>()(p.first * 0x9E3779B97F4A7C15ull ^ p.second);
+    }
+  };
+
+  std::unordered_map<std::string, std::size_t> ids_;
+  std::vector<std::string> labels_;
+  std::vector<std::pair<std::size_t, std::size_t>> edges_;
+  std::unordered_set<std::pair<std::size_t, std::size_t>, PairHash> seen_;
+};
+
+}  // namespace deepstruct
