@@ -85,8 +85,8 @@ class MaskedLayer : public Module<Scalar_> {
   virtual const char* weight_name(std::size_t k) const = 0;
   /// The storage of masked weight k (read only; changes go through the functions below).
   virtual const MaskedWeight<Scalar>& masked(std::size_t k) const = 0;
-  /// Positions (column-major) of the active entries of masked weight k when the layer keeps that
-  /// list anyway (the sparse kernels' index), otherwise nullptr.
+  /// Positions (column-major, ascending) of the active entries of masked weight k when the layer
+  /// keeps that list (next to the sparse kernels' index), otherwise nullptr.
   virtual const std::vector<Index>* active_positions(std::size_t) const { return nullptr; }
 
   // ---- masked weights: written once for every layer ------------------------------------------

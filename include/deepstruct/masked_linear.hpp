@@ -78,7 +78,7 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
     this->check_k(k, "masked");
     return w_;
   }
-  /// The positions of the active weights (see active_positions()).
+  /// The positions of the active weights, ascending (see active_positions()).
   const std::vector<Index>* active_positions(std::size_t k) const override {
     this->check_k(k, "active_positions");
     return &active_positions();
@@ -281,10 +281,10 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
     bias_grad_.setZero();
   }
 
-  /// Positions (o + i * out_features, column-major) of the active weights, row by row.
+  /// Positions (o + i * out_features, column-major) of the active weights, ascending.
   const std::vector<Index>& active_positions() const {
     refresh_sparse_pattern();
-    return csr_.dense_pos;
+    return active_sorted_;
   }
 
  protected:
@@ -366,6 +366,11 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
   void refresh_sparse_pattern() const {
     if (!sparse_pattern_stale_) return;
     csr_.build_pattern(w_.mask);
+    active_sorted_.clear();
+    active_sorted_.reserve(static_cast<std::size_t>(w_.nnz));
+    const bool* m = w_.mask.data();
+    for (Index i = 0; i < w_.mask.size(); ++i)
+      if (m[i]) active_sorted_.push_back(i);
     sparse_pattern_stale_ = false;
     sparse_values_stale_ = true;
   }
@@ -397,6 +402,7 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
   Matrix masked_weight_;
   bool dense_stale_ = true;
   mutable detail::CsrWeights<Scalar> csr_;
+  mutable std::vector<Index> active_sorted_;  // the active positions, ascending (optimizers)
   mutable bool sparse_pattern_stale_ = true;
   mutable bool sparse_values_stale_ = true;
 

@@ -40,8 +40,8 @@ struct ParameterRef {
   const Scalar* grad;  ///< dL/dvalue, same size
   Eigen::Index size;   ///< number of scalars
   const bool* mask;    ///< active entries (a masked weight), or nullptr: all active
-  /// Positions of the active entries (the true entries of mask), or nullptr when the layer keeps
-  /// no such list (then scan mask). Lets an optimizer touch only active entries.
+  /// Positions of the active entries (the true entries of mask), ascending, or nullptr when the
+  /// layer keeps no such list (then scan mask). Lets an optimizer touch only active entries.
   const std::vector<Eigen::Index>* active = nullptr;
 };
 

@@ -160,6 +160,32 @@ void parallel_chunks(Eigen::Index size, Fn&& fn) {
   fn(Eigen::Index{0}, size);
 }
 
+/// Calls fn(first, count) for every run of consecutive active entries of p, ascending: from the
+/// positions it lists, or from its mask.
+template <typename Scalar, typename Fn>
+void for_each_active_run(const ParameterRef<Scalar>& p, Fn&& fn) {
+  if (p.active != nullptr) {
+    const std::vector<Eigen::Index>& a = *p.active;
+    for (std::size_t k = 0; k < a.size();) {
+      std::size_t end = k + 1;
+      while (end < a.size() && a[end] == a[end - 1] + 1) ++end;
+      fn(a[k], static_cast<Eigen::Index>(end - k));
+      k = end;
+    }
+  } else {
+    for (Eigen::Index i = 0; i < p.size;) {
+      if (!p.mask[i]) {
+        ++i;
+        continue;
+      }
+      Eigen::Index end = i + 1;
+      while (end < p.size && p.mask[end]) ++end;
+      fn(i, end - i);
+      i = end;
+    }
+  }
+}
+
 /// Calls fn(i) for every active entry of p: the positions it lists, or the true entries of its
 /// mask.
 template <typename Scalar, typename Fn>
@@ -307,25 +333,9 @@ class AdamBase : public OptimizerBase<Scalar> {
     const auto sqrt_bc2 = static_cast<Scalar>(std::sqrt(bias_correction2));
     const auto eps = static_cast<Scalar>(options_.eps), wd = static_cast<Scalar>(options_.weight_decay);
     const auto decay = static_cast<Scalar>(1.0 - options_.lr * options_.weight_decay);
-    if (options_.skip_inactive && p.mask != nullptr) {
-      // Scattered entries: the same arithmetic, one entry at a time.
-      for_each_active(p, [&](Eigen::Index i) {
-        Scalar value = p.value[i];
-        const Scalar g = p.grad[i];
-        if (Decoupled) value *= decay;
-        const Scalar gg = (!Decoupled && wd != Scalar(0)) ? g + wd * value : g;
-        m[i] = b1 * m[i] + (Scalar(1) - b1) * gg;
-        v[i] = b2 * v[i] + (Scalar(1) - b2) * gg * gg;
-        p.value[i] = value - step_size * m[i] / (std::sqrt(v[i]) / sqrt_bc2 + eps);
-      });
-      return;
-    }
-    // Eigen array expressions: vectorised (sqrt included) whatever the caller's math flags. With
-    // OpenMP, large tensors are split into chunks across threads (elementwise: same result).
+    // Eigen array expressions: vectorised (sqrt included) whatever the caller's math flags.
     using Array = Eigen::Array<Scalar, Eigen::Dynamic, 1>;
-    auto update_range = [&](Eigen::Index first, Eigen::Index n) {
-      Eigen::Map<Array> value(p.value + first, n), m_map(m + first, n), v_map(v + first, n);
-      const Eigen::Map<const Array> grad(p.grad + first, n);
+    auto adam = [&](auto&& value, const auto& grad, auto&& m_map, auto&& v_map) {
       if (Decoupled) value *= decay;
       if (!Decoupled && wd != Scalar(0)) {
         m_map = b1 * m_map + (Scalar(1) - b1) * (grad + wd * value);
@@ -335,6 +345,46 @@ class AdamBase : public OptimizerBase<Scalar> {
         v_map = b2 * v_map + (Scalar(1) - b2) * grad.square();
       }
       value -= step_size * m_map / (v_map.sqrt() / sqrt_bc2 + eps);
+    };
+    if (options_.skip_inactive && p.mask != nullptr) {
+      // The active entries only, in ascending order. Runs of consecutive positions are updated in
+      // place; isolated entries are gathered in chunks into contiguous buffers, updated with the
+      // same vectorised arithmetic and scattered back.
+      constexpr Eigen::Index chunk = 256, min_run = 32;
+      Scalar buffer[4][chunk];
+      Eigen::Index position[chunk];
+      Eigen::Index n = 0;
+      auto flush = [&] {
+        for (Eigen::Index j = 0; j < n; ++j) buffer[0][j] = p.value[position[j]];
+        for (Eigen::Index j = 0; j < n; ++j) buffer[1][j] = p.grad[position[j]];
+        for (Eigen::Index j = 0; j < n; ++j) buffer[2][j] = m[position[j]];
+        for (Eigen::Index j = 0; j < n; ++j) buffer[3][j] = v[position[j]];
+        adam(Eigen::Map<Array>(buffer[0], n), Eigen::Map<const Array>(buffer[1], n), Eigen::Map<Array>(buffer[2], n),
+             Eigen::Map<Array>(buffer[3], n));
+        for (Eigen::Index j = 0; j < n; ++j) p.value[position[j]] = buffer[0][j];
+        for (Eigen::Index j = 0; j < n; ++j) m[position[j]] = buffer[2][j];
+        for (Eigen::Index j = 0; j < n; ++j) v[position[j]] = buffer[3][j];
+        n = 0;
+      };
+      auto run = [&](Eigen::Index first, Eigen::Index count) {
+        if (count >= min_run) {
+          adam(Eigen::Map<Array>(p.value + first, count), Eigen::Map<const Array>(p.grad + first, count),
+               Eigen::Map<Array>(m + first, count), Eigen::Map<Array>(v + first, count));
+          return;
+        }
+        for (Eigen::Index i = first; i < first + count; ++i) {
+          position[n] = i;
+          if (++n == chunk) flush();
+        }
+      };
+      detail::for_each_active_run(p, run);
+      if (n > 0) flush();
+      return;
+    }
+    // With OpenMP, large tensors are split into chunks across threads (elementwise: same result).
+    auto update_range = [&](Eigen::Index first, Eigen::Index count) {
+      adam(Eigen::Map<Array>(p.value + first, count), Eigen::Map<const Array>(p.grad + first, count),
+             Eigen::Map<Array>(m + first, count), Eigen::Map<Array>(v + first, count));
     };
     detail::parallel_chunks(p.size, update_range);
   }

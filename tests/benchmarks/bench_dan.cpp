@@ -196,6 +196,32 @@ bool run(const Prior& prior, Index batch, int reps, int threads, std::vector<std
   std::printf("  %-44s %9.4f ms  (%.1f GF/s)\n", "baseline: input layer as 2 Eigen GEMMs", gemm_ms,
               flop_first / (gemm_ms * 1e6));
   std::printf("  %-44s %9.2f  (median of the per-step ratios)\n", "step / baseline", median(ratio));
+  {
+    // An optimizer step that skips the inactive entries (AdamOptions::skip_inactive) against one
+    // that updates every entry (PyTorch's rule), on copies of the model with the last gradients,
+    // interleaved; the same values where PyTorch's rule changes nothing (tests/unit-optim.cpp).
+    Model all = model, skip = model;
+    deepstruct::Adam<Scalar> adam_all(adam_options);
+    deepstruct::AdamOptions skip_options = adam_options;
+    skip_options.skip_inactive = true;
+    deepstruct::Adam<Scalar> adam_skip(skip_options);
+    std::vector<double> t_all, t_skip, t_ratio;
+    for (int r = 0; r < warmup + reps / 4; ++r) {
+      const auto a0 = Clock::now();
+      adam_all.step(all);
+      const auto a1 = Clock::now();
+      adam_skip.step(skip);
+      const auto a2 = Clock::now();
+      if (r < warmup) continue;
+      t_all.push_back(ms_between(a0, a1));
+      t_skip.push_back(ms_between(a1, a2));
+      t_ratio.push_back(t_skip.back() / t_all.back());
+    }
+    const double inactive = 1.0 - double(model.num_active_weights()) / double(model.num_weights());
+    std::printf("  %-44s %9.4f ms  (every entry, PyTorch's rule)\n", "Adam step alone", median(t_all));
+    std::printf("  %-44s %9.4f ms  (%.0f%% of the weights inactive)\n", "Adam step, skip_inactive", median(t_skip), 100.0 * inactive);
+    std::printf("  %-44s %9.2f  (median of the per-step ratios)\n", "skip_inactive / every entry", median(t_ratio));
+  }
   if (prior.target_ms > 0) {
     char line[200];
     std::snprintf(line, sizeof line, "%s, batch %lld, %d thread%s: training step %.4f ms (target <= %g ms)  %s",
