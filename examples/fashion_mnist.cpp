@@ -8,6 +8,7 @@
 #include <deepstruct/deepstruct.hpp>
 #include <deepstruct/model_io.hpp>
 
+#include "example_cli.hpp"
 #include "fashion_mnist_data.hpp"
 
 #include <chrono>
@@ -24,10 +25,8 @@ namespace {
 const char* const usage =
     "usage: fashion_mnist [--data DIR] [--out FILE.npz] [--epochs N] [--seed S] [--train-samples N] [--quiet]";
 
-/// A bad command line: main prints the message and the usage line, and exits with status 2.
-struct usage_error : std::invalid_argument {
-  using std::invalid_argument::invalid_argument;
-};
+using examples::usage_error;
+using examples::whole_number;
 
 struct Args {
   std::string data = "/usr/share/datasets/fashion-mnist";
@@ -37,22 +36,6 @@ struct Args {
   long train_samples = 0;  // 0: all
   bool quiet = false;
 };
-
-/// The value of `option` as a whole number from 0 to max; usage_error for anything else
-/// ("-1", "5x", "", a number beyond max).
-std::uint64_t whole_number(const std::string& option, const std::string& text, std::uint64_t max) {
-  const std::string expected = "expected " + option + " to be a whole number from 0 to " + std::to_string(max) +
-                               ", found '" + text + "'";
-  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) throw usage_error(expected);
-  std::uint64_t value = 0;
-  try {
-    value = std::stoull(text);
-  } catch (const std::out_of_range&) {
-    throw usage_error(expected);
-  }
-  if (value > max) throw usage_error(expected);
-  return value;
-}
 
 Args parse(int argc, char** argv) {
   Args a;
@@ -158,14 +141,4 @@ int run(int argc, char** argv) {
 
 // Exit status: 0 done, 1 an error while running (e.g. the model file cannot be written), 2 a bad
 // command line or a missing or unreadable data set.
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const usage_error& e) {
-    std::fprintf(stderr, "fashion_mnist: %s\n%s\n", e.what(), usage);
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "fashion_mnist: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return examples::guarded_main("fashion_mnist", usage, run, argc, argv); }

@@ -18,5 +18,6 @@
 #include "deepstruct/graph/scalable.hpp"
 
 #include "deepstruct/graph/models.hpp"
+#include "deepstruct/graph/recurrent.hpp"
 #include "deepstruct/graph/analysis.hpp"
 #include "deepstruct/graph/svg.hpp"

@@ -231,11 +231,12 @@ class MaskedLayer : public Module<Scalar_> {
 
   // ---- execution path --------------------------------------------------------------------------
 
-  void set_execution(Execution execution) { execution_ = execution; }
+  /// (virtual: a layer made of other layers passes the setting on)
+  virtual void set_execution(Execution execution) { execution_ = execution; }
   Execution execution() const { return execution_; }
   /// The density at or below which Execution::automatic takes the sparse path.
   double sparse_threshold() const { return sparse_threshold_; }
-  void set_sparse_threshold(double threshold) {
+  virtual void set_sparse_threshold(double threshold) {
     if (!(threshold >= 0.0 && threshold <= 1.0))
       DEEPSTRUCT_THROW(value_error, std::string(this->type_name()) + "::set_sparse_threshold: expected a density in [0, 1], found " +
                                         std::to_string(threshold));
@@ -268,6 +269,14 @@ class MaskedLayer : public Module<Scalar_> {
   virtual void mask_changed(std::size_t k) = 0;
   /// What the rows and columns of masked weight k are, for messages ("out_features x in_features").
   virtual std::string shape_note(std::size_t) const { return "rows x cols"; }
+
+  // A layer made of other masked layers (a recurrent layer of two MaskedLinear products) reaches
+  // their storage and hooks through these: access to protected members of another object goes
+  // through the class that declares them.
+  static MaskedWeight<Scalar>& storage_of(MaskedLayer& part, std::size_t k) { return part.masked_storage(k); }
+  static void weight_changed_of(MaskedLayer& part, std::size_t k) { part.weight_changed(k); }
+  static void mask_changed_of(MaskedLayer& part, std::size_t k) { part.mask_changed(k); }
+  static void tensors_loaded_of(MaskedLayer& part) { part.tensors_loaded(); }
 
   std::size_t single(const char* where) const {
     if (num_masks() != 1)

@@ -249,6 +249,27 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
     }
   }
 
+  /// dL/dx = (W o M)^T grad_output into *grad_input, and nothing else: no parameter gradient
+  /// (a recurrent layer needs the input gradient step by step and the weight gradient once for
+  /// the whole sequence). grad_input must not share memory with grad_output.
+  void backward_input(const ConstMatrixRef& grad_output, Matrix& grad_input) {
+    if (grad_output.rows() != out_features())
+      DEEPSTRUCT_THROW(shape_error, "MaskedLinear::backward_input: expected grad_output with " + std::to_string(out_features()) +
+                                        " rows (out_features x batch), found " +
+                                        detail::shape_str(grad_output.rows(), grad_output.cols()));
+    check_no_alias(grad_output, grad_input, "backward_input", "grad_input", "grad_output");
+    grad_input.resize(in_features(), grad_output.cols());
+    if (grad_output.cols() == 0) return;
+    if (this->uses_sparse_path(0)) {
+      refresh_sparse();
+      g_tile_.resize(out_features() * detail::batch_tile<Scalar>);
+      detail::csr_backward_input<Scalar>(csr_, grad_output.data(), grad_output.outerStride(), in_features(), out_features(),
+                                         grad_output.cols(), grad_input.data(), grad_input.outerStride(), g_tile_.data());
+    } else {
+      grad_input.noalias() = dense_weight().transpose() * grad_output;
+    }
+  }
+
   /// backward(x, grad_output, &grad_input), returning dL/dx.
   Matrix backward(const ConstMatrixRef& x, const ConstMatrixRef& grad_output) {
     Matrix grad_input;

@@ -33,8 +33,9 @@ NpzArchive to_npz(const StateDict<Scalar>& sd) {
   return archive;
 }
 
-/// A state dict from an archive: keys ending in "._mask" are masks (bool, or numbers all 0 or 1
-/// as deepstruct's MaskedDeepDAN stores them), other 2-D arrays matrices, 1-D arrays vectors.
+/// A state dict from an archive: mask keys (is_mask_key: "..._mask", "..._mask_i2h", ...) are
+/// masks (bool, or numbers all 0 or 1 as deepstruct's MaskedDeepDAN stores them), other 2-D arrays
+/// matrices, 1-D arrays vectors.
 /// io_error (naming the file and key) for other dimensions or dtypes.
 template <typename Scalar>
 StateDict<Scalar> state_dict_from_npz(const NpzArchive& archive) {
@@ -44,7 +45,7 @@ StateDict<Scalar> state_dict_from_npz(const NpzArchive& archive) {
     const std::string& key = kv.first;
     const NpyArray& a = kv.second;
     const std::string what = file + ": array '" + key + "'";
-    if (key.size() > 6 && key.compare(key.size() - 6, 6, "._mask") == 0) {
+    if (is_mask_key(key)) {
       sd.masks[key] = to_mask(a, what);
     } else if (a.ndim() == 2) {
       sd.matrices[key] = to_matrix<Scalar>(a, what);

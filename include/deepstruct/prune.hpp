@@ -56,6 +56,26 @@ class PruneAmount {
   Eigen::Index count_;
 };
 
+/// Which masked weights a pruning call ranks: every one (the default), or those a predicate
+/// select(layer, k) accepts, e.g. weights_named({"_weight_hh"}) for the hidden-to-hidden weights of
+/// recurrent layers only.
+struct AllWeights {
+  template <typename Layer>
+  bool operator()(const Layer&, std::size_t) const {
+    return true;
+  }
+};
+
+/// Selects the masked weights whose weight_name(k) is one of `names`.
+struct WeightsNamed {
+  std::vector<std::string> names;
+  template <typename Layer>
+  bool operator()(const Layer& layer, std::size_t k) const {
+    return std::find(names.begin(), names.end(), layer.weight_name(k)) != names.end();
+  }
+};
+inline WeightsNamed weights_named(std::vector<std::string> names) { return WeightsNamed{std::move(names)}; }
+
 namespace detail {
 
 struct Candidate {
@@ -95,9 +115,10 @@ void prune_lowest(std::vector<Candidate>& candidates, Eigen::Index k, const std:
     for (std::size_t w = 0; w < layers[l]->num_masks(); ++w) layers[l]->set_mask(w, masks[l][w]);
 }
 
-template <typename Scalar>
-void collect_active(const MaskedLayer<Scalar>& layer, std::size_t index, std::vector<Candidate>& out) {
+template <typename Scalar, typename Select>
+void collect_active(const MaskedLayer<Scalar>& layer, std::size_t index, std::vector<Candidate>& out, const Select& select) {
   for (std::size_t w = 0; w < layer.num_masks(); ++w) {
+    if (!select(layer, w)) continue;
     const auto saliency = layer.saliency(w);
     const bool* mask = layer.mask(w).data();
     for (Eigen::Index i = 0; i < saliency.size(); ++i)
@@ -121,10 +142,10 @@ std::vector<MaskedLayer<Scalar>*> as_masked_layers(const std::vector<LayerPtr>& 
 
 /// torch.nn.utils.prune.l1_unstructured over the active weights of one layer (by saliency; a
 /// layer with several masked weights ranks them together). Returns the number of weights pruned.
-template <typename Scalar>
-Eigen::Index prune_layer(MaskedLayer<Scalar>& layer, PruneAmount amount) {
+template <typename Scalar, typename Select = AllWeights>
+Eigen::Index prune_layer(MaskedLayer<Scalar>& layer, PruneAmount amount, const Select& select = Select{}) {
   std::vector<detail::Candidate> candidates;
-  detail::collect_active(layer, 0, candidates);
+  detail::collect_active(layer, 0, candidates, select);
   const Eigen::Index k = amount.of(static_cast<Eigen::Index>(candidates.size()), "prune_layer");
   detail::prune_lowest<Scalar>(candidates, k, {&layer});
   return k;
@@ -132,33 +153,37 @@ Eigen::Index prune_layer(MaskedLayer<Scalar>& layer, PruneAmount amount) {
 
 /// torch.nn.utils.prune.global_unstructured (L1): ranks the active weights of all layers together.
 /// Throws value_error (changing nothing) for a null pointer among the layers.
-template <typename Scalar>
-Eigen::Index prune_global(const std::vector<MaskedLayer<Scalar>*>& layers, PruneAmount amount) {
+template <typename Scalar, typename Select = AllWeights>
+Eigen::Index prune_global(const std::vector<MaskedLayer<Scalar>*>& layers, PruneAmount amount, const Select& select = Select{}) {
   detail::check_layers(layers, "prune_global");
   std::vector<detail::Candidate> candidates;
-  for (std::size_t l = 0; l < layers.size(); ++l) detail::collect_active(*layers[l], l, candidates);
+  for (std::size_t l = 0; l < layers.size(); ++l) detail::collect_active(*layers[l], l, candidates, select);
   const Eigen::Index k = amount.of(static_cast<Eigen::Index>(candidates.size()), "prune_global");
   detail::prune_lowest<Scalar>(candidates, k, layers);
   return k;
 }
 
 /// The same for pointers to a concrete layer type (std::vector<MaskedLinear<float>*>).
-template <typename LayerType, typename = std::enable_if_t<!std::is_abstract<LayerType>::value>>
-Eigen::Index prune_global(const std::vector<LayerType*>& layers, PruneAmount amount) {
-  return prune_global(detail::as_masked_layers<typename LayerType::Scalar>(layers), amount);
+template <typename LayerType, typename Select = AllWeights, typename = std::enable_if_t<!std::is_abstract<LayerType>::value>>
+Eigen::Index prune_global(const std::vector<LayerType*>& layers, PruneAmount amount, const Select& select = Select{}) {
+  return prune_global(detail::as_masked_layers<typename LayerType::Scalar>(layers), amount, select);
 }
 
-/// Global pruning over every masked layer of a model (MaskedDeepFFN, MaskedDeepDAN, ...).
-template <typename Model>
-auto prune_global(Model& model, PruneAmount amount) -> decltype(model.maskable_layers(), Eigen::Index()) {
-  return prune_global(model.maskable_layers(), amount);
+/// Global pruning over every masked layer of a model (MaskedDeepFFN, MaskedDeepDAN, ...), or
+/// over the masked weights `select` accepts.
+template <typename Model, typename Select = AllWeights>
+auto prune_global(Model& model, PruneAmount amount, const Select& select = Select{})
+    -> decltype(model.maskable_layers(), Eigen::Index()) {
+  return prune_global(model.maskable_layers(), amount, select);
 }
 
-/// Per-layer pruning of every masked layer of a model: each layer loses the same fraction.
-template <typename Model>
-auto prune_each_layer(Model& model, PruneAmount amount) -> decltype(model.maskable_layers(), Eigen::Index()) {
+/// Per-layer pruning of every masked layer of a model: each layer loses the same fraction (of the
+/// masked weights `select` accepts).
+template <typename Model, typename Select = AllWeights>
+auto prune_each_layer(Model& model, PruneAmount amount, const Select& select = Select{})
+    -> decltype(model.maskable_layers(), Eigen::Index()) {
   Eigen::Index total = 0;
-  for (auto* layer : model.maskable_layers()) total += prune_layer(*layer, amount);
+  for (auto* layer : model.maskable_layers()) total += prune_layer(*layer, amount, select);
   return total;
 }
 

@@ -15,6 +15,13 @@
 
 namespace deepstruct {
 
+/// True for the key of a boolean mask in deepstruct's state_dicts: its last component starts with
+/// "_mask" (a MaskedLinearLayer's "_mask", a recurrent layer's "_mask_i2h" and "_mask_h2h").
+inline bool is_mask_key(const std::string& key) {
+  const std::size_t dot = key.rfind('.');
+  return key.compare(dot == std::string::npos ? 0 : dot + 1, 5, "_mask") == 0;
+}
+
 template <typename Scalar>
 struct StateDict {
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;

@@ -21,6 +21,8 @@
 #include <deepstruct/masked_deep_dan.hpp>
 #include <deepstruct/optim.hpp>
 
+#include "bench_support.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -38,23 +40,11 @@ using Scalar = float;
 using Index = Eigen::Index;
 using Model = deepstruct::MaskedDeepDAN<Scalar>;
 using Matrix = Model::Matrix;
-using Clock = std::chrono::steady_clock;
+using Clock = bench::Clock;
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n == 0 ? std::nan("") : n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-double ms_between(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-Matrix random_matrix(Index rows, Index cols, deepstruct::Generator& gen) {
-  Matrix m(rows, cols);
-  for (Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<Scalar>(deepstruct::random::uniform(gen, -1.0, 1.0));
-  return m;
-}
+using bench::median;
+using bench::ms_between;
+Matrix random_matrix(Index rows, Index cols, deepstruct::Generator& gen) { return bench::random_matrix<Scalar>(rows, cols, gen); }
 
 double sink = 0;  // keeps results observable
 

@@ -76,7 +76,7 @@ deepstruct::StateDict<Scalar> state_dict(const nlohmann::json& sd) {
   deepstruct::StateDict<Scalar> out;
   for (auto it = sd.begin(); it != sd.end(); ++it) {
     const std::string& k = it.key();
-    if (k.size() > 6 && k.compare(k.size() - 6, 6, "._mask") == 0) out.masks[k] = mask(it.value());
+    if (deepstruct::is_mask_key(k)) out.masks[k] = mask(it.value());
     else if (it.value()[0].is_array()) out.matrices[k] = matrix<Scalar>(it.value());
     else out.vectors[k] = vector<Scalar>(it.value());
   }

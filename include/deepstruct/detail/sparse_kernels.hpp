@@ -324,6 +324,22 @@ void csr_backward(const CsrWeights<Scalar>& w, const Scalar* x, Eigen::Index ld_
   }
 }
 
+/// grad_x = W^T g only (no weight or bias gradient): the CSC of the active weights times g, in
+/// tiles. `g_tile` is scratch of out * batch_tile<Scalar> scalars.
+template <typename Scalar>
+void csr_backward_input(const CsrWeights<Scalar>& w, const Scalar* g, Eigen::Index ld_g, Eigen::Index in, Eigen::Index out,
+                        Eigen::Index batch, Scalar* grad_x, Eigen::Index ld_gx, Scalar* g_tile) {
+  constexpr Eigen::Index T = batch_tile<Scalar>;
+  for (Eigen::Index b0 = 0; b0 < batch; b0 += T) {
+    const Eigen::Index width = b0 + T <= batch ? T : batch - b0;
+    load_transposed_tile<Scalar>(g + b0 * ld_g, ld_g, out, width, g_tile);
+    dispatch_packets<Scalar>(width, [&](auto r) {
+      sparse_times_tile<Scalar, decltype(r)::value>(w.col_start.data(), w.row.data(), w.col_value.data(), nullptr, in, g_tile,
+                                                    width, grad_x + b0 * ld_gx, ld_gx);
+    });
+  }
+}
+
 }  // namespace detail
 }  // namespace deepstruct
 

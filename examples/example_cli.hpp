@@ -1,0 +1,49 @@
+// Shared by the example programs (not part of the library): the command-line error they report
+// with their usage line, and whole-number option values.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+
+namespace examples {
+
+/// A bad command line: main prints the message and the usage line, and exits with status 2.
+struct usage_error : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+/// The value of `option` as a whole number from 0 to max; usage_error for anything else
+/// ("-1", "5x", "", a number beyond max).
+inline std::uint64_t whole_number(const std::string& option, const std::string& text, std::uint64_t max) {
+  const std::string expected = "expected " + option + " to be a whole number from 0 to " + std::to_string(max) +
+                               ", found '" + text + "'";
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) throw usage_error(expected);
+  std::uint64_t value = 0;
+  try {
+    value = std::stoull(text);
+  } catch (const std::out_of_range&) {
+    throw usage_error(expected);
+  }
+  if (value > max) throw usage_error(expected);
+  return value;
+}
+
+/// main() of an example: runs run(argc, argv) and reports what it throws on stderr, prefixed by
+/// the program's name: a usage_error with the usage line (exit status 2), anything else with
+/// status 1.
+template <typename Run>
+int guarded_main(const char* program, const char* usage, Run&& run, int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const usage_error& e) {
+    std::fprintf(stderr, "%s: %s\n%s\n", program, e.what(), usage);
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", program, e.what());
+    return 1;
+  }
+}
+
+}  // namespace examples
