@@ -30,6 +30,12 @@ inline std::uint64_t whole_number(const std::string& option, const std::string& 
   return value;
 }
 
+/// The value after option argv[i] (advancing i to it); usage_error when there is none.
+inline std::string option_value(int argc, char** argv, int& i) {
+  if (i + 1 >= argc) throw usage_error("expected a value after " + std::string(argv[i]) + ", found none");
+  return argv[++i];
+}
+
 /// main() of an example: runs run(argc, argv) and reports what it throws on stderr, prefixed by
 /// the program's name: a usage_error with the usage line (exit status 2), anything else with
 /// status 1.

@@ -41,10 +41,7 @@ Args parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw usage_error("expected a value after " + arg + ", found none");
-      return argv[++i];
-    };
+    auto value = [&] { return examples::option_value(argc, argv, i); };
     if (arg == "--data") a.data = value();
     else if (arg == "--out") a.out = value();
     else if (arg == "--epochs") a.epochs = static_cast<int>(whole_number(arg, value(), std::numeric_limits<int>::max()));

@@ -46,10 +46,7 @@ Args parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw usage_error("expected a value after " + arg + ", found none");
-      return argv[++i];
-    };
+    auto value = [&] { return examples::option_value(argc, argv, i); };
     if (arg == "--data") a.data = value();
     else if (arg == "--kind") {
       const std::string k = value();

@@ -6,6 +6,7 @@
 #include <deepstruct/model.hpp>
 #include <deepstruct/optim.hpp>
 #include <deepstruct/prune.hpp>
+#include <deepstruct/sparse_training.hpp>
 #include <deepstruct/train.hpp>
 
 #include "test_support.hpp"
@@ -69,6 +70,13 @@ class TwoMask : public deepstruct::MaskedLayer<double> {
  private:
   deepstruct::MaskedWeight<double> w_[2];
   Mat grad_[2];
+};
+
+/// TwoMask whose weights are kernels: a (4 x 3) matrix that stands for (4, 1, 3, 1) (weight_shape).
+class KernelTwoMask : public TwoMask {
+ public:
+  using TwoMask::TwoMask;
+  std::vector<Eigen::Index> weight_shape(std::size_t k) const override { return {mask(k).rows(), 1, mask(k).cols(), 1}; }
 };
 
 /// TwoMask -> ReLU -> MaskedLinear.
@@ -208,4 +216,48 @@ TEST_CASE("contracts: a model of its own gets state_dict, strict loads, training
   deepstruct::Adam<double> fresh;
   deepstruct::train_step(net, fresh, x, y);
   CHECK(fresh.num_states() == 4);
+}
+
+TEST_CASE("contracts: sparse training (ERK, SET) runs on a layer type it does not know; RigL says why it cannot", "[contract][sparse_training]") {
+  Net net;
+  // ERK counts the shape a layer declares: a kernel layer's extra dimensions change its density.
+  KernelTwoMask kernel(3, 4);
+  CHECK(kernel.weight_shape(0) == std::vector<Eigen::Index>{4, 1, 3, 1});
+  const auto as_matrix = deepstruct::allocate_densities({{4, 3}, {4, 3}, {2, 4}}, 0.5);
+  const auto as_kernel = deepstruct::allocate_densities({{4, 1, 3, 1}, {4, 1, 3, 1}, {2, 4}}, 0.5);
+  CHECK(as_matrix[0] != Approx(as_kernel[0]));
+  const auto d = deepstruct::sparse_init(net, 0.5, {}, 7);
+  CHECK(d == as_matrix);
+  std::vector<Eigen::Index> nnz;
+  for (auto* l : net.maskable_layers())
+    for (std::size_t k = 0; k < l->num_masks(); ++k) nnz.push_back(l->nnz(k));
+  CHECK(nnz[0] == static_cast<Eigen::Index>(std::floor(d[0] * 12)));
+  // SET: the layer's default hooks (mask_changed) follow every update; per-weight nnz constant.
+  deepstruct::SGD<double> sgd(deepstruct::SGDOptions{0.1});
+  deepstruct::MaskUpdateOptions o;
+  o.update_every = 1;
+  o.drop_fraction = 0.5;
+  o.seed = 3;
+  deepstruct::SET<deepstruct::SGD<double>, Net> set(net, sgd, o);
+  const Mat x = Mat::Random(3, 16);
+  deepstruct::Labels y(16);
+  for (Eigen::Index i = 0; i < 16; ++i) y[i] = x(1, i) > 0 ? 1 : 0;
+  const int changes_before = net.two_.mask_changes;
+  for (int s = 0; s < 5; ++s) {
+    deepstruct::train_step(net, set, x, y);
+    std::size_t i = 0;
+    for (auto* l : net.maskable_layers())
+      for (std::size_t k = 0; k < l->num_masks(); ++k, ++i) {
+        CHECK(l->nnz(k) == nnz[i]);
+        CHECK(l->nnz(k) == l->mask(k).count());
+      }
+  }
+  CHECK(net.two_.mask_changes > changes_before);
+  CHECK(set.history().size() == 5);
+  // RigL needs dense gradients, which this layer type does not keep: refused before training.
+  deepstruct::MaskUpdateOptions r;
+  r.update_every = 100;  // the first update far away: still refused up front
+  r.end = 1000;
+  using RigLNet = deepstruct::RigL<deepstruct::SGD<double>, Net>;
+  CHECK_THROWS_AS(RigLNet(net, sgd, r), deepstruct::state_error);
 }

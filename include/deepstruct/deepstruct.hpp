@@ -28,6 +28,7 @@
 #include "deepstruct/prune.hpp"
 #include "deepstruct/random.hpp"
 #include "deepstruct/scalable.hpp"
+#include "deepstruct/sparse_training.hpp"
 #include "deepstruct/state_dict.hpp"
 #include "deepstruct/train.hpp"
 #include "deepstruct/version.hpp"

@@ -18,9 +18,11 @@
 /// neurons, output channels, gate units), so a row is what first-order (neuron) pruning removes.
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <string>
 #include <utility>
 #include <vector>
@@ -157,6 +159,45 @@ class MaskedLayer : public Module<Scalar_> {
                                         " (the weight was reset to zeros of the expected shape)");
     }
   }
+  /// Turns off the entries `off` of mask k, then on the entries `on` (positions, column-major; a
+  /// position in both ends up active). For the few changes of a sparse-training update: the layer
+  /// refreshes its caches in proportion to the changes and its active weights (MaskedLinear: no
+  /// pass over the whole matrix), not to its size. Throws index_error for a position out of range,
+  /// changing nothing.
+  void change_mask(std::size_t k, const std::vector<Index>& off, const std::vector<Index>& on) {
+    MaskedWeight<Scalar>& mw = masked_storage(check_k(k, "change_mask"));
+    const Index n = mw.mask.size();
+    for (const auto* list : {&off, &on})
+      for (const Index p : *list)
+        if (p < 0 || p >= n)
+          DEEPSTRUCT_THROW(index_error, std::string(this->type_name()) + "::change_mask: expected positions in [0, " + std::to_string(n) +
+                                            "), found " + std::to_string(p));
+    std::vector<Index> removed, added;
+    bool* m = mw.mask.data();
+    for (const Index p : off)
+      if (m[p]) {
+        m[p] = false;
+        removed.push_back(p);
+      }
+    for (const Index p : on)
+      if (!m[p]) {
+        m[p] = true;
+        added.push_back(p);
+      }
+    // Sorted for the hook; a position turned off and on again is no change.
+    std::sort(removed.begin(), removed.end());
+    std::sort(added.begin(), added.end());
+    if (!removed.empty() && !added.empty()) {
+      std::vector<Index> r, a;
+      std::set_difference(removed.begin(), removed.end(), added.begin(), added.end(), std::back_inserter(r));
+      std::set_difference(added.begin(), added.end(), removed.begin(), removed.end(), std::back_inserter(a));
+      removed.swap(r);
+      added.swap(a);
+    }
+    mw.nnz += static_cast<Index>(added.size()) - static_cast<Index>(removed.size());
+    mask_entries_changed(k, removed, added);
+  }
+
   /// Changes mask k in place: fn(Mask& m). fn must keep the shape (shape_error otherwise, and the
   /// mask is left as it was before fn).
   template <typename Fn>
@@ -246,6 +287,26 @@ class MaskedLayer : public Module<Scalar_> {
   bool uses_sparse_path(std::size_t k) const {
     return execution_ == Execution::sparse || (execution_ == Execution::automatic && density(k) <= sparse_threshold_);
   }
+  /// While on, backward also keeps the gradient of every entry of the masked weights, active or
+  /// not (dense_gradient(k)), for sparse training's growth criterion (RigL); the parameter
+  /// gradients stay zero behind the masks. Costs one dense product per masked weight and backward.
+  /// A layer type that cannot throws state_error.
+  virtual void set_dense_gradient(bool on) {
+    if (on)
+      DEEPSTRUCT_THROW(state_error, std::string(this->type_name()) + "::set_dense_gradient: this layer type keeps no dense gradient");
+  }
+  /// The dense gradient of masked weight k accumulated since zero_grad() while set_dense_gradient
+  /// was on, or nullptr when it was off.
+  virtual const Matrix* dense_gradient(std::size_t) const { return nullptr; }
+
+  /// The logical shape of masked weight k: {rows, cols} of its matrix by default; a layer whose
+  /// matrix flattens more dimensions says so ({out, in, kh, kw} for a convolution), so that
+  /// ERK density allocation (sparse_training.hpp) counts the kernel dimensions.
+  virtual std::vector<Index> weight_shape(std::size_t k) const {
+    const Mask& m = mask(k);
+    return {m.rows(), m.cols()};
+  }
+
   /// True if any masked weight of the layer runs the sparse kernels.
   bool uses_sparse_path() const {
     for (std::size_t k = 0; k < num_masks(); ++k)
@@ -267,6 +328,13 @@ class MaskedLayer : public Module<Scalar_> {
   /// Mask k changed, nnz already recounted (the layer refreshes its caches and clears gradients
   /// at positions that became inactive).
   virtual void mask_changed(std::size_t k) = 0;
+  /// Mask k changed at these positions only (sorted, disjoint; nnz already updated): by default
+  /// mask_changed(k); a layer with costly caches updates them in place.
+  virtual void mask_entries_changed(std::size_t k, const std::vector<Index>& removed, const std::vector<Index>& added) {
+    (void)removed;
+    (void)added;
+    mask_changed(k);
+  }
   /// What the rows and columns of masked weight k are, for messages ("out_features x in_features").
   virtual std::string shape_note(std::size_t) const { return "rows x cols"; }
 
@@ -276,6 +344,9 @@ class MaskedLayer : public Module<Scalar_> {
   static MaskedWeight<Scalar>& storage_of(MaskedLayer& part, std::size_t k) { return part.masked_storage(k); }
   static void weight_changed_of(MaskedLayer& part, std::size_t k) { part.weight_changed(k); }
   static void mask_changed_of(MaskedLayer& part, std::size_t k) { part.mask_changed(k); }
+  static void mask_entries_changed_of(MaskedLayer& part, std::size_t k, const std::vector<Index>& removed, const std::vector<Index>& added) {
+    part.mask_entries_changed(k, removed, added);
+  }
   static void tensors_loaded_of(MaskedLayer& part) { part.tensors_loaded(); }
 
   std::size_t single(const char* where) const {

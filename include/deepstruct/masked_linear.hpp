@@ -11,6 +11,7 @@
 /// mask and a threshold (see sparse_threshold()), or is forced with set_execution().
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -222,6 +223,17 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
       if (grad_input != nullptr) grad_input->setZero();
       return;
     }
+    if (capture_dense_) {
+      // Sparse training's update step: the gradient of every weight, one dense product, then the
+      // parameter gradient behind the mask from it; the input gradient as usual.
+      dense_step_.noalias() = grad_output * x.transpose();
+      dense_grad_ += dense_step_;
+      weight_grad_.array() += dense_step_.array() * w_.mask.template cast<Scalar>().array();
+      grad_touched_outside_pattern_ = true;
+      if (has_bias_) bias_grad_.noalias() += grad_output * Vector::Ones(x.cols());
+      if (grad_input != nullptr) backward_input(grad_output, *grad_input);
+      return;
+    }
     if (this->uses_sparse_path(0)) {
       refresh_sparse();
       const Index T = detail::batch_tile<Scalar>;
@@ -290,6 +302,7 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
   /// Sets the gradients to zero. After sparse-only backward passes this touches only the active
   /// positions.
   void zero_grad() override {
+    if (capture_dense_) dense_grad_.setZero(out_features(), in_features());
     if (weight_grad_.size() == 0) return;
     if (grad_touched_outside_pattern_) {
       weight_grad_.setZero();
@@ -300,6 +313,19 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
       for (const Index pos : csr_.dense_pos) gw[pos] = Scalar(0);
     }
     bias_grad_.setZero();
+  }
+
+  void set_dense_gradient(bool on) override {
+    capture_dense_ = on;
+    if (on) dense_grad_.setZero(out_features(), in_features());
+    else {
+      dense_grad_.resize(0, 0);
+      dense_step_.resize(0, 0);
+    }
+  }
+  const Matrix* dense_gradient(std::size_t k) const override {
+    this->check_k(k, "dense_gradient");
+    return capture_dense_ ? &dense_grad_ : nullptr;
   }
 
   /// Positions (o + i * out_features, column-major) of the active weights, ascending.
@@ -324,6 +350,33 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
     // Gradients may sit at positions that just became inactive.
     if (weight_grad_.size() != 0) weight_grad_ = weight_grad_.cwiseProduct(w_.mask.template cast<Scalar>());
     grad_touched_outside_pattern_ = true;
+  }
+  void mask_entries_changed(std::size_t, const std::vector<Index>& removed, const std::vector<Index>& added) override {
+    if (weight_grad_.size() != 0)
+      for (const Index p : removed) weight_grad_.data()[p] = Scalar(0);
+    // The dense path's W o M, patched where it is up to date.
+    if (!dense_stale_ && mask_scalar_.size() == w_.value.size() && masked_weight_.size() == w_.value.size()) {
+      for (const Index p : removed) mask_scalar_.data()[p] = masked_weight_.data()[p] = Scalar(0);
+      for (const Index p : added) {
+        mask_scalar_.data()[p] = Scalar(1);
+        masked_weight_.data()[p] = w_.value.data()[p];
+      }
+    } else {
+      dense_stale_ = true;
+    }
+    // The sparse index, rebuilt from the old one in O(nnz + rows + columns + changes), no pass over W.
+    if (!sparse_pattern_stale_) {
+      csr_.apply_changes(removed, added, w_.value.data(), w_.mask.data(), out_features(), in_features());
+      std::vector<Index> merged;
+      merged.reserve(static_cast<std::size_t>(w_.nnz));
+      std::size_t a = 0;
+      for (const Index p : active_sorted_) {
+        while (a < added.size() && added[a] < p) merged.push_back(added[a++]);
+        if (w_.mask.data()[p]) merged.push_back(p);  // removed ones are false in the new mask
+      }
+      while (a < added.size()) merged.push_back(added[a++]);
+      active_sorted_.swap(merged);
+    }
   }
   void tensors_loaded() override {
     w_.nnz = w_.mask.count();
@@ -430,6 +483,9 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
   // Scratch reused across calls.
   detail::TileBuffer<Scalar> x_tile_, g_tile_;  // cache-line aligned: see detail::CacheAlignedAllocator
   std::vector<Scalar> grad_values_;
+  // Sparse training: the dense gradient while captured, and one backward's share of it.
+  bool capture_dense_ = false;
+  Matrix dense_grad_, dense_step_;
 };
 
 using MaskedLinearf = MaskedLinear<float>;

@@ -181,6 +181,11 @@ class MaskedRecurrentLayer : public MaskedLayer<Scalar_> {
     ih_.set_execution(e);
     hh_.set_execution(e);
   }
+  void set_dense_gradient(bool on) override {
+    ih_.set_dense_gradient(on);
+    hh_.set_dense_gradient(on);
+  }
+  const Matrix* dense_gradient(std::size_t k) const override { return part(this->check_k(k, "dense_gradient")).dense_gradient(0); }
   void set_sparse_threshold(double threshold) override {
     Base::set_sparse_threshold(threshold);
     ih_.set_sparse_threshold(threshold);
@@ -375,6 +380,9 @@ class MaskedRecurrentLayer : public MaskedLayer<Scalar_> {
   MaskedWeight<Scalar>& masked_storage(std::size_t k) override { return Base::storage_of(part(this->check_k(k, "masked_storage")), 0); }
   void weight_changed(std::size_t k) override { Base::weight_changed_of(part(k), 0); }
   void mask_changed(std::size_t k) override { Base::mask_changed_of(part(k), 0); }
+  void mask_entries_changed(std::size_t k, const std::vector<Index>& removed, const std::vector<Index>& added) override {
+    Base::mask_entries_changed_of(part(k), 0, removed, added);
+  }
   void tensors_loaded() override {
     Base::tensors_loaded_of(ih_);
     Base::tensors_loaded_of(hh_);

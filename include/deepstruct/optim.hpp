@@ -139,6 +139,16 @@ class OptimizerBase {
   void reset_state() { state_.clear(); }
   /// Number of parameters with state (0 before the first step).
   std::size_t num_states() const { return state_.size(); }
+  /// State buffer `b` of the parameter whose values start at `value` (SGD: 0 the momentum buffer;
+  /// Adam: 0 the first moment, 1 the second), for inspection. Throws value_error for an unknown
+  /// parameter, index_error for a buffer it does not have.
+  const std::vector<Scalar>& state_buffer(const Scalar* value, std::size_t b) {
+    auto& slot = state_.slot(state_.find(value, "state_buffer"));
+    if (b >= slot.buffers.size())
+      DEEPSTRUCT_THROW(index_error, "state_buffer: expected a buffer index below " + std::to_string(slot.buffers.size()) + ", found " +
+                                        std::to_string(b));
+    return slot.buffers[b];
+  }
 
  protected:
   OptimizerState<Scalar> state_;

@@ -12,6 +12,7 @@
 /// NEON, ...) and falls back to scalars under EIGEN_DONT_VECTORIZE.
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <new>
@@ -117,6 +118,86 @@ struct CsrWeights {
           dense_pos[k] = o + i * out;
           row[kc++] = static_cast<std::int32_t>(o);
         }
+  }
+
+  /// Applies a change of the pattern in O(nnz + out + in + changes): the entries at `removed` go,
+  /// those at `added` come (positions o + i * out, each list sorted ascending, the two disjoint);
+  /// `mask` (out x in, column-major) is the new mask, so an old entry stays where it is still
+  /// true; kept entries keep their values, added ones take theirs from `weight`.
+  void apply_changes(const std::vector<Eigen::Index>& removed, const std::vector<Eigen::Index>& added, const Scalar* weight,
+                     const bool* mask, Eigen::Index out, Eigen::Index in) {
+    auto gone = [&](Eigen::Index pos) { return !mask[pos]; };
+    const std::size_t total = col.size() - removed.size() + added.size();  // (removed: only its size is needed)
+    // Rows: the added entries bucketed by row keep ascending columns (ascending positions).
+    std::vector<Eigen::Index> add_start(static_cast<std::size_t>(out + 1), 0);
+    for (const Eigen::Index p : added) ++add_start[static_cast<std::size_t>(p % out + 1)];
+    for (Eigen::Index o = 0; o < out; ++o) add_start[static_cast<std::size_t>(o + 1)] += add_start[static_cast<std::size_t>(o)];
+    std::vector<Eigen::Index> add_by_row(added.size());
+    {
+      std::vector<Eigen::Index> fill(add_start.begin(), add_start.end() - 1);
+      for (const Eigen::Index p : added) add_by_row[static_cast<std::size_t>(fill[static_cast<std::size_t>(p % out)]++)] = p;
+    }
+    std::vector<Eigen::Index> new_row_start(static_cast<std::size_t>(out + 1), 0), new_pos;
+    std::vector<std::int32_t> new_col;
+    std::vector<Scalar> new_value;
+    new_pos.reserve(total);
+    new_col.reserve(total);
+    new_value.reserve(total);
+    for (Eigen::Index o = 0; o < out; ++o) {
+      auto k = static_cast<std::size_t>(row_start[static_cast<std::size_t>(o)]);
+      const auto k1 = static_cast<std::size_t>(row_start[static_cast<std::size_t>(o + 1)]);
+      auto a = static_cast<std::size_t>(add_start[static_cast<std::size_t>(o)]);
+      const auto a1 = static_cast<std::size_t>(add_start[static_cast<std::size_t>(o + 1)]);
+      while (k < k1 || a < a1) {
+        if (a == a1 || (k < k1 && dense_pos[k] < add_by_row[a])) {
+          if (!gone(dense_pos[k])) {
+            new_pos.push_back(dense_pos[k]);
+            new_col.push_back(col[k]);
+            new_value.push_back(value[k]);
+          }
+          ++k;
+        } else {
+          const Eigen::Index p = add_by_row[a++];
+          new_pos.push_back(p);
+          new_col.push_back(static_cast<std::int32_t>(p / out));
+          new_value.push_back(weight[p]);
+        }
+      }
+      new_row_start[static_cast<std::size_t>(o + 1)] = static_cast<Eigen::Index>(new_pos.size());
+    }
+    // Columns: the added entries are already in column-major order.
+    std::vector<Eigen::Index> new_col_start(static_cast<std::size_t>(in + 1), 0);
+    std::vector<std::int32_t> new_row;
+    std::vector<Scalar> new_col_value;
+    new_row.reserve(total);
+    new_col_value.reserve(total);
+    std::size_t a = 0;
+    for (Eigen::Index i = 0; i < in; ++i) {
+      auto k = static_cast<std::size_t>(col_start[static_cast<std::size_t>(i)]);
+      const auto k1 = static_cast<std::size_t>(col_start[static_cast<std::size_t>(i + 1)]);
+      while (k < k1 || (a < added.size() && added[a] / out == i)) {
+        const bool take_added = a < added.size() && added[a] / out == i && (k == k1 || added[a] % out < row[k]);
+        if (take_added) {
+          new_row.push_back(static_cast<std::int32_t>(added[a] % out));
+          new_col_value.push_back(weight[added[a]]);
+          ++a;
+        } else {
+          if (!gone(static_cast<Eigen::Index>(row[k]) + i * out)) {
+            new_row.push_back(row[k]);
+            new_col_value.push_back(col_value[k]);
+          }
+          ++k;
+        }
+      }
+      new_col_start[static_cast<std::size_t>(i + 1)] = static_cast<Eigen::Index>(new_row.size());
+    }
+    row_start.swap(new_row_start);
+    col.swap(new_col);
+    dense_pos.swap(new_pos);
+    value.swap(new_value);
+    col_start.swap(new_col_start);
+    row.swap(new_row);
+    col_value.swap(new_col_value);
   }
 
   /// Copies the active weight values out of the dense column-major weight (out x in).

@@ -1,0 +1,82 @@
+// Tests of <deepstruct/graph/evolution.hpp>: the structure of a network logged at every sparse
+// training update (JSON lines), drawn over training, and the final structure as GraphML.
+#include <deepstruct/graph.hpp>
+#include <deepstruct/optim.hpp>
+#include <deepstruct/sparse_training.hpp>
+#include <deepstruct/train.hpp>
+
+#include <fstream>
+#include <sstream>
+
+#include "test_support.hpp"
+
+TEST_CASE("StructureLog: RigL's updates with dead neurons, paths and skip spans; JSON lines; SVG; GraphML", "[graph][evolution]") {
+  const deepstruct::DanDescription d = test::dan_description(test::load_json("masked_dan.json")["cases"][0]);
+  deepstruct::MaskedDeepDAN<float> model(10, 3, d);
+  deepstruct::sparse_init(model, 0.3, {}, 4);
+  deepstruct::Adam<float> adam;
+  deepstruct::MaskUpdateOptions o;
+  o.update_every = 4;
+  o.end = 30;
+  deepstruct::RigL<deepstruct::Adam<float>, deepstruct::MaskedDeepDAN<float>> rigl(model, adam, o);
+  deepstruct::StructureLog<deepstruct::MaskedDeepDAN<float>> log(model);
+  log.record_initial();
+  rigl.on_update = std::ref(log);
+  const Eigen::MatrixXf x = Eigen::MatrixXf::Random(10, 40);
+  deepstruct::Labels y(40);
+  for (int i = 0; i < 40; ++i) y[i] = i % 3;
+  deepstruct::FitOptions fit;
+  fit.epochs = 4;
+  fit.batch_size = 5;
+  fit.quiet = true;
+  deepstruct::fit(model, rigl, x, y, fit);
+  REQUIRE(log.records().size() == 1 + rigl.history().size());
+  CHECK(rigl.history().size() == 7);  // steps 4, 8, ..., 28
+  // The logged structure is the model's at that time: the last one is the model's now.
+  deepstruct::AnalysisOptions a;
+  a.shortest_paths = a.clustering = false;
+  const deepstruct::StructureReport now = deepstruct::analyze(model, a);
+  const auto& last = log.records().back();
+  CHECK(deepstruct::record_value(last, "dead_neurons") == double(now.dead_neurons.size()));
+  CHECK(deepstruct::record_value(last, "edges") == double(now.edges));
+  CHECK(deepstruct::record_value(last, "log10_input_output_paths") == Approx(now.log10_input_output_paths));
+  CHECK(deepstruct::record_value(last, "skip_span_2") == double(now.skip_lengths.at(2)));
+  CHECK(deepstruct::record_value(log.records().front(), "grown") == 0);
+  double grown = 0;  // the cosine schedule ends near 0: the early updates grow the most
+  for (const auto& r : log.records()) grown = std::max(grown, deepstruct::record_value(r, "grown"));
+  CHECK(grown > 0);
+  CHECK(deepstruct::record_value(last, "density") == Approx(model.density()));
+  // JSON lines: one per record, each parseable.
+  const std::string dir = DEEPSTRUCT_TEST_TMP_DIR;
+  log.write_jsonl(dir + "/evolution.jsonl");
+  std::ifstream in(dir + "/evolution.jsonl");
+  std::string line;
+  std::size_t lines = 0;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line);
+    CHECK(j.contains("dead_neurons"));
+    CHECK(j["layers"].size() == model.maskable_layers().size());
+    ++lines;
+  }
+  CHECK(lines == log.records().size());
+  // The chart and the final structure.
+  deepstruct::write_evolution_svg(dir + "/evolution.svg", log.records());
+  std::ifstream svg(dir + "/evolution.svg");
+  const std::string text((std::istreambuf_iterator<char>(svg)), std::istreambuf_iterator<char>());
+  CHECK(std::count(text.begin(), text.end(), '\n') > 10);
+  // One panel per default field, each a line through every record.
+  std::size_t panels = 0;
+  for (std::size_t at = text.find("<polyline"); at != std::string::npos; at = text.find("<polyline", at + 1)) {
+    ++panels;
+    const std::size_t begin = text.find("points=\"", at) + 8, end = text.find('"', begin);
+    const std::string points = text.substr(begin, end - begin);
+    CHECK(static_cast<std::size_t>(std::count(points.begin(), points.end(), ',')) == log.records().size());
+  }
+  CHECK(panels == 4);
+  for (const char* field : {"dead_neurons", "cannot_reach_outputs", "log10_input_output_paths", "grown"})
+    CHECK(text.find(std::string(">") + field + "<") != std::string::npos);
+  CHECK_THROWS_AS(deepstruct::write_evolution_svg(dir + "/fields.svg", log.records(), {}), deepstruct::value_error);
+  CHECK_THROWS_AS(deepstruct::write_evolution_svg(dir + "/none.svg", {}), deepstruct::value_error);
+  deepstruct::write_graphml(dir + "/final.graphml", deepstruct::generate_structure(model));
+  CHECK(boost::num_edges(deepstruct::read_graphml(dir + "/final.graphml")) == boost::num_edges(deepstruct::generate_structure(model)));
+}
