@@ -1,6 +1,11 @@
 // Tests of <deepstruct/dan_description.hpp>.
 #include <deepstruct/dan_description.hpp>
+#include <deepstruct/masked_deep_dan.hpp>
 
+#include <limits>
+#include <vector>
+
+#include "allocation_guard.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -78,4 +83,25 @@ TEST_CASE("DanDescription: without vertex lists the ids are consecutive layer by
   deepstruct::DanDescription sizes_only;
   sizes_only.layer_sizes = {4};
   CHECK_NOTHROW(deepstruct::check_dan_description(sizes_only));
+}
+
+TEST_CASE("DanDescription: a layer beyond 2^31 - 1 vertices is refused before anything is allocated", "[dan_description][robustness]") {
+  // Issue 14: one layer of 3e9 vertices made default_layer_vertices push 3e9 ids one by one (a
+  // hang, then 24 GB). The guard turns any allocation beyond 64 MiB into std::bad_alloc at once.
+  test::AllocationGuard guard(std::size_t{64} << 20);
+  deepstruct::DanDescription d;
+  d.layer_sizes = {3000000000};
+  CHECK_THROWS_WITH(deepstruct::check_dan_description(d),
+                    test::contains("expected at most 2^31 - 1 = 2147483647 vertices per layer") && test::contains("found layer 0 of 3000000000"));
+  CHECK_THROWS_AS(deepstruct::check_dan_description(d), deepstruct::shape_error);
+  CHECK_THROWS_AS(deepstruct::default_layer_vertices({2, 3000000000}), deepstruct::shape_error);
+  CHECK_THROWS_AS(deepstruct::layer_vertices_or_default(d), deepstruct::shape_error);
+  CHECK_THROWS_AS(deepstruct::default_layer_vertices({std::numeric_limits<std::size_t>::max()}), deepstruct::shape_error);
+  // Each layer within the limit, all of them together beyond any memory: ids of 8 bytes each.
+  CHECK_THROWS_WITH(deepstruct::default_layer_vertices(std::vector<std::size_t>(1u << 16, deepstruct::max_layer_vertices)),
+                    test::contains("of physical memory of this machine"));
+  // The network built on such a description: the same error, before any layer exists.
+  CHECK_THROWS_AS(deepstruct::MaskedDeepDAN<float>(4, 2, d), deepstruct::shape_error);
+  CHECK(guard.largest() < (std::size_t{1} << 20));
+  CHECK(deepstruct::max_layer_vertices == 2147483647u);
 }

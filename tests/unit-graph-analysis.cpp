@@ -233,6 +233,18 @@ TEST_CASE("analyze: bad input throws", "[graph][analysis]") {
   CHECK_THROWS_AS(deepstruct::analyze(g, opt), deepstruct::value_error);
 }
 
+TEST_CASE("analyze: a layer of SIZE_MAX is refused before anything is indexed", "[graph][analysis][robustness]") {
+  // Issue 14: max + 1 wrapped to 0, the range check passed, and the layer sizes were written out
+  // of bounds (a GraphML file could store such a layer; graphml_layers(g, stored) passed it on).
+  const Dag g = make_dag(3, {{0, 1}, {1, 2}});
+  const std::size_t huge = std::numeric_limits<std::size_t>::max();
+  CHECK_THROWS_WITH(deepstruct::analyze(g, std::vector<std::size_t>{0, 1, huge}),
+                    test::contains("expected layers below the number of vertices (3), found layer " + std::to_string(huge) + " at vertex 2"));
+  CHECK_THROWS_AS(deepstruct::analyze(g, std::vector<std::size_t>{huge, huge, huge}), deepstruct::value_error);
+  CHECK_THROWS_AS(deepstruct::analyze(g, std::vector<std::size_t>{0, 1, 3}), deepstruct::value_error);
+  CHECK(deepstruct::analyze(g, std::vector<std::size_t>{0, 1, 2}).depth == 3);
+}
+
 TEST_CASE("analyze: any Boost graph with the concepts gives the same report", "[graph][analysis]") {
   const std::size_t n = 200;
   Edges edges = random_edges(n, 800, 3, false);

@@ -174,3 +174,41 @@ TEST_CASE("conv2d: bad geometries throw value_error", "[graph][conv2d]") {
   geo.padding = {1, 1};  // padding makes room
   CHECK(deepstruct::conv2d_output_size(geo) == std::array<std::int64_t, 2>{2, 2});
 }
+
+TEST_CASE("conv2d: absurd geometries are refused up front with value_error naming the size", "[graph][conv2d][robustness]") {
+  // Issue 14: 2^40 channels ended in std::bad_alloc; products beyond 64 bits were undefined.
+  deepstruct::Conv2dGeometry geo;
+  geo.in_channels = std::int64_t{1} << 40;
+  CHECK_THROWS_WITH(deepstruct::conv2d_structure(geo),
+                    test::contains("expected at most 2^31 - 1 = 2147483647 vertices, found " + std::to_string(std::int64_t{1} << 40) + " inputs"));
+  geo = {};
+  geo.out_channels = std::int64_t{1} << 40;
+  CHECK_THROWS_AS(deepstruct::conv2d_structure(geo), deepstruct::value_error);
+  geo = {};
+  geo.in_channels = std::int64_t{1} << 40;
+  geo.input = {std::int64_t{1} << 40, std::int64_t{1} << 40};  // (2^40)^3 overflows 64 bits
+  CHECK_THROWS_WITH(deepstruct::conv2d_structure(geo), test::contains("overflows 64 bits"));
+  geo = {};
+  geo.padding = {std::int64_t{1} << 62, 0};  // 2 * padding overflows
+  CHECK_THROWS_WITH(deepstruct::conv2d_output_size(geo), test::contains("overflows 64 bits"));
+  geo = {};
+  geo.kernel = {3, 3};
+  geo.dilation = {std::int64_t{1} << 62, 1};  // dilated kernel overflows
+  CHECK_THROWS_AS(deepstruct::conv2d_output_size(geo), deepstruct::value_error);
+  // Few vertices, too many edges for any memory: 46000 x 46000 channels of 1 pixel.
+  geo = {};
+  geo.in_channels = geo.out_channels = 46000;
+  CHECK_THROWS_WITH(deepstruct::conv2d_structure(geo), test::contains("of physical memory of this machine"));
+  // The exact edge count behind that check, against the graph, with padding and dilation.
+  geo = {};
+  geo.in_channels = 2;
+  geo.out_channels = 3;
+  geo.kernel = {3, 2};
+  geo.padding = {2, 1};
+  geo.dilation = {2, 1};
+  geo.stride = {1, 2};
+  geo.input = {5, 4};
+  const auto out = deepstruct::conv2d_output_size(geo);
+  const double taps = deepstruct::detail::conv2d_taps_inside(5, 3, 1, 2, 2, out[0]) * deepstruct::detail::conv2d_taps_inside(4, 2, 2, 1, 1, out[1]);
+  CHECK(static_cast<double>(num_edges(deepstruct::conv2d_structure(geo))) == 3.0 * 2.0 * taps);
+}

@@ -10,11 +10,13 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
 
+#include "file_faults.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -389,4 +391,33 @@ TEST_CASE("save_dan / load_dan: deepstruct's two files in one call each; a graph
   deepstruct::write_graphml(bad + ".graphml", other);
   CHECK_THROWS_WITH(deepstruct::load_dan<double>(bad), test::contains(bad + ".npz"));
   CHECK_THROWS_AS(deepstruct::load_dan<double>(bad), deepstruct::io_error);
+}
+
+TEST_CASE("save_dan: both files are written atomically; a failed save leaves the old ones", "[graph][deepstruct][io][robustness]") {
+  deepstruct::Dag g;
+  auto model = reversed_dan(g);
+  const std::string dir = tmp("save_dan_atomic");
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string prefix = dir + "/net";
+  deepstruct::save_dan(prefix, model, g);
+  const std::string graphml = test::file_text(prefix + ".graphml"), npz = test::file_text(prefix + ".npz");
+  deepstruct::prune_global(model, deepstruct::PruneAmount::fraction(0.5));
+  std::string message;
+  test::with_file_size_limit(512, [&] {
+    try {
+      deepstruct::save_dan(prefix, model, g);
+    } catch (const deepstruct::io_error& e) {
+      message = e.what();
+    }
+  });
+  CHECK_THAT(message, test::contains("cannot write '" + prefix + ".graphml'") && test::contains("File too large"));
+  CHECK(test::file_text(prefix + ".graphml") == graphml);
+  CHECK(test::file_text(prefix + ".npz") == npz);
+  CHECK(test::temporary_files(dir).empty());
+  // The GraphML fits, the .npz does not: the new GraphML is in place, the old .npz untouched
+  // (each file is atomic; the pair is not - see docs/robustness.md).
+  test::with_file_size_limit(graphml.size() + 64, [&] { CHECK_THROWS_AS(deepstruct::save_dan(prefix, model, g), deepstruct::io_error); });
+  CHECK(test::file_text(prefix + ".npz") == npz);
+  CHECK(test::temporary_files(dir).empty());
 }

@@ -223,3 +223,25 @@ TEST_CASE("generators: every generator stores the layer index", "[graph][generat
     CHECK(*std::max_element(stored.begin(), stored.end()) > 2);  // not trivially all 0
   }
 }
+
+TEST_CASE("generators: absurd sizes are refused up front with value_error naming the size", "[graph][generators][robustness]") {
+  // Issue 14: these ended in std::bad_alloc or std::length_error (or would have filled memory).
+  deepstruct::Generator gen(1);
+  const std::size_t n40 = std::size_t{1} << 40, n62 = std::size_t{1} << 62;
+  CHECK_THROWS_WITH(deepstruct::barabasi_albert(n40, 2, gen),
+                    test::contains("barabasi_albert: expected at most 2^31 - 1 = 2147483647 vertices, found n = " + std::to_string(n40)));
+  CHECK_THROWS_WITH(deepstruct::erdos_renyi_gnp(n62, 0.5, gen), test::contains("found n = " + std::to_string(n62)));
+  CHECK_THROWS_AS(deepstruct::erdos_renyi_gnp(n62, 0.0, gen), deepstruct::value_error);
+  CHECK_THROWS_AS(deepstruct::erdos_renyi_gnm(n40, 10, gen), deepstruct::value_error);
+  CHECK_THROWS_AS(deepstruct::watts_strogatz(n40, 4, 0.1, gen), deepstruct::value_error);
+  CHECK_THROWS_AS(deepstruct::newman_watts_strogatz(n40, 4, 0.1, gen), deepstruct::value_error);
+  // Within the vertex limit, but far more edges than any memory holds: the message says how much.
+  CHECK_THROWS_WITH(deepstruct::barabasi_albert(2147483647, 1u << 20, gen),
+                    test::contains("GiB of physical memory of this machine") && test::contains("barabasi_albert: a graph of 2147483647 vertices"));
+  CHECK_THROWS_AS(deepstruct::erdos_renyi_gnp(2000000000, 0.5, gen), deepstruct::value_error);
+  CHECK_THROWS_AS(deepstruct::erdos_renyi_gnm(2000000000, std::size_t{1} << 50, gen), deepstruct::value_error);
+  CHECK_THROWS_AS(deepstruct::watts_strogatz(2000000000, 1000000, 0.1, gen), deepstruct::value_error);
+  // Sizes that fit are unaffected.
+  CHECK(num_vertices(deepstruct::barabasi_albert(1000, 3, gen)) == 1000);
+  CHECK(num_vertices(deepstruct::erdos_renyi_gnp(100000, 0.0, gen)) == 100000);
+}

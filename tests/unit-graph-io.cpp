@@ -7,7 +7,10 @@
 #include <deepstruct/random.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <limits>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
@@ -16,6 +19,7 @@
 #include <sstream>
 #include <utility>
 
+#include "file_faults.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -397,4 +401,130 @@ TEST_CASE("DOT: one rank=same group per layer, every edge, optional weights", "[
   CHECK(plain.str() == "digraph \"deepstruct\" {\n  rankdir=LR;\n  node [shape=circle];\n  0;\n  1;\n  2;\n  0 -> 1;\n  1 -> 2;\n  2 -> 0;\n}\n");
   CHECK_THROWS_AS(deepstruct::write_dot(out, g, {true, false, "sideways"}), deepstruct::value_error);
   CHECK_THROWS_WITH(deepstruct::write_dot(tmp_path("no/such/dir/g.dot"), g), test::contains("no/such/dir/g.dot"));
+}
+
+TEST_CASE("GraphML: a layer or position that no layering of the file's nodes has is refused at read", "[graph][io][robustness]") {
+  const std::string keys = "<key id=\"l\" for=\"node\" attr.name=\"layer\"/>\n<key id=\"p\" for=\"node\" attr.name=\"position\"/>\n";
+  auto node = [](const std::string& id, const std::string& layer, const std::string& position = "") {
+    return "<node id=\"" + id + "\"><data key=\"l\">" + layer + "</data>" +
+           (position.empty() ? std::string() : "<data key=\"p\">" + position + "</data>") + "</node>\n";
+  };
+  // Issue 14: layer SIZE_MAX was accepted; graphml_layers(g, stored) then made write_svg and
+  // analyze compute max + 1 = 0 and write out of bounds.
+  const std::string size_max = std::to_string(std::numeric_limits<std::size_t>::max());
+  CHECK_THAT(parse_error(graphml(node("a", "0") + node("b", size_max), keys)),
+             test::contains("bad.graphml:7: expected a layer below the number of nodes (2) for node 'b', found " + size_max));
+  CHECK_THAT(parse_error(graphml(node("a", "0") + node("b", "2"), keys)), test::contains("bad.graphml:7: expected a layer below"));
+  CHECK(parse_error(graphml(node("a", "0") + node("b", "1"), keys)).empty());
+  CHECK_THAT(parse_error(graphml(node("a", "0", "0") + node("b", "1", "2"), keys)),
+             test::contains("bad.graphml:7: expected a position below the number of nodes (2) for node 'b', found 2"));
+  CHECK_THAT(parse_error(graphml(node("a", "0", "0") + node("b", "1", size_max), keys)), test::contains("expected a position below"));
+  CHECK(parse_error(graphml(node("a", "0", "1") + node("b", "1", "0"), keys)).empty());
+  // A <default> out of range names the <key>'s line.
+  const std::string default_keys = "<key id=\"l\" for=\"node\" attr.name=\"layer\"><default>5</default></key>\n";
+  CHECK_THAT(parse_error(graphml("<node id=\"a\"/>\n<node id=\"b\"/>\n", default_keys)),
+             test::contains("bad.graphml:3: expected a layer below the number of nodes (2) for node 'a', found 5"));
+}
+
+TEST_CASE("GraphML: graphml_layers keeps every layer below the number of vertices", "[graph][io][robustness]") {
+  deepstruct::Dag g(3);
+  add_edge(0, 1, g);
+  add_edge(1, 2, g);
+  g[0].layer = 0;
+  g[1].layer = 1;
+  g[2].layer = std::numeric_limits<std::size_t>::max();  // a layering (0 < 1 < max), but no layer of 3 vertices
+  CHECK_THROWS_WITH(deepstruct::graphml_layers(g, deepstruct::GraphmlLayers::stored),
+                    test::contains("expected stored layers below the number of vertices (3), found layer " +
+                                   std::to_string(std::numeric_limits<std::size_t>::max()) + " at vertex 2"));
+  CHECK_THROWS_AS(deepstruct::graphml_layers(g, deepstruct::GraphmlLayers::stored), deepstruct::value_error);
+  // automatic falls back to layer_index, so what it writes reads back.
+  CHECK(deepstruct::graphml_layers(g) == std::vector<std::size_t>{0, 1, 2});
+  CHECK(written_layers(graphml_text(g)) == std::vector<std::size_t>{0, 1, 2});
+  g[2].layer = 3;  // = n: also not a layer of 3 vertices
+  CHECK(deepstruct::graphml_layers(g) == std::vector<std::size_t>{0, 1, 2});
+  g[2].layer = 2;
+  CHECK(deepstruct::graphml_layers(g, deepstruct::GraphmlLayers::stored) == std::vector<std::size_t>{0, 1, 2});
+}
+
+TEST_CASE("GraphML: an element with very many attributes parses in linear time", "[graph][io][robustness]") {
+  // Issue 14: every attribute was compared with all earlier ones (80,000 attributes: 86 s). The
+  // same number of attributes spread over elements of 10 is the baseline; the single element
+  // must cost about the same, whatever the machine.
+  const int count = 50000;
+  std::string one, spread;
+  for (int i = 0; i < count; ++i) {
+    const std::string attribute = " a" + std::to_string(i) + "=\"" + std::to_string(i % 7) + "\"";
+    one += attribute;
+    if (i % 10 == 0) spread += i == 0 ? "<x" : "/>\n<x";
+    spread += attribute;
+  }
+  spread += "/>\n";
+  const std::string many = graphml("<node id=\"0\"" + one + "/>\n");
+  const std::string baseline = graphml("<node id=\"0\"/>\n" + spread);
+  auto seconds = [](const std::string& text) {
+    double best = 1e9;
+    for (int run = 0; run < 3; ++run) {
+      const auto start = std::chrono::steady_clock::now();
+      const deepstruct::Dag g = deepstruct::parse_graphml(text);
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      CHECK(num_vertices(g) == 1);
+    }
+    return best;
+  };
+  const double t_baseline = seconds(baseline), t_many = seconds(many);
+  INFO("one element with " << count << " attributes: " << t_many << " s; spread over " << count / 10 << " elements: " << t_baseline << " s");
+  CHECK(t_many < 5.0 * t_baseline + 0.01);  // quadratic: about 2000 times the baseline here
+  // A duplicate among many attributes is still found, on its line.
+  CHECK_THAT(parse_error(graphml("<node id=\"0\"" + one + "\n a17=\"x\"/>\n")), test::contains("bad.graphml:5: attribute a17 given twice in <node>"));
+  CHECK_THAT(parse_error(graphml("<node id=\"0\"" + one + " id=\"x\"/>\n")), test::contains("attribute id given twice in <node>"));
+}
+
+TEST_CASE("GraphML and DOT files are written atomically: a failed write leaves the old file", "[graph][io][robustness]") {
+  const deepstruct::Dag small = weighted_dag(3);
+  const deepstruct::Dag big = weighted_dag(4);
+  for (const bool dot : {false, true}) {
+    INFO((dot ? "write_dot" : "write_graphml"));
+    const std::string dir = tmp_path(dot ? "atomic-dot" : "atomic-graphml");
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    const std::string path = dir + (dot ? "/g.dot" : "/g.graphml");
+    auto write = [&](const deepstruct::Dag& g) {
+      if (dot)
+        deepstruct::write_dot(path, g, {true, true});
+      else
+        deepstruct::write_graphml(path, g);
+    };
+    write(small);
+    const std::string before = file_text(path);
+    std::string message;
+    test::with_file_size_limit(256, [&] {
+      try {
+        write(big);
+      } catch (const deepstruct::io_error& e) {
+        message = e.what();
+      }
+    });
+    CHECK_THAT(message, test::contains(std::string(dot ? "write_dot" : "write_graphml") + ": cannot write '" + path + "'"));
+    CHECK_THAT(message, test::contains("File too large"));
+    CHECK(file_text(path) == before);
+    CHECK(test::temporary_files(dir).empty());
+
+    test::SmallTmpfs fs(dir + "/mnt", 64 * 1024);
+    if (!fs.ok()) {
+      WARN("cannot mount a tmpfs here (not root?): the full-disk variant is skipped");
+      continue;
+    }
+    const std::string full = fs.path(dot ? "g.dot" : "g.graphml");
+    if (dot)
+      deepstruct::write_dot(full, small);
+    else
+      deepstruct::write_graphml(full, small);
+    const std::string old = file_text(full);
+    fs.fill();
+    CHECK_THROWS_WITH(dot ? deepstruct::write_dot(full, big, {true, true}) : deepstruct::write_graphml(full, big),
+                      test::contains("No space left on device"));
+    CHECK(file_text(full) == old);
+    std::filesystem::remove(fs.path("filler"));
+    CHECK(test::temporary_files(fs.path("")).empty());
+  }
 }

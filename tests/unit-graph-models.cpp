@@ -8,6 +8,7 @@
 #include <deepstruct/prune.hpp>
 
 #include <algorithm>
+#include <limits>
 #include <set>
 
 #include "test_support.hpp"
@@ -356,4 +357,17 @@ TEST_CASE("graph/models: the analysis of a pruned DAN reports the dead neurons i
   CHECK(r.unreachable_from_inputs == 9);
   CHECK(r.input_output_paths == 0);
   CHECK(std::isinf(r.log10_input_output_paths));
+}
+
+TEST_CASE("graph/models: ScalableDAN refuses a scale whose graph cannot exist, before allocating", "[graph][models][scalable][robustness]") {
+  deepstruct::Dag base(3);
+  add_edge(0, 1, base);
+  add_edge(1, 2, base);
+  const deepstruct::ScalableDAN family(base);
+  CHECK_THROWS_WITH(family.block_sizes(std::size_t{1} << 40), test::contains("expected at most 2^31 - 1 = 2147483647 vertices"));
+  CHECK_THROWS_AS(family.grow(std::size_t{1} << 40), deepstruct::value_error);
+  CHECK_THROWS_AS(family.grow(std::numeric_limits<std::size_t>::max()), deepstruct::value_error);
+  // Few enough vertices, far too many edges (blocks of 10^8 fully connected).
+  CHECK_THROWS_WITH(family.grow(300000000), test::contains("of physical memory of this machine"));
+  CHECK(num_vertices(family.grow(30)) == 30);
 }

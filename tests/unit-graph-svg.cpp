@@ -5,13 +5,16 @@
 #include <boost/property_tree/ptree.hpp>
 #include <boost/property_tree/xml_parser.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <sstream>
 #include <utility>
 #include <vector>
 
 #include "deepstruct/random.hpp"
+#include "file_faults.hpp"
 #include "test_support.hpp"
 
 using deepstruct::Dag;
@@ -259,4 +262,59 @@ TEST_CASE("write_svg: files and errors", "[graph][svg]") {
   REQUIRE(before.find("<svg") != std::string::npos);
   CHECK_THROWS(deepstruct::write_svg(bad_path, g, bad));
   CHECK(text_of(bad_path) == before);
+}
+
+TEST_CASE("write_svg: a layer of SIZE_MAX is refused before anything is indexed", "[graph][svg][robustness]") {
+  // Issue 14: depth = max + 1 wrapped to 0, the check passed and size[layer[v]]++ wrote out of bounds.
+  Dag g(3);
+  add_edge(0, 1, g);
+  add_edge(1, 2, g);
+  SvgOptions o;
+  const std::size_t huge = std::numeric_limits<std::size_t>::max();
+  o.layers = {0, 1, huge};
+  std::ostringstream sink;
+  CHECK_THROWS_WITH(deepstruct::write_svg(sink, g, o),
+                    test::contains("expected layers below the number of vertices (3), found layer " + std::to_string(huge) + " at vertex 2"));
+  o.layers = {huge, huge, huge};
+  CHECK_THROWS_AS(deepstruct::write_svg(sink, g, o), deepstruct::value_error);
+  o.layers = {0, 1, 3};
+  CHECK_THROWS_AS(deepstruct::write_svg(sink, g, o), deepstruct::value_error);
+  CHECK(sink.str().empty());
+}
+
+TEST_CASE("write_svg: written atomically, a failed write leaves the old file", "[graph][svg][robustness]") {
+  const Dag small = layered_dag({2, 3, 2}, 0.8, 0.0, 1);
+  const Dag big = layered_dag({20, 30, 20}, 0.8, 0.1, 2);
+  const std::string dir = std::string(DEEPSTRUCT_TEST_TMP_DIR) + "/svg-atomic";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/net.svg";
+  deepstruct::write_svg(path, small);
+  const std::string before = test::file_text(path);
+  std::string message;
+  test::with_file_size_limit(1024, [&] {
+    try {
+      deepstruct::write_svg(path, big);
+    } catch (const deepstruct::io_error& e) {
+      message = e.what();
+    }
+  });
+  CHECK_THAT(message, test::contains("write_svg: cannot write '" + path + "'"));
+  CHECK_THAT(message, test::contains("File too large"));
+  CHECK(test::file_text(path) == before);
+  CHECK(test::temporary_files(dir).empty());
+
+  test::SmallTmpfs fs(dir + "/mnt", 64 * 1024);
+  if (!fs.ok()) {
+    WARN("cannot mount a tmpfs here (not root?): the full-disk variant is skipped");
+    return;
+  }
+  const std::string full = fs.path("net.svg");
+  deepstruct::write_svg(full, small);
+  const std::string old = test::file_text(full);
+  fs.fill();
+  CHECK_THROWS_WITH(deepstruct::write_svg(full, big), test::contains("No space left on device"));
+  CHECK(test::file_text(full) == old);
+  std::filesystem::remove(fs.path("filler"));
+  CHECK(test::temporary_files(fs.path("")).empty());
 }

@@ -2,8 +2,10 @@
 #include <deepstruct/io/idx.hpp>
 
 #include <fstream>
+#include <limits>
 #include <sstream>
 
+#include "allocation_guard.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -62,6 +64,29 @@ TEST_CASE("idx: bad files throw io_error naming the file", "[idx]") {
 }
 
 #if defined(DEEPSTRUCT_WITH_ZLIB)
+TEST_CASE("idx: a gzipped file is inflated no further than its header announces", "[idx][robustness]") {
+  // 64 MiB of zeros after a header announcing 16 bytes: only the 16 are inflated; and a header
+  // announcing 16 GiB with 64 MiB behind it is a truncated file, read in pieces.
+  const std::string path = std::string(DEEPSTRUCT_TEST_TMP_DIR) + "/bomb.idx.gz";
+  for (const std::uint32_t rows : {4u, 131072u}) {
+    const std::string header = idx_bytes({rows, rows}, {});
+    gzFile f = gzopen(path.c_str(), "wb9");
+    REQUIRE(f != nullptr);
+    gzwrite(f, header.data(), static_cast<unsigned>(header.size()));
+    const std::string zeros(1 << 20, '\0');
+    for (int k = 0; k < 64; ++k) gzwrite(f, zeros.data(), static_cast<unsigned>(zeros.size()));
+    gzclose(f);
+    test::AllocationGuard guard(std::size_t{256} << 20);
+    if (rows == 4) {
+      CHECK(deepstruct::read_idx(path).data.size() == 16);
+      CHECK(guard.largest() < (std::size_t{1} << 20));
+    } else {
+      CHECK_THROWS_WITH(deepstruct::read_idx(path), test::contains("found 67108864 (truncated file)"));
+      CHECK(guard.largest() <= (std::size_t{128} << 20));  // the buffer at most doubles past the 64 MiB that arrived
+    }
+  }
+}
+
 TEST_CASE("idx: gzipped files with zlib", "[idx]") {
   const std::string path = std::string(DEEPSTRUCT_TEST_TMP_DIR) + "/labels.idx.gz";
   const std::string bytes = idx_bytes({3}, {7, 8, 9});
@@ -76,3 +101,53 @@ TEST_CASE("idx: gzipped files with zlib", "[idx]") {
   CHECK_THROWS_AS(deepstruct::read_idx(bad), deepstruct::io_error);
 }
 #endif
+
+TEST_CASE("idx: sizes from the header are not trusted", "[idx][robustness]") {
+  // Every allocation above 64 MiB fails at once (std::bad_alloc, which is not an io_error): a
+  // reader that allocates what a header announces fails these checks instead of taking gigabytes.
+  test::AllocationGuard guard(std::size_t{64} << 20);
+  auto message = [](const std::string& bytes) {
+    std::istringstream in(bytes);
+    try {
+      deepstruct::read_idx(in, "hostile.idx");
+    } catch (const deepstruct::io_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no io_error");
+  };
+  // Issue 14: 12 bytes claiming 131072 x 131072 allocated 16 GiB before reading anything.
+  CHECK_THAT(message(idx_bytes({131072, 131072}, {})),
+             test::contains("hostile.idx: expected 17179869184 data bytes (shape 131072 x 131072) at offset 12, found 0 (truncated file)"));
+  CHECK_THAT(message(idx_bytes({131072, 131072}, std::vector<std::uint8_t>(1000, 7))), test::contains("found 1000 (truncated file)"));
+  // A stream that cannot tell its size is read in pieces: still no 16 GiB.
+  struct Unseekable : std::stringbuf {
+    using std::stringbuf::stringbuf;
+    pos_type seekoff(off_type, std::ios_base::seekdir, std::ios_base::openmode) override { return pos_type(-1); }
+  } unseekable(idx_bytes({131072, 131072}, std::vector<std::uint8_t>(3000, 1)));
+  std::istream stream(&unseekable);
+  CHECK_THROWS_WITH(deepstruct::read_idx(stream, "pipe"), test::contains("found 3000 (truncated file)"));
+  // Dimensions whose product overflows (2^22 x 2^21 x 2^21 = 2^64 wrapped to 0: read_idx
+  // succeeded with no data, then idx_images threw std::bad_alloc).
+  CHECK_THAT(message(idx_bytes({1u << 22, 1u << 21, 1u << 21}, {})), test::contains("expected at most 2^34 values"));
+  // A zero dimension does not hide the others: 0 x 0xFFFFFFFF x 0xFFFFFFFF made idx_images build
+  // a matrix of a negative number of rows (an Eigen assertion).
+  CHECK_THAT(message(idx_bytes({0, 0xFFFFFFFFu, 0xFFFFFFFFu}, {})), test::contains("expected at most 2^34 values (nonzero dimensions included)"));
+  CHECK(guard.largest() < (std::size_t{4} << 20));
+  // Zero images of a sane size are fine.
+  std::istringstream empty(idx_bytes({0, 28, 28}, {}));
+  const deepstruct::IdxArray none = deepstruct::read_idx(empty, "empty");
+  CHECK(deepstruct::idx_images<float>(none, "empty").cols() == 0);
+}
+
+TEST_CASE("idx: idx_images and idx_labels check arrays filled by hand", "[idx][robustness]") {
+  deepstruct::IdxArray a;
+  a.shape = {0, 0xFFFFFFFFu, 0xFFFFFFFFu};
+  CHECK_THROWS_WITH(deepstruct::idx_images<float>(a, "hand"), test::contains("idx_images: hand: expected at most 2^34 values"));
+  a.shape = {2, 2, 2};
+  a.data = {1, 2, 3};  // 8 expected: reading them would run past the data
+  CHECK_THROWS_WITH(deepstruct::idx_images<float>(a, "hand"), test::contains("expected 8 data bytes for the shape 2 x 2 x 2, found 3"));
+  a.shape = {5};
+  CHECK_THROWS_WITH(deepstruct::idx_labels(a, "hand"), test::contains("idx_labels: hand: expected 5 data bytes for the shape 5, found 3"));
+  a.shape = {std::numeric_limits<std::size_t>::max(), 2};
+  CHECK_THROWS_AS(a.size(), deepstruct::io_error);
+}

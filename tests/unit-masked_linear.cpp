@@ -1,6 +1,7 @@
 // Tests of <deepstruct/masked_linear.hpp>.
 #include <deepstruct/masked_linear.hpp>
 
+#include <limits>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -682,6 +683,50 @@ TEMPLATE_TEST_CASE("MaskedLinear: out_features must be below 2^31 (int32 sparse 
   }
 }
 
+TEMPLATE_TEST_CASE("MaskedLinear: a layer too large for memory is refused by name, before allocating", "[masked_linear]", float,
+                   double) {
+  using Layer = MaskedLinear<TestType>;
+  const Eigen::Index big = (Eigen::Index(1) << 31) - 1;  // 2^62 weights: within int32 per side
+  try {
+    Layer layer(big, big);
+    FAIL("no exception for 2^62 weights");
+  } catch (const deepstruct::shape_error& e) {
+    CHECK_THAT(std::string(e.what()), test::contains("2147483647 x 2147483647 weights and their mask needs at least"));
+  }
+}
+
+TEMPLATE_TEST_CASE("MaskedLinear: a NaN or Inf behind the mask affects nothing, on both paths", "[masked_linear]", float, double) {
+  using Layer = MaskedLinear<TestType>;
+  using Mat = typename Layer::Matrix;
+  std::mt19937_64 gen(11);
+  Mat w = random_matrix<TestType>(6, 9, gen);
+  auto m = random_mask<TestType>(6, 9, 0.3, gen);
+  m(0, 0) = m(5, 8) = false;
+  w(0, 0) = std::numeric_limits<TestType>::quiet_NaN();
+  w(5, 8) = std::numeric_limits<TestType>::infinity();
+  const Mat x = random_matrix<TestType>(9, 7, gen), g = random_matrix<TestType>(6, 7, gen);
+  Mat y[2], gx[2], gw[2];
+  int i = 0;
+  for (const auto path : {Execution::dense, Execution::sparse}) {
+    Layer layer(w, Eigen::Matrix<TestType, Eigen::Dynamic, 1>::Zero(6), m);
+    layer.set_execution(path);
+    layer.forward(x, y[i]);
+    layer.backward(x, g, &gx[i]);
+    gw[i] = layer.weight_grad();
+    CHECK(y[i].allFinite());
+    CHECK(gx[i].allFinite());
+    CHECK(gw[i].allFinite());
+    CHECK(gw[i](0, 0) == TestType(0));
+    CHECK(layer.effective_weight().allFinite());
+    layer.apply_mask();  // zeroes what is behind the mask, NaN included
+    CHECK(layer.weight().allFinite());
+    ++i;
+  }
+  CHECK(y[0].isApprox(y[1], static_cast<TestType>(test::tol<TestType>(1000))));
+  CHECK(gx[0].isApprox(gx[1], static_cast<TestType>(test::tol<TestType>(1000))));
+  CHECK(gw[0].isApprox(gw[1], static_cast<TestType>(test::tol<TestType>(1000))));
+}
+
 TEMPLATE_TEST_CASE("MaskedLinear: gradient accessors and active_positions are const", "[masked_linear]", float,
                    double) {
   using Layer = MaskedLinear<TestType>;
@@ -701,12 +746,11 @@ TEMPLATE_TEST_CASE("MaskedLinear: gradient accessors and active_positions are co
   CHECK(view.weight_grad().cwiseAbs().maxCoeff() == TestType(0));
   CHECK(view.bias_grad().size() == 4);
   CHECK(view.bias_grad().cwiseAbs().maxCoeff() == TestType(0));
-  // active_positions follows the mask, row by row, also when first asked through a const view.
+  // active_positions follows the mask, ascending (column-major), also when first asked through a const view.
   layer.set_mask(random_mask<TestType>(4, 6, 0.5, gen));
   std::vector<Eigen::Index> expected;
-  for (Eigen::Index o = 0; o < 4; ++o)
-    for (Eigen::Index i = 0; i < 6; ++i)
-      if (layer.mask()(o, i)) expected.push_back(o + i * 4);
+  for (Eigen::Index p = 0; p < 24; ++p)
+    if (layer.mask()(p)) expected.push_back(p);
   CHECK(view.active_positions() == expected);
   // ...and the sparse path built from that pattern still computes the right thing.
   const Mat x = random_matrix<TestType>(6, 5, gen), g = random_matrix<TestType>(4, 5, gen);

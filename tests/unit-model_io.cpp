@@ -390,6 +390,28 @@ TEST_CASE("model_io: load_ffn_npz names the file for shapes no MaskedDeepFFN has
   }
 }
 
+TEST_CASE("model_io: load_ffn_npz checks that the shapes chain before it builds the network", "[model_io][robustness]") {
+  // Issue 14 (found while fuzzing): a layer's size is the rows of one weight times the rows of
+  // the previous one, so two 200000 x 1 weights (a 1.6 MB file) asked for a 200000 x 200000
+  // layer - std::bad_alloc, or 160 GB - before load_state_dict compared any shape.
+  deepstruct::NpzArchive a;
+  const Eigen::Index n = 200000;
+  a.set("_layer_first.weight", deepstruct::from_matrix(Eigen::MatrixXf::Ones(n, 1)));
+  a.set("_layers_hidden.0.weight", deepstruct::from_matrix(Eigen::MatrixXf::Ones(n, 1)));
+  a.set("_layer_out.weight", deepstruct::from_matrix(Eigen::MatrixXf::Ones(1, 1)));
+  const std::string path = tmp("ffn_shapes_do_not_chain.npz");
+  a.save(path);
+  CHECK_THROWS_WITH(deepstruct::load_ffn_npz<float>(path),
+                    test::contains("npz file '" + path + "' is not a consistent MaskedDeepFFN: expected '_layers_hidden.0.weight' with 200000 "
+                                   "columns (the rows of '_layer_first.weight'), found 200000x1"));
+  // The output layer is checked too (a 0-byte weight of 200000 x 0 would have asked the same).
+  a.set("_layers_hidden.0.weight", deepstruct::from_matrix(Eigen::MatrixXf::Ones(3, n)));
+  a.set("_layer_out.weight", deepstruct::from_matrix(Eigen::MatrixXf::Ones(n, 0)));
+  a.save(path);
+  CHECK_THROWS_WITH(deepstruct::load_ffn_npz<float>(path), test::contains("expected '_layer_out.weight' with 3 columns"));
+  CHECK_THROWS_AS(deepstruct::load_ffn_npz<float>(path), deepstruct::io_error);
+}
+
 TEST_CASE("model_io: a LayerNorm DAN of one hidden layer from before 0.2.0 (no LayerNorm key at all) loads", "[model_io]") {
   deepstruct::DanDescription d;
   d.layer_sizes = {4};

@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include "allocation_guard.hpp"
+#include "file_faults.hpp"
 #include "test_support.hpp"
 
 using deepstruct::NpyArray;
@@ -696,4 +698,205 @@ TEST_CASE("npz: bad .npy members", "[npz][errors]") {
     CHECK(contains(msg, "member 'bad.npy'"));
     CHECK(contains(msg, c.message));
   }
+}
+
+// ---- hostile files (issue 14) ----------------------------------------------------------------------
+
+namespace {
+
+namespace zipfmt = deepstruct::detail::zip;
+
+/// A local header for a member of `size` bytes (compressed and, unless given, uncompressed).
+Bytes local_header(const std::string& name, std::uint16_t method, std::uint32_t crc, std::uint32_t compressed,
+                   std::uint32_t uncompressed) {
+  Bytes h;
+  zipfmt::put_u32(h, zipfmt::local_header_sig);
+  zipfmt::put_u16(h, 20);
+  zipfmt::put_u16(h, 0);
+  zipfmt::put_u16(h, method);
+  zipfmt::put_u16(h, 0);
+  zipfmt::put_u16(h, zipfmt::dos_date_1980);
+  zipfmt::put_u32(h, crc);
+  zipfmt::put_u32(h, compressed);
+  zipfmt::put_u32(h, uncompressed);
+  zipfmt::put_u16(h, static_cast<std::uint32_t>(name.size()));
+  zipfmt::put_u16(h, 0);
+  h.insert(h.end(), name.begin(), name.end());
+  return h;
+}
+
+struct RawEntry {
+  std::string name;
+  std::uint16_t method;
+  std::uint32_t crc, compressed, uncompressed, offset;
+};
+
+/// `body` (local headers and data, laid out by the caller) followed by a central directory of
+/// `entries` and the end record: zip files no well-behaved writer makes.
+Bytes raw_zip(Bytes body, const std::vector<RawEntry>& entries) {
+  Bytes central;
+  for (const RawEntry& e : entries) {
+    zipfmt::put_u32(central, zipfmt::central_header_sig);
+    zipfmt::put_u16(central, 20);
+    zipfmt::put_u16(central, 20);
+    zipfmt::put_u16(central, 0);
+    zipfmt::put_u16(central, e.method);
+    zipfmt::put_u16(central, 0);
+    zipfmt::put_u16(central, zipfmt::dos_date_1980);
+    zipfmt::put_u32(central, e.crc);
+    zipfmt::put_u32(central, e.compressed);
+    zipfmt::put_u32(central, e.uncompressed);
+    zipfmt::put_u16(central, static_cast<std::uint32_t>(e.name.size()));
+    zipfmt::put_u16(central, 0);
+    zipfmt::put_u16(central, 0);
+    zipfmt::put_u16(central, 0);
+    zipfmt::put_u16(central, 0);
+    zipfmt::put_u32(central, 0);
+    zipfmt::put_u32(central, e.offset);
+    central.insert(central.end(), e.name.begin(), e.name.end());
+  }
+  const auto cd_offset = static_cast<std::uint32_t>(body.size());
+  body.insert(body.end(), central.begin(), central.end());
+  zipfmt::put_u32(body, zipfmt::eocd_sig);
+  zipfmt::put_u16(body, 0);
+  zipfmt::put_u16(body, 0);
+  zipfmt::put_u16(body, static_cast<std::uint32_t>(entries.size()));
+  zipfmt::put_u16(body, static_cast<std::uint32_t>(entries.size()));
+  zipfmt::put_u32(body, static_cast<std::uint32_t>(central.size()));
+  zipfmt::put_u32(body, cd_offset);
+  zipfmt::put_u16(body, 0);
+  return body;
+}
+
+std::uint32_t crc_of(const Bytes& b) { return zipfmt::crc32(b.data(), b.size()); }
+
+/// Two valid stored members where the first one's data holds the whole second member (its local
+/// header and data): both parse, and their bytes overlap.
+Bytes overlapping_zip() {
+  const Bytes inner = npy_member("{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", f8_bytes({1, 2}));
+  Bytes inner_member = local_header("b.npy", 0, crc_of(inner), static_cast<std::uint32_t>(inner.size()),
+                                    static_cast<std::uint32_t>(inner.size()));
+  inner_member.insert(inner_member.end(), inner.begin(), inner.end());
+  const Bytes outer = npy_member("{'descr': '|u1', 'fortran_order': False, 'shape': (" + std::to_string(inner_member.size()) + ",), }",
+                                 inner_member);
+  const auto outer_size = static_cast<std::uint32_t>(outer.size());
+  Bytes body = local_header("a.npy", 0, crc_of(outer), outer_size, outer_size);
+  const auto inner_offset = static_cast<std::uint32_t>(body.size() + outer.size() - inner_member.size());
+  body.insert(body.end(), outer.begin(), outer.end());
+  return raw_zip(body, {{"a.npy", 0, crc_of(outer), outer_size, outer_size, 0},
+                        {"b.npy", 0, crc_of(inner), static_cast<std::uint32_t>(inner.size()),
+                         static_cast<std::uint32_t>(inner.size()), inner_offset}});
+}
+
+}  // namespace
+
+TEST_CASE("npz: members that share bytes are refused (overlapped entries, a zip bomb)", "[npz][errors][robustness]") {
+  // Issue 14: such members were accepted; nested 400 deep, a 1 MB file held 400 MB of arrays.
+  const std::string path = tmp_path("overlap.npz");
+  write_bytes(path, overlapping_zip());
+  const std::string msg = load_error(path);
+  CHECK(contains(msg, path));
+  CHECK(contains(msg, "member 'a.npy' (bytes 0 to "));
+  CHECK(contains(msg, "overlaps member 'b.npy'"));
+  CHECK(contains(msg, "overlapped entries (possible zip bomb)"));
+  if (!python_with_numpy().empty()) {  // numpy refuses it too, where zipfile has the check (CPython 3.12, backported)
+    const std::string script =
+        "import sys, inspect, zipfile, numpy\n"
+        "if 'Overlapped' not in inspect.getsource(zipfile): sys.exit(0)\n"
+        "try:\n    f = numpy.load(sys.argv[1]); [f[k] for k in f.files]\nexcept zipfile.BadZipFile as e:\n"
+        "    sys.exit(0 if 'Overlapped' in str(e) else 2)\nsys.exit(1)\n";
+    CHECK(run_python("overlap", script, path) == 0);
+  }
+  // The same member under two central entries (same name and offset): refused as well.
+  const Bytes data = npy_member("{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }", f8_bytes({3}));
+  Bytes body = local_header("a.npy", 0, crc_of(data), static_cast<std::uint32_t>(data.size()), static_cast<std::uint32_t>(data.size()));
+  body.insert(body.end(), data.begin(), data.end());
+  const RawEntry entry{"a.npy", 0, crc_of(data), static_cast<std::uint32_t>(data.size()), static_cast<std::uint32_t>(data.size()), 0};
+  write_bytes(tmp_path("doubled.npz"), raw_zip(body, {entry, entry}));
+  CHECK(contains(load_error(tmp_path("doubled.npz")), "overlapped entries"));
+  write_bytes(tmp_path("single-entry.npz"), raw_zip(body, {entry}));  // the helper makes valid files
+  CHECK(NpzArchive::load(tmp_path("single-entry.npz")).vector<double>("a")[0] == 3.0);
+}
+
+TEST_CASE("npz: memory grows with the bytes a member yields, not with the sizes its headers claim", "[npz][errors][robustness]") {
+  // A stored member whose .npy header claims far more data than the member has: refused before
+  // the data is read (the .npy header must agree with the zip directory).
+  {
+    test::AllocationGuard guard(std::size_t{64} << 20);
+    const Bytes lying = npy_member("{'descr': '<f8', 'fortran_order': False, 'shape': (100000000,), }", f8_bytes({1}));
+    write_zip(tmp_path("lying.npz"), {{"a.npy", lying}});
+    CHECK(contains(load_error(tmp_path("lying.npz")), "expected 800000000 data bytes for shape (100000000,) of <f8, found 8"));
+    CHECK(guard.largest() < (std::size_t{1} << 20));
+  }
+  if (!zipfmt::has_zlib()) {
+    WARN("built without zlib: the deflate cases are skipped");
+    return;
+  }
+  // Issue 14: a deflated member's claimed size was allocated before inflating: 1 MB of garbage
+  // claiming 1032 times as much allocated 1 GB before the stream failed. Here 100 kB claim
+  // 100 MB; every allocation above 64 MiB throws std::bad_alloc, which is not an io_error.
+  test::AllocationGuard guard(std::size_t{64} << 20);
+  const Bytes garbage(100000, 0xFF);  // 0xFF: a final block of the reserved type 3, invalid at once
+  const std::uint32_t claimed = 100000000;
+  Bytes body = local_header("a.npy", 8, 0, static_cast<std::uint32_t>(garbage.size()), claimed);
+  body.insert(body.end(), garbage.begin(), garbage.end());
+  write_bytes(tmp_path("garbage-deflate.npz"), raw_zip(body, {{"a.npy", 8, 0, static_cast<std::uint32_t>(garbage.size()), claimed, 0}}));
+  const std::string msg = load_error(tmp_path("garbage-deflate.npz"));
+  CHECK(contains(msg, "member 'a.npy': corrupt deflate stream"));
+  CHECK(guard.largest() < (std::size_t{1} << 20));
+  // A claim beyond what deflate can expand to (1032:1) is refused without inflating.
+  const std::uint32_t impossible = 0xFFFFFFF0u;
+  body = local_header("a.npy", 8, 0, 1000, impossible);
+  body.insert(body.end(), garbage.begin(), garbage.begin() + 1000);
+  write_bytes(tmp_path("impossible-deflate.npz"), raw_zip(body, {{"a.npy", 8, 0, 1000, impossible, 0}}));
+  CHECK(contains(load_error(tmp_path("impossible-deflate.npz")), "1000 deflated bytes at offset 35 cannot hold the 4294967280 bytes"));
+}
+
+TEST_CASE("npz: load from memory checks as load from a file", "[npz][robustness]") {
+  const Bytes good = read_bytes(test::data_path("numpy_savez.npz"));
+  const NpzArchive a = NpzArchive::load(good.data(), good.size(), "in-memory");
+  check_numpy_fixture(a);
+  CHECK(a.path().empty());
+  const Bytes bomb = overlapping_zip();
+  try {
+    NpzArchive::load(bomb.data(), bomb.size(), "in-memory");
+    FAIL("no io_error");
+  } catch (const deepstruct::io_error& e) {
+    CHECK(contains(e.what(), "npz file 'in-memory'"));
+    CHECK(contains(e.what(), "overlapped entries"));
+  }
+  CHECK_THROWS_AS(NpzArchive::load(good.data(), 100, "cut"), deepstruct::io_error);
+  CHECK_THROWS_AS(NpzArchive::load(nullptr, 0), deepstruct::io_error);
+}
+
+TEST_CASE("npz: save is atomic on a full disk and past a file size limit", "[npz][robustness]") {
+  NpzArchive small, big;
+  small.set("w", deepstruct::from_vector(Eigen::VectorXf::Ones(4)));
+  big.set("w", deepstruct::from_matrix(pattern<double>(40, 40)));
+  const std::string dir = tmp_path("atomic");
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/m.npz";
+  small.save(path);
+  const Bytes before = read_bytes(path);
+  std::string msg;
+  test::with_file_size_limit(2048, [&] { msg = io_error_message([&] { big.save(path); }); });
+  CHECK(contains(msg, "cannot save npz file '" + path + "'"));
+  CHECK(contains(msg, "File too large"));
+  CHECK(read_bytes(path) == before);
+  CHECK(test::temporary_files(dir).empty());
+
+  test::SmallTmpfs fs(dir + "/mnt", 64 * 1024);
+  if (!fs.ok()) {
+    WARN("cannot mount a tmpfs here (not root?): the full-disk variant is skipped");
+    return;
+  }
+  const std::string full = fs.path("m.npz");
+  small.save(full);
+  const Bytes old = read_bytes(full);
+  fs.fill();
+  CHECK(contains(io_error_message([&] { big.save(full); }), "No space left on device"));
+  CHECK(read_bytes(full) == old);
+  std::filesystem::remove(fs.path("filler"));
+  CHECK(test::temporary_files(fs.path("")).empty());
 }

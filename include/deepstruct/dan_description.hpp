@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "deepstruct/detail/memory.hpp"
 #include "deepstruct/errors.hpp"
 
 namespace deepstruct {
@@ -41,13 +42,41 @@ struct DanDescription {
   std::vector<Connection> connections;
 };
 
+/// The most neurons (vertices) a layer may have: 2^31 - 1, the int32 index MaskedLinear keeps
+/// for its rows and columns. A larger layer is rejected before anything is allocated.
+inline constexpr std::size_t max_layer_vertices = 2147483647;
+
+namespace detail {
+
+/// Throws shape_error naming the layer and its size when a layer has more than
+/// max_layer_vertices vertices, or when the vertex ids of all layers (8 bytes each) cannot fit in
+/// the physical memory of this machine. `who` starts the message.
+inline void check_layer_sizes(const std::vector<std::size_t>& layer_sizes, const char* who) {
+  double total = 0.0;
+  for (std::size_t l = 0; l < layer_sizes.size(); ++l) {
+    if (layer_sizes[l] > max_layer_vertices)
+      DEEPSTRUCT_THROW(shape_error, std::string(who) + ": expected at most 2^31 - 1 = " + std::to_string(max_layer_vertices) +
+                                        " vertices per layer (MaskedLinear's int32 index), found layer " + std::to_string(l) +
+                                        " of " + std::to_string(layer_sizes[l]));
+    total += static_cast<double>(layer_sizes[l]);
+  }
+  check_fits_memory<shape_error>(who, "the ids of " + std::to_string(static_cast<unsigned long long>(total)) + " vertices",
+                                 total * static_cast<double>(sizeof(std::size_t)));
+}
+
+}  // namespace detail
+
 /// Consecutive vertex ids layer by layer: layer 0 gets 0..sizes[0]-1, layer 1 the next sizes[1]
-/// ids, and so on (the ids generate_structure gives the hidden neurons).
+/// ids, and so on (the ids generate_structure gives the hidden neurons). Throws shape_error, before
+/// allocating, for a layer of more than max_layer_vertices or ids that cannot fit in memory.
 inline std::vector<std::vector<std::size_t>> default_layer_vertices(const std::vector<std::size_t>& layer_sizes) {
+  detail::check_layer_sizes(layer_sizes, "default_layer_vertices");
   std::vector<std::vector<std::size_t>> vertices(layer_sizes.size());
   std::size_t next = 0;
-  for (std::size_t l = 0; l < layer_sizes.size(); ++l)
-    for (std::size_t i = 0; i < layer_sizes[l]; ++i) vertices[l].push_back(next++);
+  for (std::size_t l = 0; l < layer_sizes.size(); ++l) {
+    vertices[l].resize(layer_sizes[l]);
+    for (std::size_t& v : vertices[l]) v = next++;
+  }
   return vertices;
 }
 
@@ -59,10 +88,13 @@ inline std::vector<std::vector<std::size_t>> layer_vertices_or_default(const Dan
 /// Checks that d is consistent: no vertex lists (consecutive ids) or as many as layer sizes and of
 /// those sizes, at least one layer, connections in the documented order with source < target < number of layers, every main
 /// connection present, no skip connection twice, and every mask of shape target size x source size.
-/// Throws shape_error (wrong sizes or mask shapes) or value_error (order, missing or bad layers).
+/// Throws shape_error (wrong sizes or mask shapes, a layer of more than max_layer_vertices
+/// vertices, sizes whose vertex ids cannot fit in memory) or value_error (order, missing or bad
+/// layers). Runs before a MaskedDeepDAN allocates anything for d.
 inline void check_dan_description(const DanDescription& d) {
   const std::size_t layers = d.layer_sizes.size();
   if (layers == 0) DEEPSTRUCT_THROW(value_error, "DanDescription: expected at least one layer, found none");
+  detail::check_layer_sizes(d.layer_sizes, "DanDescription");
   if (!d.layer_vertices.empty() && d.layer_vertices.size() != layers)
     DEEPSTRUCT_THROW(shape_error, "DanDescription: expected no vertex lists (consecutive ids) or " + std::to_string(layers) +
                                       " (one per layer size), found " +

@@ -67,6 +67,40 @@ struct MaskedWeight {
   }
 };
 
+namespace detail {
+
+/// The dense gradient a layer keeps for sparse training's growth criterion (set_dense_gradient):
+/// while `on`, a backward computes the gradient of every entry of a masked weight into `step`
+/// and finish() adds it to `total` and, zero behind the mask, to the parameter gradient.
+template <typename Scalar>
+struct DenseGradient {
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  bool on = false;
+  Matrix total, step;
+
+  void set(bool enable, Eigen::Index rows, Eigen::Index cols) {
+    on = enable;
+    if (on) {
+      total.setZero(rows, cols);
+    } else {
+      total.resize(0, 0);
+      step.resize(0, 0);
+    }
+  }
+  /// zero_grad: a new accumulation.
+  void zero(Eigen::Index rows, Eigen::Index cols) {
+    if (on) total.setZero(rows, cols);
+  }
+  const Matrix* get() const { return on ? &total : nullptr; }
+  template <typename MaskType>
+  void finish(const MaskType& mask, Matrix& grad) {
+    total += step;
+    grad += mask.select(step, Scalar(0));
+  }
+};
+
+}  // namespace detail
+
 template <typename Scalar_>
 class MaskedLayer : public Module<Scalar_> {
  public:
@@ -99,7 +133,8 @@ class MaskedLayer : public Module<Scalar_> {
   /// W o M of masked weight k: what the layer computes with.
   Matrix effective_weight(std::size_t k) const {
     const MaskedWeight<Scalar>& mw = masked(check_k(k, "effective_weight"));
-    return mw.value.cwiseProduct(mw.mask.template cast<Scalar>());
+    // select, not W * M: a NaN or Inf behind the mask stays out (NaN * 0 is NaN).
+    return mw.mask.select(mw.value, Scalar(0));
   }
 
   // The same without an index, for a layer with one masked weight (MaskedLinear, MaskedConv2d);
@@ -230,7 +265,7 @@ class MaskedLayer : public Module<Scalar_> {
   void apply_mask() {
     for (std::size_t k = 0; k < num_masks(); ++k) {
       MaskedWeight<Scalar>& mw = masked_storage(k);
-      mw.value = mw.value.cwiseProduct(mw.mask.template cast<Scalar>());
+      mw.value = mw.mask.select(mw.value, Scalar(0));
       weight_changed(k);
     }
   }

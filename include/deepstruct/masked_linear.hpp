@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "deepstruct/detail/memory.hpp"
 #include "deepstruct/detail/sparse_kernels.hpp"
 #include "deepstruct/errors.hpp"
 #include "deepstruct/masked_layer.hpp"
@@ -98,8 +99,15 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
   void for_each_tensor(TensorVisitor<Scalar> fn) const override {
     fn(TensorRef<Scalar>{"weight", TensorKind::matrix, w_.value.rows(), w_.value.cols(), w_.value.data(), nullptr});
     if (has_bias_) fn(TensorRef<Scalar>{"bias", TensorKind::vector, bias_.size(), 1, bias_.data(), nullptr});
-    fn(TensorRef<Scalar>{"_mask", TensorKind::mask, w_.mask.rows(), w_.mask.cols(), nullptr, w_.mask.data()});
+    TensorRef<Scalar> m{"_mask", TensorKind::mask, w_.mask.rows(), w_.mask.cols(), nullptr, w_.mask.data()};
+    m.optional = optional_mask_;
+    fn(m);
   }
+  /// With `optional`, the "_mask" entry is left out of state_dict() while every weight is active
+  /// and a state_dict without it loads as all active: the keys of a plain torch.nn.Linear (as
+  /// DeepCellDAN's _last_fc). Off by default (deepstruct's MaskedLinearLayer always has _mask).
+  void set_optional_mask(bool optional) { optional_mask_ = optional; }
+  bool optional_mask() const { return optional_mask_; }
   Index num_parameters() const override { return w_.value.size() + bias_.size(); }
 
   // ---- shape and parameters -----------------------------------------------------------------
@@ -223,12 +231,11 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
       if (grad_input != nullptr) grad_input->setZero();
       return;
     }
-    if (capture_dense_) {
+    if (dense_.on) {
       // Sparse training's update step: the gradient of every weight, one dense product, then the
       // parameter gradient behind the mask from it; the input gradient as usual.
-      dense_step_.noalias() = grad_output * x.transpose();
-      dense_grad_ += dense_step_;
-      weight_grad_.array() += dense_step_.array() * w_.mask.template cast<Scalar>().array();
+      dense_.step.noalias() = grad_output * x.transpose();
+      dense_.finish(w_.mask, weight_grad_);
       grad_touched_outside_pattern_ = true;
       if (has_bias_) bias_grad_.noalias() += grad_output * Vector::Ones(x.cols());
       if (grad_input != nullptr) backward_input(grad_output, *grad_input);
@@ -255,7 +262,7 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
       // GEMM accumulates straight into the gradient, which is zero behind the mask; one pass of
       // the mask then clears what landed there (none to clear when every weight is active).
       weight_grad_.noalias() += grad_output * x.transpose();
-      if (w_.nnz != w_.value.size()) weight_grad_.array() *= mask_scalar_.array();
+      if (w_.nnz != w_.value.size()) weight_grad_ = w_.mask.select(weight_grad_, Scalar(0));
       grad_touched_outside_pattern_ = true;
       if (grad_input != nullptr) grad_input->noalias() = w.transpose() * grad_output;
     }
@@ -302,7 +309,7 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
   /// Sets the gradients to zero. After sparse-only backward passes this touches only the active
   /// positions.
   void zero_grad() override {
-    if (capture_dense_) dense_grad_.setZero(out_features(), in_features());
+    dense_.zero(out_features(), in_features());
     if (weight_grad_.size() == 0) return;
     if (grad_touched_outside_pattern_) {
       weight_grad_.setZero();
@@ -316,16 +323,11 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
   }
 
   void set_dense_gradient(bool on) override {
-    capture_dense_ = on;
-    if (on) dense_grad_.setZero(out_features(), in_features());
-    else {
-      dense_grad_.resize(0, 0);
-      dense_step_.resize(0, 0);
-    }
+    dense_.set(on, out_features(), in_features());
   }
   const Matrix* dense_gradient(std::size_t k) const override {
     this->check_k(k, "dense_gradient");
-    return capture_dense_ ? &dense_grad_ : nullptr;
+    return dense_.get();
   }
 
   /// Positions (o + i * out_features, column-major) of the active weights, ascending.
@@ -348,19 +350,16 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
     sparse_pattern_stale_ = true;
     sparse_values_stale_ = true;
     // Gradients may sit at positions that just became inactive.
-    if (weight_grad_.size() != 0) weight_grad_ = weight_grad_.cwiseProduct(w_.mask.template cast<Scalar>());
+    if (weight_grad_.size() != 0) weight_grad_ = w_.mask.select(weight_grad_, Scalar(0));
     grad_touched_outside_pattern_ = true;
   }
   void mask_entries_changed(std::size_t, const std::vector<Index>& removed, const std::vector<Index>& added) override {
     if (weight_grad_.size() != 0)
       for (const Index p : removed) weight_grad_.data()[p] = Scalar(0);
     // The dense path's W o M, patched where it is up to date.
-    if (!dense_stale_ && mask_scalar_.size() == w_.value.size() && masked_weight_.size() == w_.value.size()) {
-      for (const Index p : removed) mask_scalar_.data()[p] = masked_weight_.data()[p] = Scalar(0);
-      for (const Index p : added) {
-        mask_scalar_.data()[p] = Scalar(1);
-        masked_weight_.data()[p] = w_.value.data()[p];
-      }
+    if (!dense_stale_ && masked_weight_.size() == w_.value.size()) {
+      for (const Index p : removed) masked_weight_.data()[p] = Scalar(0);
+      for (const Index p : added) masked_weight_.data()[p] = w_.value.data()[p];
     } else {
       dense_stale_ = true;
     }
@@ -394,6 +393,9 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
       DEEPSTRUCT_THROW(shape_error, std::string(where) + ": expected in_features < 2^31, found " + std::to_string(in));
     if (out > std::numeric_limits<std::int32_t>::max())
       DEEPSTRUCT_THROW(shape_error, std::string(where) + ": expected out_features < 2^31, found " + std::to_string(out));
+    // The weight and its mask, before anything is allocated (2^31 x 2^31 would be a bad_alloc).
+    detail::check_fits_memory<shape_error>(where, std::to_string(out) + " x " + std::to_string(in) + " weights and their mask",
+                                           static_cast<double>(out) * static_cast<double>(in) * static_cast<double>(sizeof(Scalar) + 1));
     has_bias_ = bias;
     w_.resize(out, in);
     bias_.resize(bias ? out : 0);
@@ -431,8 +433,9 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
   const Matrix& dense_weight() {
     if (w_.nnz == w_.value.size()) return w_.value;
     if (dense_stale_) {
-      mask_scalar_ = w_.mask.template cast<Scalar>();
-      masked_weight_ = w_.value.cwiseProduct(mask_scalar_);
+      // select, not W * M: a NaN or Inf behind the mask must not reach the outputs (NaN * 0 is
+      // NaN), so that both paths compute with the active weights only.
+      masked_weight_ = w_.mask.select(w_.value, Scalar(0));
       dense_stale_ = false;
     }
     return masked_weight_;
@@ -465,6 +468,7 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
   MaskedWeight<Scalar> w_;
   Vector bias_;
   bool has_bias_ = true;
+  bool optional_mask_ = false;
 
   // Allocated lazily (all zero until then), also by the const accessors.
   mutable Matrix weight_grad_;
@@ -472,7 +476,6 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
   bool grad_touched_outside_pattern_ = false;
 
   // Caches, refreshed lazily when W or M changed (the sparse ones also by active_positions() const).
-  Matrix mask_scalar_;
   Matrix masked_weight_;
   bool dense_stale_ = true;
   mutable detail::CsrWeights<Scalar> csr_;
@@ -484,8 +487,7 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
   detail::TileBuffer<Scalar> x_tile_, g_tile_;  // cache-line aligned: see detail::CacheAlignedAllocator
   std::vector<Scalar> grad_values_;
   // Sparse training: the dense gradient while captured, and one backward's share of it.
-  bool capture_dense_ = false;
-  Matrix dense_grad_, dense_step_;
+  detail::DenseGradient<Scalar> dense_;
 };
 
 using MaskedLinearf = MaskedLinear<float>;

@@ -73,11 +73,12 @@ class FunctionRef<R(Args...)> {
 template <typename Scalar>
 using ParameterVisitor = detail::FunctionRef<void(const ParameterRef<Scalar>&)>;
 
-/// The kinds of state_dict entries (StateDict's three maps).
+/// The kinds of state_dict entries (StateDict's maps).
 enum class TensorKind {
   matrix,  ///< 2-D floating-point tensor (a weight)
-  vector,  ///< 1-D floating-point tensor (a bias, a LayerNorm parameter)
-  mask     ///< 2-D boolean tensor
+  vector,  ///< 1-D floating-point tensor (a bias, a LayerNorm parameter, a running mean)
+  mask,    ///< 2-D boolean tensor
+  count    ///< an integer counter (BatchNorm's num_batches_tracked: a 0-d int64 tensor)
 };
 
 /// One state_dict entry of a module: its name relative to the module ("weight", "_mask") and the
@@ -90,6 +91,15 @@ struct TensorRef {
   Eigen::Index cols;
   const Scalar* values;  ///< matrix and vector entries
   const bool* mask;      ///< mask entries
+  const std::int64_t* count = nullptr;  ///< the counter of a TensorKind::count entry
+  /// A matrix or mask that stands for a tensor of more dimensions (a convolution's
+  /// [out][in/groups][kh][kw] weight as out x (in/groups * kh * kw), its rows the first dimension
+  /// and each row the rest in C order): its `ndim` dimensions, written to files as that shape.
+  const Eigen::Index* dims = nullptr;
+  int ndim = 0;
+  /// A mask that may be missing from a state_dict: loading then makes it all true, and
+  /// state_dict() leaves it out while it is all true (a convolution whose files stay PyTorch's).
+  bool optional = false;
 };
 
 template <typename Scalar>
@@ -148,9 +158,14 @@ class Module {
           sd.vectors[key] = Eigen::Map<const typename StateDict<Scalar>::Vector>(t.values, t.rows);
           break;
         case TensorKind::mask:
+          if (t.optional && Eigen::Map<const typename StateDict<Scalar>::Mask>(t.mask, t.rows, t.cols).all()) return;
           sd.masks[key] = Eigen::Map<const typename StateDict<Scalar>::Mask>(t.mask, t.rows, t.cols);
           break;
+        case TensorKind::count:
+          sd.counts[key] = *t.count;
+          break;
       }
+      if (t.ndim > 0) sd.shapes[key] = std::vector<Eigen::Index>(t.dims, t.dims + t.ndim);
     });
   }
 
@@ -164,8 +179,13 @@ class Module {
       switch (t.kind) {
         case TensorKind::matrix: (void)sd.matrix(key, t.rows, t.cols); break;
         case TensorKind::vector: (void)sd.vector(key, t.rows); break;
-        case TensorKind::mask: (void)sd.mask(key, t.rows, t.cols); break;
+        case TensorKind::mask:
+          if (t.optional && !sd.contains(key)) return;  // all true
+          (void)sd.mask(key, t.rows, t.cols);
+          break;
+        case TensorKind::count: (void)sd.count(key); break;
       }
+      if (t.ndim > 0) sd.check_dims(key, t.dims, t.ndim);
       expected.push_back(key);
     });
   }
@@ -187,7 +207,13 @@ class Module {
               sd.vector(key, t.rows).template cast<Scalar>();
           break;
         case TensorKind::mask:
-          Eigen::Map<typename StateDict<Scalar>::Mask>(const_cast<bool*>(t.mask), t.rows, t.cols) = sd.mask(key, t.rows, t.cols);
+          if (t.optional && !sd.contains(key))
+            Eigen::Map<typename StateDict<Scalar>::Mask>(const_cast<bool*>(t.mask), t.rows, t.cols).setConstant(true);
+          else
+            Eigen::Map<typename StateDict<Scalar>::Mask>(const_cast<bool*>(t.mask), t.rows, t.cols) = sd.mask(key, t.rows, t.cols);
+          break;
+        case TensorKind::count:
+          *const_cast<std::int64_t*>(t.count) = sd.count(key);
           break;
       }
     });

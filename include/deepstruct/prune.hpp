@@ -76,6 +76,17 @@ struct WeightsNamed {
 };
 inline WeightsNamed weights_named(std::vector<std::string> names) { return WeightsNamed{std::move(names)}; }
 
+/// Selects every masked weight of the layers whose type_name() is one of `types`, e.g.
+/// layers_of_type({"MaskedConv2d"}) for the convolutions of a DeepCellDAN.
+struct LayersOfType {
+  std::vector<std::string> types;
+  template <typename Layer>
+  bool operator()(const Layer& layer, std::size_t) const {
+    return std::find(types.begin(), types.end(), layer.type_name()) != types.end();
+  }
+};
+inline LayersOfType layers_of_type(std::vector<std::string> types) { return LayersOfType{std::move(types)}; }
+
 namespace detail {
 
 struct Candidate {
@@ -196,7 +207,7 @@ template <typename Scalar>
 Eigen::Index prune_neurons(MaskedLayer<Scalar>& layer, PruneAmount amount, double p = 2.0, std::size_t k = 0) {
   if (!(p > 0.0)) DEEPSTRUCT_THROW(value_error, "prune_neurons: expected a norm order p > 0, found " + std::to_string(p));
   const auto& mask = layer.mask(k);
-  const auto w = layer.weight(k).cwiseProduct(mask.template cast<Scalar>());
+  const auto w = mask.select(layer.weight(k), Scalar(0));
   std::vector<std::pair<double, Eigen::Index>> rows;
   for (Eigen::Index o = 0; o < w.rows(); ++o) {
     if (!mask.row(o).any()) continue;

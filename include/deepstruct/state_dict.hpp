@@ -8,8 +8,10 @@
 /// load_state_dict(), which checks every key and shape before it changes anything.
 
 #include <Eigen/Core>
+#include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "deepstruct/errors.hpp"
 
@@ -31,11 +33,15 @@ struct StateDict {
   std::map<std::string, Matrix> matrices;  ///< 2-D tensors (weights)
   std::map<std::string, Vector> vectors;   ///< 1-D tensors (biases, LayerNorm parameters)
   std::map<std::string, Mask> masks;       ///< boolean masks (2-D)
+  std::map<std::string, std::int64_t> counts;  ///< integer counters (BatchNorm's num_batches_tracked)
+  /// The shape of a matrix or mask that stands for a tensor of more dimensions (a convolution's
+  /// [out][in/groups][kh][kw] weight kept as out x (in/groups * kh * kw)); files use it.
+  std::map<std::string, std::vector<Eigen::Index>> shapes;
 
   bool contains(const std::string& key) const {
-    return matrices.count(key) != 0 || vectors.count(key) != 0 || masks.count(key) != 0;
+    return matrices.count(key) != 0 || vectors.count(key) != 0 || masks.count(key) != 0 || counts.count(key) != 0;
   }
-  std::size_t size() const { return matrices.size() + vectors.size() + masks.size(); }
+  std::size_t size() const { return matrices.size() + vectors.size() + masks.size() + counts.size(); }
 
   /// All keys, sorted, comma-separated (for messages).
   std::string key_list() const {
@@ -43,6 +49,7 @@ struct StateDict {
     for (const auto& kv : matrices) all[kv.first] = 0;
     for (const auto& kv : vectors) all[kv.first] = 0;
     for (const auto& kv : masks) all[kv.first] = 0;
+    for (const auto& kv : counts) all[kv.first] = 0;
     std::string out;
     for (const auto& kv : all) out += (out.empty() ? "" : ", ") + kv.first;
     return out.empty() ? std::string("(none)") : out;
@@ -80,6 +87,27 @@ struct StateDict {
                                         ", found " + detail::shape_str(it->second.rows(), it->second.cols()));
     return it->second;
   }
+  /// The counter `key`; shape_error otherwise.
+  std::int64_t count(const std::string& key) const {
+    const auto it = counts.find(key);
+    if (it == counts.end()) DEEPSTRUCT_THROW(shape_error, "state_dict: expected an integer counter '" + key + "', found " + found(key));
+    return it->second;
+  }
+  /// Throws shape_error when `key` has a recorded shape other than dims[0..ndim) (a matrix
+  /// without a recorded shape passes: its rows and columns were checked).
+  void check_dims(const std::string& key, const Eigen::Index* dims, int ndim) const {
+    const auto it = shapes.find(key);
+    if (it == shapes.end()) return;
+    const std::vector<Eigen::Index> want(dims, dims + ndim);
+    if (it->second != want)
+      DEEPSTRUCT_THROW(shape_error, "state_dict: expected '" + key + "' of shape " + dims_str(want) + ", found " + dims_str(it->second));
+  }
+  /// "(2, 3, 5, 5)".
+  static std::string dims_str(const std::vector<Eigen::Index>& dims) {
+    std::string s = "(";
+    for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+    return s + (dims.size() == 1 ? ",)" : ")");
+  }
 
  private:
   /// What stands under `key` instead, for messages.
@@ -87,6 +115,7 @@ struct StateDict {
     if (matrices.count(key)) return "a 2-D tensor";
     if (vectors.count(key)) return "a 1-D tensor";
     if (masks.count(key)) return "a boolean mask";
+    if (counts.count(key)) return "an integer counter";
     return "no such key (keys: " + key_list() + ")";
   }
 };
@@ -105,6 +134,7 @@ void check_no_unexpected_keys(const StateDict<Scalar>& sd, const Container& expe
   for (const auto& kv : sd.matrices) check(kv.first);
   for (const auto& kv : sd.vectors) check(kv.first);
   for (const auto& kv : sd.masks) check(kv.first);
+  for (const auto& kv : sd.counts) check(kv.first);
   if (!unexpected.empty())
     DEEPSTRUCT_THROW(shape_error, std::string(model) + "::load_state_dict: expected only this model's keys, found "
                                   "unexpected keys: " + unexpected);

@@ -12,6 +12,7 @@ using Catch::Approx;
 #include <deepstruct/dan_description.hpp>
 #include <deepstruct/state_dict.hpp>
 #include <cmath>
+#include <cstdint>
 #include <fstream>
 #include <cstdlib>
 #include <limits>
@@ -69,6 +70,41 @@ inline Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic> mask(const nlohmann::
   return m;
 }
 
+/// A nested list of any depth in C order: its values in that order and its shape.
+template <typename Scalar>
+void flatten_into(const nlohmann::json& v, std::vector<Scalar>& values, std::vector<Eigen::Index>& dims, std::size_t depth) {
+  if (!v.is_array()) {
+    values.push_back(v.is_boolean() ? Scalar(v.get<bool>()) : v.get<Scalar>());
+    return;
+  }
+  if (dims.size() == depth) dims.push_back(static_cast<Eigen::Index>(v.size()));
+  for (const auto& e : v) flatten_into(e, values, dims, depth + 1);
+}
+
+/// A tensor [d0][d1]...[dn] as the d0 x (d1 * ... * dn) matrix whose row i is tensor[i] in C
+/// order (a convolution weight as MaskedConv2d keeps it); `dims` receives the shape.
+template <typename Scalar>
+Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> flattened(const nlohmann::json& t, std::vector<Eigen::Index>& dims) {
+  std::vector<Scalar> values;
+  dims.clear();
+  flatten_into(t, values, dims, 0);
+  const Eigen::Index rows = dims.empty() ? 1 : dims[0], cols = rows == 0 ? 0 : static_cast<Eigen::Index>(values.size()) / rows;
+  return Eigen::Map<Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(values.data(), rows, cols);
+}
+
+/// Images [batch][channel][row][col] as a (C * H * W) x batch matrix (one image per column).
+template <typename Scalar>
+Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> images(const nlohmann::json& t) {
+  std::vector<Eigen::Index> dims;
+  return flattened<Scalar>(t, dims).transpose();
+}
+
+/// The same for a mask tensor.
+inline Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic> flattened_mask(const nlohmann::json& t) {
+  std::vector<Eigen::Index> dims;
+  return flattened<double>(t, dims).cast<bool>();
+}
+
 /// A state_dict given as JSON (PyTorch layout: nested lists; keys ending in "._mask" are masks,
 /// bool or 0/1 numbers) as a StateDict.
 template <typename Scalar>
@@ -77,7 +113,12 @@ deepstruct::StateDict<Scalar> state_dict(const nlohmann::json& sd) {
   for (auto it = sd.begin(); it != sd.end(); ++it) {
     const std::string& k = it.key();
     if (deepstruct::is_mask_key(k)) out.masks[k] = mask(it.value());
-    else if (it.value()[0].is_array()) out.matrices[k] = matrix<Scalar>(it.value());
+    else if (it.value().is_number()) out.counts[k] = it.value().get<std::int64_t>();
+    else if (it.value()[0].is_array() && !it.value()[0].empty() && it.value()[0][0].is_array()) {
+      std::vector<Eigen::Index> dims;
+      out.matrices[k] = flattened<Scalar>(it.value(), dims);
+      out.shapes[k] = dims;
+    } else if (it.value()[0].is_array()) out.matrices[k] = matrix<Scalar>(it.value());
     else out.vectors[k] = vector<Scalar>(it.value());
   }
   return out;

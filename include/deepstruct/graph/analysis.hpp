@@ -409,10 +409,14 @@ StructureReport analyze(const Graph& g, const std::vector<std::size_t>& layers, 
   r.density = n < 2 ? 0.0 : static_cast<double>(r.edges) / (0.5 * static_cast<double>(n) * static_cast<double>(n - 1));
 
   // Layers: sizes, a topological order (counting sort by layer), pair densities, skip lengths.
-  r.depth = n == 0 ? 0 : *std::max_element(layers.begin(), layers.end()) + 1;
-  if (r.depth > n)
-    DEEPSTRUCT_THROW(value_error, "analyze: expected layers below the number of vertices (" + std::to_string(n) +
-                                      "), found layer " + std::to_string(r.depth - 1));
+  // Every layer below n before any "+ 1" (a layer of SIZE_MAX would wrap to 0) and any indexing.
+  r.depth = 0;
+  for (std::size_t v = 0; v < n; ++v) {
+    if (layers[v] >= n)
+      DEEPSTRUCT_THROW(value_error, "analyze: expected layers below the number of vertices (" + std::to_string(n) +
+                                        "), found layer " + std::to_string(layers[v]) + " at vertex " + std::to_string(v));
+    r.depth = std::max(r.depth, layers[v] + 1);
+  }
   r.layer_sizes.assign(r.depth, 0);
   for (std::size_t l : layers) ++r.layer_sizes[l];
   std::vector<std::uint32_t> order(n);

@@ -7,8 +7,12 @@
 
 #include <boost/graph/adjacency_list.hpp>
 #include <cstddef>
+#include <cstdio>
 #include <limits>
 #include <string>
+
+#include "deepstruct/detail/memory.hpp"
+#include "deepstruct/errors.hpp"
 
 namespace deepstruct {
 
@@ -43,5 +47,29 @@ struct EdgeProperties {
 using Dag = boost::adjacency_list<boost::vecS, boost::vecS, boost::bidirectionalS, VertexProperties, EdgeProperties>;
 using DagVertex = boost::graph_traits<Dag>::vertex_descriptor;
 using DagEdge = boost::graph_traits<Dag>::edge_descriptor;
+
+/// The most vertices the generators (erdos_renyi_*, watts_strogatz, newman_watts_strogatz,
+/// barabasi_albert), conv2d_structure and ScalableDAN::grow make: 2^31 - 1, as many neurons as
+/// one layer of a network may have (max_layer_vertices). Larger sizes throw value_error before
+/// anything is allocated.
+inline constexpr std::size_t max_dag_vertices = 2147483647;
+
+namespace detail {
+
+/// Throws value_error naming `who` and the size, before anything is allocated, when a graph of
+/// `vertices` vertices and (at least) `edges` edges has more than max_dag_vertices vertices or
+/// cannot fit in the physical memory of this machine (a Dag takes at least 96 bytes per vertex
+/// and 64 per edge). `edges` is a double, so it may be computed without overflow.
+inline void check_graph_size(const char* who, std::size_t vertices, double edges) {
+  if (vertices > max_dag_vertices)
+    DEEPSTRUCT_THROW(value_error, std::string(who) + ": expected at most 2^31 - 1 = " + std::to_string(max_dag_vertices) +
+                                      " vertices, found n = " + std::to_string(vertices));
+  char count[64];
+  std::snprintf(count, sizeof count, "%.4g", edges);
+  check_fits_memory<value_error>(who, "a graph of " + std::to_string(vertices) + " vertices and " + count + " edges",
+                                 96.0 * static_cast<double>(vertices) + 64.0 * edges);
+}
+
+}  // namespace detail
 
 }  // namespace deepstruct

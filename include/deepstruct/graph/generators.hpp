@@ -90,6 +90,8 @@ inline void check_ring(const char* who, std::size_t n, std::size_t k, double p) 
   if (k >= n && k > 0)
     DEEPSTRUCT_THROW(value_error, std::string(who) + ": expected k < n (k = " + std::to_string(k) + " neighbours, n = " + std::to_string(n) +
                                       " vertices)");
+  // The lattice alone has n * floor(k/2) edges, each also twice in the undirected lists.
+  check_graph_size(who, n, 1.25 * static_cast<double>(n) * static_cast<double>(k / 2));
 }
 
 }  // namespace detail
@@ -97,9 +99,11 @@ inline void check_ring(const char* who, std::size_t n, std::size_t k, double p) 
 /// Erdos-Renyi G(n, p): every pair {u, v} is an edge with probability p, independently. Geometric
 /// skipping (Batagelj and Brandes 2005) draws one number per edge, so the cost is O(n + m). Edges
 /// are added by target ascending, then source ascending.
-/// Throws value_error unless 0 <= p <= 1.
+/// Throws value_error unless 0 <= p <= 1, and (before allocating) for n > max_dag_vertices or an
+/// expected graph that cannot fit in memory.
 inline Dag erdos_renyi_gnp(std::size_t n, double p, Generator& gen) {
   detail::check_probability("erdos_renyi_gnp", p);
+  detail::check_graph_size("erdos_renyi_gnp", n, p * 0.5 * static_cast<double>(n) * (static_cast<double>(n) - 1.0));
   Dag g(n);
   if (n < 2 || p == 0.0) return g;
   if (p == 1.0) {
@@ -129,12 +133,15 @@ inline Dag erdos_renyi_gnp(std::size_t n, double p, Generator& gen) {
 }
 
 /// Erdos-Renyi G(n, m): m distinct pairs drawn uniformly among the n(n-1)/2 (Floyd's sampling,
-/// O(m) expected time and memory, then a sort). Throws value_error when m > n(n-1)/2.
+/// O(m) expected time and memory, then a sort). Throws value_error when m > n(n-1)/2, and (before
+/// allocating) for n > max_dag_vertices or a graph that cannot fit in memory.
 inline Dag erdos_renyi_gnm(std::size_t n, std::size_t m, Generator& gen) {
+  detail::check_graph_size("erdos_renyi_gnm", n, 0.0);  // n <= 2^31 - 1: n(n-1)/2 below fits
   const std::uint64_t total = n < 2 ? 0 : static_cast<std::uint64_t>(n) * (n - 1) / 2;
   if (m > total)
     DEEPSTRUCT_THROW(value_error, "erdos_renyi_gnm: expected at most n(n-1)/2 = " + std::to_string(total) + " edges for n = " +
                                       std::to_string(n) + ", found m = " + std::to_string(m));
+  detail::check_graph_size("erdos_renyi_gnm", n, 2.0 * static_cast<double>(m));  // the graph and the set of drawn pairs
   std::unordered_set<std::uint64_t> chosen;
   chosen.reserve(m);
   for (std::uint64_t j = total - m; j < total; ++j) {
@@ -160,7 +167,8 @@ inline Dag erdos_renyi_gnm(std::size_t n, std::size_t m, Generator& gen) {
 /// networkx); then every lattice edge (u, u + j) is, with
 /// probability p, replaced by (u, w) for a uniform w that is neither u nor already a neighbour of u
 /// (left alone when u is adjacent to all others). Keeps exactly n*floor(k/2) edges. k < n,
-/// 0 <= p <= 1, else value_error. O(n k^2) (neighbour lists are scanned).
+/// 0 <= p <= 1, else value_error; n > max_dag_vertices or a lattice that cannot fit in memory:
+/// value_error before anything is allocated. O(n k^2) (neighbour lists are scanned).
 inline Dag watts_strogatz(std::size_t n, std::size_t k, double p, Generator& gen) {
   detail::check_ring("watts_strogatz", n, k, p);
   detail::UndirectedGraph g(n);
@@ -201,10 +209,13 @@ inline Dag newman_watts_strogatz(std::size_t n, std::size_t k, double p, Generat
 /// Barabasi-Albert preferential attachment, as networkx.barabasi_albert_graph: start from the star
 /// 0 -- 1..m, then every new vertex s = m+1, ..., n-1 attaches to m distinct earlier vertices drawn
 /// with probability proportional to their degree. m(n - m) edges, each old -> new.
-/// Requires 1 <= m < n, else value_error. O(n m) expected.
+/// Requires 1 <= m < n, else value_error; n > max_dag_vertices or m(n - m) edges that cannot fit
+/// in memory: value_error before anything is allocated. O(n m) expected.
 inline Dag barabasi_albert(std::size_t n, std::size_t m, Generator& gen) {
   if (m < 1 || m >= n)
     DEEPSTRUCT_THROW(value_error, "barabasi_albert: expected 1 <= m < n, found m = " + std::to_string(m) + ", n = " + std::to_string(n));
+  // m(n - m) edges, each also kept as a pair and twice in the degree list (16 + 16 bytes).
+  detail::check_graph_size("barabasi_albert", n, 1.5 * static_cast<double>(m) * static_cast<double>(n - m));
   std::vector<std::pair<std::size_t, std::size_t>> pairs;
   pairs.reserve(m * (n - m));
   std::vector<std::size_t> repeated;  // every vertex once per incident edge

@@ -8,6 +8,7 @@
 /// every error names the file and the line.
 
 #include <algorithm>
+#include <cerrno>
 #include <clocale>
 #include <cstddef>
 #include <cstdint>
@@ -21,9 +22,11 @@
 #include <sstream>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
+#include "deepstruct/detail/atomic_file.hpp"
 #include "deepstruct/errors.hpp"
 #include "deepstruct/graph/dag.hpp"
 #include "deepstruct/graph/layer_index.hpp"
@@ -215,7 +218,18 @@ class XmlReader {
       }
       if (at_end()) fail_at(e.line, "unterminated value of attribute " + key + " in <" + qname + ">");
       advance();
-      if (e.attribute(key) != nullptr) fail("attribute " + key + " given twice in <" + qname + ">");
+      // Duplicates: a scan of the few attributes most elements have; past that a hash set of the
+      // names, so an element with very many attributes still parses in linear time.
+      constexpr std::size_t scan_limit = 16;
+      if (e.attributes.size() < scan_limit) {
+        if (e.attribute(key) != nullptr) fail("attribute " + key + " given twice in <" + qname + ">");
+      } else {
+        if (e.attributes.size() == scan_limit) {
+          names_.clear();
+          for (const auto& kv : e.attributes) names_.insert(kv.first);
+        }
+        if (!names_.insert(key).second) fail("attribute " + key + " given twice in <" + qname + ">");
+      }
       e.attributes.emplace_back(key, std::move(value));
     }
     for (;;) {  // content
@@ -257,6 +271,7 @@ class XmlReader {
   std::string source_;
   std::size_t pos_ = 0;
   std::size_t line_ = 1;
+  std::unordered_set<std::string> names_;  // attribute names of the element being read, when it has many
 };
 
 inline std::string trim(const std::string& s) {
@@ -328,8 +343,9 @@ inline std::string format_double(double x) {
 }
 
 inline std::string read_file_text(const std::string& path) {
+  errno = 0;
   std::ifstream in(path, std::ios::binary);
-  if (!in) DEEPSTRUCT_THROW(io_error, "cannot open " + path + " for reading");
+  if (!in) DEEPSTRUCT_THROW(io_error, "cannot open " + path + " for reading: " + errno_text(errno));
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) DEEPSTRUCT_THROW(io_error, "error while reading " + path);
   return text;
@@ -360,7 +376,8 @@ struct GraphmlReadOptions {
 /// reads it). Throws io_error "<source>:<line>: ..." for: malformed XML, a root other than
 /// <graphml>, no <graph>, a node without id or with an id seen before, an edge whose end is not a
 /// node, an undirected edge under UndirectedEdges::reject, data with an undeclared key, a layer or
-/// weight that is not a number, nested graphs, hyperedges.
+/// weight that is not a number, a layer or position not below the number of nodes (no layering
+/// of n vertices has one), nested graphs, hyperedges. Linear in the size of the text.
 inline Dag parse_graphml(const std::string& text, const std::string& source = "<graphml>", const GraphmlReadOptions& options = {},
                          std::vector<std::string>* node_ids = nullptr) {
   detail::XmlReader reader(text, source);
@@ -426,12 +443,19 @@ inline Dag parse_graphml(const std::string& text, const std::string& source = "<
     return position;
   };
   std::size_t default_layer = 0, default_position = no_position;
+  std::size_t default_layer_line = 0, default_position_line = 0;  // where they come from (0: nowhere)
   std::string default_label;
   double default_weight = 1.0;
   for (const auto& [id, key] : keys) {
     if (key.default_value == nullptr) continue;
-    if (applies(key, "layer", "node")) default_layer = read_layer(*key.default_value, key.line);
-    if (applies(key, "position", "node")) default_position = read_position(*key.default_value, key.line);
+    if (applies(key, "layer", "node")) {
+      default_layer = read_layer(*key.default_value, key.line);
+      default_layer_line = key.line;
+    }
+    if (applies(key, "position", "node")) {
+      default_position = read_position(*key.default_value, key.line);
+      default_position_line = key.line;
+    }
     if (applies(key, "label", "node")) default_label = *key.default_value;
     if (applies(key, "weight", "edge")) default_weight = read_weight(*key.default_value, key.line);
   }
@@ -441,6 +465,7 @@ inline Dag parse_graphml(const std::string& text, const std::string& source = "<
   std::vector<const std::string*> ids;
   std::vector<VertexProperties> nodes;
   std::vector<char> labelled;
+  std::vector<std::pair<std::size_t, std::size_t>> data_line;  // the lines of each node's layer and position
   std::vector<const detail::XmlElement*> edge_elements;
   for (const auto& child : graph->children) {
     if (child.name == "node") {
@@ -452,13 +477,20 @@ inline Dag parse_graphml(const std::string& text, const std::string& source = "<
       node_line.push_back(child.line);
       ids.push_back(id);
       VertexProperties node{default_layer, default_position, default_label};
+      std::pair<std::size_t, std::size_t> lines{default_layer_line, default_position_line};
       bool has_label = !default_label.empty();
       for (const auto& d : child.children) {
         if (d.name == "graph") reader.fail_at(d.line, "nested graphs are not supported (inside node '" + *id + "')");
         if (d.name != "data") continue;
         const Key& key = key_of(d);  // an undeclared key is an error even when unused
-        if (applies(key, "layer", "node")) node.layer = read_layer(d.text, d.line);
-        if (applies(key, "position", "node")) node.position = read_position(d.text, d.line);
+        if (applies(key, "layer", "node")) {
+          node.layer = read_layer(d.text, d.line);
+          lines.first = d.line;
+        }
+        if (applies(key, "position", "node")) {
+          node.position = read_position(d.text, d.line);
+          lines.second = d.line;
+        }
         if (applies(key, "label", "node")) {
           node.label = d.text;
           has_label = true;
@@ -466,6 +498,7 @@ inline Dag parse_graphml(const std::string& text, const std::string& source = "<
       }
       nodes.push_back(std::move(node));
       labelled.push_back(has_label ? 1 : 0);
+      data_line.push_back(lines);
     } else if (child.name == "edge") {
       edge_elements.push_back(&child);
     } else if (child.name == "hyperedge") {
@@ -473,9 +506,22 @@ inline Dag parse_graphml(const std::string& text, const std::string& source = "<
     }
   }
 
+  // A layer or a position is at most n - 1 in any layering of n vertices (and so in any file
+  // write_graphml writes); larger values cannot be one and would overflow whoever sizes arrays by
+  // them (layer + 1), so they are rejected here, naming their line.
+  const std::size_t n = nodes.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    if (nodes[i].layer >= n)
+      reader.fail_at(data_line[i].first, "expected a layer below the number of nodes (" + std::to_string(n) + ") for node '" + *ids[i] +
+                                             "', found " + std::to_string(nodes[i].layer));
+    if (nodes[i].position != no_position || data_line[i].second != 0)
+      if (nodes[i].position >= n)
+        reader.fail_at(data_line[i].second, "expected a position below the number of nodes (" + std::to_string(n) + ") for node '" +
+                                                *ids[i] + "', found " + std::to_string(nodes[i].position));
+  }
+
   // Node ids that are exactly the numbers 0..n-1 (in any order) name the vertices; any other ids
   // number the vertices in file order and stay as labels.
-  const std::size_t n = nodes.size();
   std::vector<std::size_t> vertex_of(n);
   bool numbered = true;
   {
@@ -572,12 +618,25 @@ struct GraphmlWriteOptions {
   bool label = true;     ///< each vertex's label as node data, when some vertex has one
 };
 
-/// The layers write_graphml writes for g (see GraphmlLayers). O(V + E).
+/// The layers write_graphml writes for g (see GraphmlLayers). Every layer is below the number of
+/// vertices, as read_graphml requires: with GraphmlLayers::stored a stored layer that is not
+/// throws value_error (naming the vertex), and automatic takes the stored layers only when they
+/// all are. O(V + E).
 inline std::vector<std::size_t> graphml_layers(const Dag& g, GraphmlLayers which = GraphmlLayers::automatic) {
-  std::vector<std::size_t> stored(num_vertices(g));
-  for (std::size_t v = 0; v < stored.size(); ++v) stored[v] = g[v].layer;
+  const std::size_t n = num_vertices(g);
+  std::vector<std::size_t> stored(n);
+  bool in_range = true;
+  for (std::size_t v = 0; v < n; ++v) {
+    stored[v] = g[v].layer;
+    if (stored[v] >= n) {
+      if (which == GraphmlLayers::stored)
+        DEEPSTRUCT_THROW(value_error, "graphml_layers: expected stored layers below the number of vertices (" + std::to_string(n) +
+                                          "), found layer " + std::to_string(stored[v]) + " at vertex " + std::to_string(v));
+      in_range = false;
+    }
+  }
   if (which == GraphmlLayers::stored) return stored;
-  if (which == GraphmlLayers::automatic) {
+  if (which == GraphmlLayers::automatic && in_range) {
     bool layering = true;
     for (auto [e, e_end] = edges(g); e != e_end && layering; ++e) layering = stored[source(*e, g)] < stored[target(*e, g)];
     if (layering) return stored;
@@ -644,24 +703,23 @@ inline void write_graphml(std::ostream& out, const Dag& g, const GraphmlWriteOpt
 
 namespace detail {
 
-/// Writes text to the file at path (created or replaced); io_error naming the path on failure.
-inline void write_file_text(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  if (!out) DEEPSTRUCT_THROW(io_error, "cannot open " + path + " for writing");
-  out << text;
-  out.flush();
-  if (!out) DEEPSTRUCT_THROW(io_error, "error while writing " + path);
+/// Writes text to the file at path (created or replaced) atomically (write_file_atomically: a
+/// temporary file beside it, fsync, rename; on failure an existing file is left as it was);
+/// io_error naming the path, the step that failed and errno's reason. `who` starts the message.
+inline void write_file_text(const std::string& path, const std::string& text, const std::string& who = "") {
+  write_file_atomically_text(path, text, (who.empty() ? std::string() : who + ": ") + "cannot write '" + path + "'");
 }
 
 }  // namespace detail
 
-/// write_graphml to the file at `path`; io_error naming the path when it cannot be written. The
-/// document is made in memory first: when it throws (not_a_dag), no file is created and an
-/// existing one is left as it was.
+/// write_graphml to the file at `path`; io_error naming the path and errno's reason when it
+/// cannot be written. The document is made in memory first and written atomically (a temporary
+/// file beside `path`, renamed over it): when anything fails (not_a_dag, a full disk), an existing
+/// file is left as it was and no partial file remains.
 inline void write_graphml(const std::string& path, const Dag& g, const GraphmlWriteOptions& options = {}) {
   std::ostringstream text;
   write_graphml(text, g, options);
-  detail::write_file_text(path, text.str());
+  detail::write_file_text(path, text.str(), "write_graphml");
 }
 
 /// How write_dot draws the graph.
@@ -703,13 +761,13 @@ inline void write_dot(std::ostream& out, const Dag& g, const DotOptions& options
   out << "}\n";
 }
 
-/// write_dot to the file at `path`; io_error naming the path when it cannot be written. The
-/// document is made in memory first: when it throws (value_error, not_a_dag), no file is created
-/// and an existing one is left as it was.
+/// write_dot to the file at `path`; io_error naming the path and errno's reason when it cannot
+/// be written. The document is made in memory first and written atomically (as write_graphml):
+/// when anything fails (value_error, not_a_dag, a full disk), an existing file is left as it was.
 inline void write_dot(const std::string& path, const Dag& g, const DotOptions& options = {}) {
   std::ostringstream text;
   write_dot(text, g, options);
-  detail::write_file_text(path, text.str());
+  detail::write_file_text(path, text.str(), "write_dot");
 }
 
 }  // namespace deepstruct

@@ -56,21 +56,34 @@ class ScalableDAN {
   const Dag& base() const { return base_; }
   const std::vector<double>& proportions() const { return proportions_; }
 
-  /// Block sizes at `scale`: max(1, round(p_v * scale)) (round half to even).
+  /// Block sizes at `scale`: max(1, round(p_v * scale)) (round half to even). Throws value_error
+  /// when the blocks together have more than max_dag_vertices vertices.
   std::vector<std::size_t> block_sizes(std::size_t scale) const {
     if (scale == 0) DEEPSTRUCT_THROW(value_error, "ScalableDAN: expected scale >= 1, found 0");
     std::vector<std::size_t> sizes;
+    double total = 0.0;
     for (double p : proportions_) {
       const double s = std::nearbyint(p * static_cast<double>(scale));
+      total += s < 1.0 ? 1.0 : s;
+      if (total > static_cast<double>(max_dag_vertices))  // also before the cast below could overflow
+        DEEPSTRUCT_THROW(value_error, "ScalableDAN: expected at most 2^31 - 1 = " + std::to_string(max_dag_vertices) +
+                                          " vertices in the grown graph, found more at scale " + std::to_string(scale));
       sizes.push_back(s < 1.0 ? 1 : static_cast<std::size_t>(s));
     }
     return sizes;
   }
 
   /// The grown DAG. Blocks get consecutive ids in base-vertex order; `blocks` (if given) receives
-  /// the ids of every block.
+  /// the ids of every block. Throws value_error, before allocating, when it has more than
+  /// max_dag_vertices vertices or cannot fit in memory.
   Dag grow(std::size_t scale, std::vector<std::vector<std::size_t>>* blocks = nullptr) const {
     const std::vector<std::size_t> sizes = block_sizes(scale);
+    double edges = 0.0;
+    for (auto [e, e_end] = boost::edges(base_); e != e_end; ++e)
+      edges += static_cast<double>(sizes[boost::source(*e, base_)]) * static_cast<double>(sizes[boost::target(*e, base_)]);
+    std::size_t vertices = 0;
+    for (const std::size_t s : sizes) vertices += s;
+    detail::check_graph_size("ScalableDAN::grow", vertices, edges);
     std::vector<std::size_t> first(sizes.size() + 1, 0);
     for (std::size_t v = 0; v < sizes.size(); ++v) first[v + 1] = first[v] + sizes[v];
     Dag g(first.back());

@@ -22,12 +22,12 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdio>
-#include <fstream>
 #include <ostream>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "deepstruct/detail/atomic_file.hpp"
 #include "deepstruct/errors.hpp"
 #include "deepstruct/graph/dag.hpp"
 #include "deepstruct/graph/layer_index.hpp"
@@ -57,6 +57,9 @@ struct SvgOptions {
   std::string background = "#ffffff";
   /// Column of every vertex; empty = layer_index(g). Every edge must go to a higher column.
   std::vector<std::size_t> layers;
+  /// Write every vertex's label (g[v].label) beside it: for small graphs, e.g. a DeepCellDAN's
+  /// cells with their parameter counts (cell_structure).
+  bool vertex_labels = false;
 };
 
 namespace detail {
@@ -123,11 +126,14 @@ inline void write_svg(std::ostream& out, const Dag& g, const SvgOptions& options
   if (layer.size() != n)
     DEEPSTRUCT_THROW(value_error, "write_svg: expected one layer per vertex (" + std::to_string(n) + "), found " +
                                       std::to_string(layer.size()));
+  // Every layer below n before any "+ 1" (a layer of SIZE_MAX would wrap to 0) and any indexing.
   std::size_t depth = 0;
-  for (std::size_t l : layer) depth = std::max(depth, l + 1);
-  if (depth > n)
-    DEEPSTRUCT_THROW(value_error, "write_svg: expected layers below the number of vertices (" + std::to_string(n) +
-                                      "), found layer " + std::to_string(depth - 1));
+  for (std::size_t v = 0; v < n; ++v) {
+    if (layer[v] >= n)
+      DEEPSTRUCT_THROW(value_error, "write_svg: expected layers below the number of vertices (" + std::to_string(n) +
+                                        "), found layer " + std::to_string(layer[v]) + " at vertex " + std::to_string(v));
+    depth = std::max(depth, layer[v] + 1);
+  }
   for (auto [e, e_end] = edges(g); e != e_end; ++e)
     if (layer[target(*e, g)] <= layer[source(*e, g)])
       DEEPSTRUCT_THROW(value_error, "write_svg: expected layer(target) > layer(source) on every edge, found edge " +
@@ -143,7 +149,14 @@ inline void write_svg(std::ostream& out, const Dag& g, const SvgOptions& options
   const double bottom = h - m - (options.layer_labels ? 22.0 : 0.0);
   const double mid_y = 0.5 * (top + bottom);
   const double avail = std::max(bottom - top, 1.0);
-  const double column = depth > 1 ? (w - 2.0 * m) / static_cast<double>(depth - 1) : 0.0;
+  // With vertex labels, room on the right for those of the last column (about 5.5 units a
+  // character at font size 9).
+  double label_room = 0.0;
+  if (options.vertex_labels)
+    for (std::size_t v = 0; v < n; ++v)
+      if (layer[v] + 1 == depth) label_room = std::max(label_room, 5.5 * static_cast<double>(g[v].label.size()) + 4.0);
+  label_room = std::min(label_room, 0.4 * (w - 2.0 * m));
+  const double column = depth > 1 ? (w - 2.0 * m - label_room) / static_cast<double>(depth - 1) : 0.0;
   // Each column fills the height when it has to, up to max_spacing; its dots shrink with it.
   std::vector<double> spacing(depth), radius(depth);
   for (std::size_t l = 0; l < depth; ++l) {
@@ -205,6 +218,15 @@ inline void write_svg(std::ostream& out, const Dag& g, const SvgOptions& options
   for (std::size_t v = 0; v < n; ++v)
     out << "<circle cx=\"" << num(x_of(v)) << "\" cy=\"" << num(y_of(v)) << "\" r=\"" << num(radius[layer[v]]) << "\"/>\n";
   out << "</g>\n";
+  if (options.vertex_labels) {
+    out << "<g class=\"vertex-labels\" font-family=\"sans-serif\" font-size=\"9\" fill=\"#222222\">\n";
+    for (std::size_t v = 0; v < n; ++v)
+      if (!g[v].label.empty()) {
+        out << "<text x=\"" << num(x_of(v) + radius[layer[v]] + 2.0) << "\" y=\"" << num(y_of(v) - radius[layer[v]] - 1.0) << "\">"
+            << escape(g[v].label) << "</text>\n";
+      }
+    out << "</g>\n";
+  }
 
   out << "<g class=\"labels\" font-family=\"sans-serif\" fill=\"#333333\" text-anchor=\"middle\">\n";
   if (!options.title.empty())
@@ -222,15 +244,13 @@ inline void write_svg(std::ostream& out, const Dag& g, const SvgOptions& options
   out << "</g>\n</svg>\n";
 }
 
-/// Writes g as an SVG file; throws io_error when the file cannot be written.
+/// Writes g as an SVG file. The picture is drawn in memory first and written atomically (a
+/// temporary file beside `path`, renamed over it): bad input or a failed write (io_error naming
+/// the path and errno's reason) leaves an existing file as it was and no partial file behind.
 inline void write_svg(const std::string& path, const Dag& g, const SvgOptions& options = {}) {
-  std::ostringstream svg;  // drawn first, so bad input leaves no partial file behind
+  std::ostringstream svg;
   write_svg(svg, g, options);
-  std::ofstream file(path, std::ios::binary);
-  if (!file) DEEPSTRUCT_THROW(io_error, "write_svg: expected a writable file, cannot open '" + path + "'");
-  file << svg.str();
-  file.flush();
-  if (!file) DEEPSTRUCT_THROW(io_error, "write_svg: expected to write '" + path + "', the write failed");
+  detail::write_file_atomically_text(path, svg.str(), "write_svg: cannot write '" + path + "'");
 }
 
 }  // namespace deepstruct

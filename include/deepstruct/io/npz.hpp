@@ -16,6 +16,7 @@
 /// member before it returns; a malformed file throws deepstruct::io_error naming the path.
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -510,25 +511,34 @@ class HeaderParser {
   }
 };
 
-/// Parses one .npy member (its bytes are consumed) into an array; `context` starts messages.
-inline NpyArray parse_array(std::vector<unsigned char>&& bytes, const std::string& context) {
-  const std::size_t n = bytes.size();
-  if (n < 10 || std::memcmp(bytes.data(), "\x93NUMPY", 6) != 0)
+/// Reads one .npy member into an array; `context` starts messages. The preamble and header come
+/// first; the data is read only once the member's size (as the zip directory claims it) is
+/// exactly preamble + header + shape x itemsize, whose product is checked for overflow. Buffers
+/// grow with the bytes the member really yields (zip::read_growing), never ahead of them.
+inline NpyArray read_array(zip::MemberReader& reader, const std::string& context) {
+  const std::uint64_t claimed = reader.claimed_size();
+  std::vector<unsigned char> head;
+  zip::read_growing(reader, head, std::min<std::uint64_t>(claimed, 10));
+  const std::size_t n = head.size();
+  if (n < 10 || std::memcmp(head.data(), "\x93NUMPY", 6) != 0)
     DEEPSTRUCT_THROW(io_error, context + ": expected a .npy array starting with \\x93NUMPY, found " +
                                    (n < 10 ? std::to_string(n) + " bytes" : std::string("other bytes")));
-  const unsigned major = bytes[6], minor = bytes[7];
+  const unsigned major = head[6], minor = head[7];
   if ((major != 1 && major != 2 && major != 3) || minor != 0)
     DEEPSTRUCT_THROW(io_error, context + ": expected .npy format version 1.0, 2.0 or 3.0, found " +
                                    std::to_string(major) + "." + std::to_string(minor));
   const std::size_t prefix = major == 1 ? 10 : 12;
-  if (n < prefix)
+  if (prefix == 12) zip::read_growing(reader, head, std::min<std::uint64_t>(claimed - 10, 2));
+  if (head.size() < prefix)
     DEEPSTRUCT_THROW(io_error, context + ": truncated .npy preamble: expected " + std::to_string(prefix) +
-                                   " bytes, found " + std::to_string(n));
-  const std::size_t header_len = major == 1 ? zip::get_u16(&bytes[8]) : zip::get_u32(&bytes[8]);
-  if (header_len > n - prefix)
+                                   " bytes, found " + std::to_string(head.size()));
+  const std::uint64_t header_len = major == 1 ? zip::get_u16(&head[8]) : zip::get_u32(&head[8]);
+  if (header_len > claimed - prefix)
     DEEPSTRUCT_THROW(io_error, context + ": truncated .npy header: expected " + std::to_string(header_len) +
-                                   " header bytes, found " + std::to_string(n - prefix));
-  const std::string text(reinterpret_cast<const char*>(bytes.data() + prefix), header_len);
+                                   " header bytes, found " + std::to_string(claimed - prefix));
+  std::vector<unsigned char> header_bytes;
+  if (!zip::read_growing(reader, header_bytes, header_len)) reader.finish();  // the member ends early: throws
+  const std::string text(header_bytes.begin(), header_bytes.end());
   const Header h = HeaderParser(text, context).parse();
 
   NpyArray a;
@@ -539,13 +549,13 @@ inline NpyArray parse_array(std::vector<unsigned char>&& bytes, const std::strin
   if (!element_count(a.shape, count) || !checked_mul(count, a.itemsize(), expected))
     DEEPSTRUCT_THROW(io_error, context + ": shape " + a.shape_str() + " of " + npy_descr(a.dtype) +
                                    " has more bytes than size_t holds");
-  const std::size_t found = n - prefix - header_len;
+  const std::uint64_t found = claimed - prefix - header_len;
   if (found != expected)
     DEEPSTRUCT_THROW(io_error, context + ": expected " + std::to_string(expected) + " data bytes for shape " +
                                    a.shape_str() + " of " + (h.big_endian ? ">" : "<") +
                                    npy_descr(a.dtype).substr(1) + ", found " + std::to_string(found));
-  bytes.erase(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(prefix + header_len));
-  a.data = std::move(bytes);
+  zip::read_growing(reader, a.data, expected);
+  reader.finish();  // every byte there, the end where the directory says, the CRC-32 right
   const std::size_t w = a.itemsize();
   if (h.big_endian && w > 1)
     for (std::size_t k = 0; k < a.data.size(); k += w)
@@ -593,10 +603,28 @@ class NpzArchive {
 
   /// Reads every member of the .npz file at `path`; all-or-nothing. Throws io_error naming the
   /// path: missing file, not a zip, truncated, CRC mismatch, a member that is not "<key>.npy",
-  /// duplicate keys, a bad .npy header, data that does not match shape x itemsize, an
-  /// unsupported dtype, or a deflated member without zlib (see DEEPSTRUCT_WITH_ZLIB).
+  /// duplicate keys, members that share bytes (overlapped entries, a zip bomb), a bad .npy
+  /// header, data that does not match shape x itemsize, a shape whose byte count overflows, an
+  /// unsupported dtype, or a deflated member without zlib (see DEEPSTRUCT_WITH_ZLIB). Memory grows
+  /// with the bytes the file really holds (for deflated members at most 1032 times their
+  /// compressed size), never with sizes a header merely claims. See docs/robustness.md.
   static NpzArchive load(const std::string& path) {
     detail::zip::InputFile file(path);
+    NpzArchive archive = load(file);
+    archive.path_ = path;
+    return archive;
+  }
+
+  /// Reads an .npz archive from the `size` bytes at `data` (a file already in memory), with the
+  /// checks of load(path); `name` stands for the path in messages. path() of the result is "".
+  static NpzArchive load(const unsigned char* data, std::size_t size, const std::string& name = "<memory>") {
+    detail::zip::InputFile file(data, size, name);
+    return load(file);
+  }
+
+ private:
+  static NpzArchive load(detail::zip::InputFile& file) {
+    const std::string& path = file.path();
     const std::vector<detail::zip::Entry> entries = detail::zip::read_directory(file);
     const std::string suffix = ".npy";
     std::map<std::string, const detail::zip::Entry*> by_key;
@@ -610,14 +638,13 @@ class NpzArchive {
     }
     NpzArchive archive;
     for (const auto& kv : by_key) {
-      const std::string context = detail::zip::where(path) + ": member '" + kv.second->name + "'";
-      archive.arrays_.emplace(kv.first,
-                              detail::npy::parse_array(detail::zip::read_member(file, *kv.second), context));
+      detail::zip::MemberReader reader(file, *kv.second);
+      archive.arrays_.emplace(kv.first, detail::npy::read_array(reader, reader.name()));
     }
-    archive.path_ = path;
     return archive;
   }
 
+ public:
   /// Writes all arrays as an uncompressed .npz (numpy.savez's layout) to a temporary file beside
   /// `path` and renames it over `path`; a failed save leaves `path` as it was. Members of 4 GiB
   /// and more get ZIP64 records. Throws io_error naming the path.

@@ -4,7 +4,8 @@
 /// \file io/detail/zip.hpp
 /// The ZIP layer under <deepstruct/io/npz.hpp>: CRC-32, the central directory (with ZIP64 sizes
 /// and offsets), stored and deflated members, and an archive writer for stored members that
-/// writes to a temporary file beside the target and renames it. Nothing here knows about .npy.
+/// writes through detail::write_file_atomically (a temporary file beside the target, renamed
+/// over it). Nothing here knows about .npy.
 ///
 /// Every length and offset read from a file is checked against the file size before it is used;
 /// a malformed file throws deepstruct::io_error naming the path and what is wrong.
@@ -14,9 +15,7 @@
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <cerrno>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -27,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "deepstruct/detail/atomic_file.hpp"
 #include "deepstruct/errors.hpp"
 
 #if defined(DEEPSTRUCT_WITH_ZLIB)
@@ -130,13 +130,9 @@ inline std::string hex32(std::uint32_t v) {
   return buf;
 }
 
-inline std::string errno_text(int err) {
-  return err != 0 ? std::string(std::strerror(err)) : std::string("unknown error");
-}
-
 // ---- reading --------------------------------------------------------------------------------------
 
-/// A file opened for reading at known offsets; every read is bounds-checked.
+/// A file (or a buffer in memory) read at known offsets; every read is bounds-checked.
 class InputFile {
  public:
   explicit InputFile(const std::string& path) : path_(path) {
@@ -157,6 +153,10 @@ class InputFile {
     }
   }
 
+  /// The `size` bytes at `data` (not copied: they must outlive the reader), named `name` in messages.
+  InputFile(const unsigned char* data, std::size_t size, const std::string& name)
+      : path_(name), memory_(data), size_(size) {}
+
   const std::string& path() const { return path_; }
   std::uint64_t size() const { return size_; }
 
@@ -175,6 +175,10 @@ class InputFile {
   void read_at(std::uint64_t offset, unsigned char* dst, std::uint64_t n, const std::string& what) {
     require(offset, n, what);
     if (n == 0) return;
+    if (memory_ != nullptr) {
+      std::memcpy(dst, memory_ + offset, static_cast<std::size_t>(n));
+      return;
+    }
     in_.clear();
     in_.seekg(static_cast<std::streamoff>(offset), std::ios::beg);
     // istream::read takes a signed count; read in chunks that fit it.
@@ -191,7 +195,7 @@ class InputFile {
   }
 
   std::vector<unsigned char> read_vector(std::uint64_t offset, std::uint64_t n, const std::string& what) {
-    require(offset, n, what);
+    require(offset, n, what);  // n fits in the file, so it fits in memory as far as the file goes
     std::vector<unsigned char> out(static_cast<std::size_t>(n));
     read_at(offset, out.data(), n, what);
     return out;
@@ -200,6 +204,7 @@ class InputFile {
  private:
   std::string path_;
   std::ifstream in_;
+  const unsigned char* memory_ = nullptr;
   std::uint64_t size_ = 0;
 };
 
@@ -402,6 +407,24 @@ inline std::vector<Entry> read_directory(InputFile& file) {
                                      " before the central directory");
     entries.push_back(std::move(entry));
   }
+  // No two members may share bytes: a member's local header and data end before the next
+  // member's local header (in file order) starts. Overlapping members let a small file expand
+  // into many large arrays (numpy refuses them too: "Overlapped entries (possible zip bomb)").
+  std::vector<const Entry*> by_offset;
+  by_offset.reserve(entries.size());
+  for (const Entry& e : entries) by_offset.push_back(&e);
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const Entry* a, const Entry* b) { return a->local_header_offset < b->local_header_offset; });
+  for (std::size_t k = 0; k + 1 < by_offset.size(); ++k) {
+    const Entry& a = *by_offset[k];
+    const Entry& b = *by_offset[k + 1];
+    const std::uint64_t end = a.data_offset + a.compressed_size;  // <= dir.offset, checked above
+    if (end > b.local_header_offset)
+      DEEPSTRUCT_THROW(io_error, where(path) + ": member '" + a.name + "' (bytes " + std::to_string(a.local_header_offset) + " to " +
+                                     std::to_string(end) + ") overlaps member '" + b.name + "' (starting at byte " +
+                                     std::to_string(b.local_header_offset) +
+                                     "): expected members that do not share bytes, found overlapped entries (possible zip bomb)");
+  }
   return entries;
 }
 
@@ -414,70 +437,173 @@ inline constexpr bool has_zlib() {
 #endif
 }
 
-/// The uncompressed bytes of one member, CRC-checked.
-inline std::vector<unsigned char> read_member(InputFile& file, const Entry& entry) {
-  const std::string member = where(file.path()) + ": member '" + entry.name + "'";
-  std::vector<unsigned char> out;
-  if (entry.method == method_stored) {
-    out = file.read_vector(entry.data_offset, entry.compressed_size, "data of '" + entry.name + "'");
-  } else {
+/// The uncompressed bytes of one member, read piece by piece: a stored member straight from the
+/// file, a deflated one inflated as it is read (compressed input in 64 KiB chunks). Nothing is
+/// allocated in proportion to the sizes the headers claim: the caller's buffers grow with the
+/// bytes the member really yields. finish() checks that the member ends where its header says
+/// and that the CRC-32 matches.
+class MemberReader {
+ public:
+  MemberReader(InputFile& file, const Entry& entry)
+      : file_(file), entry_(entry), member_(where(file.path()) + ": member '" + entry.name + "'") {
+    if (entry.method == method_deflated) {
 #if defined(DEEPSTRUCT_WITH_ZLIB)
-    // Deflate cannot expand beyond 1032:1; a larger claim is a corrupt (or hostile) header.
-    if (entry.uncompressed_size / 1032 > entry.compressed_size + 1)
-      DEEPSTRUCT_THROW(io_error, member + ": corrupt: " + std::to_string(entry.compressed_size) +
-                                     " deflated bytes cannot hold the " + std::to_string(entry.uncompressed_size) +
-                                     " bytes the header claims");
-    if (entry.uncompressed_size > std::numeric_limits<std::size_t>::max())
-      DEEPSTRUCT_THROW(io_error, member + ": too large for this platform");
-    const std::vector<unsigned char> packed =
-        file.read_vector(entry.data_offset, entry.compressed_size, "data of '" + entry.name + "'");
-    out.resize(static_cast<std::size_t>(entry.uncompressed_size));
-    z_stream zs{};
-    if (inflateInit2(&zs, -MAX_WBITS) != Z_OK) DEEPSTRUCT_THROW(io_error, member + ": zlib inflateInit2 failed");
-    constexpr std::uint64_t step = 1u << 30;  // zlib counts in uInt
-    std::uint64_t in_pos = 0, out_pos = 0;
-    unsigned char spare = 0;  // one byte past the claimed size: detects a stream that is too long
-    bool too_long = false;
-    int rc = Z_OK;
-    for (;;) {
-      if (zs.avail_in == 0 && in_pos < packed.size()) {
-        const std::uint64_t n = std::min<std::uint64_t>(step, packed.size() - in_pos);
-        zs.next_in = const_cast<Bytef*>(packed.data() + in_pos);
-        zs.avail_in = static_cast<uInt>(n);
-        in_pos += n;
-      }
-      const std::uint64_t room = std::min<std::uint64_t>(step, out.size() - out_pos);
-      zs.next_out = room != 0 ? out.data() + out_pos : &spare;
-      zs.avail_out = room != 0 ? static_cast<uInt>(room) : 1u;
-      const uInt out_before = zs.avail_out, in_before = zs.avail_in;
-      rc = inflate(&zs, Z_NO_FLUSH);
-      const uInt produced = out_before - zs.avail_out;
-      if (room == 0 && produced != 0) {
-        too_long = true;
-        break;
-      }
-      out_pos += produced;
-      if (rc == Z_STREAM_END) break;
-      if (rc != Z_OK && rc != Z_BUF_ERROR) break;
-      if (produced == 0 && zs.avail_in == in_before) break;  // no progress: truncated stream
-    }
-    const std::string zmsg = zs.msg != nullptr ? std::string(zs.msg) : std::string();
-    inflateEnd(&zs);
-    if (too_long || rc != Z_STREAM_END || out_pos != out.size())
-      DEEPSTRUCT_THROW(io_error, member + ": corrupt deflate stream: expected " + std::to_string(out.size()) +
-                                     " bytes, inflated " + (too_long ? std::string("more") : std::to_string(out_pos)) +
-                                     (zmsg.empty() ? std::string() : " (zlib: " + zmsg + ")"));
+      // Deflate cannot expand beyond 1032:1; a larger claim is a corrupt (or hostile) header.
+      if (entry.uncompressed_size / 1032 > entry.compressed_size + 1)
+        DEEPSTRUCT_THROW(io_error, member_ + ": corrupt: " + std::to_string(entry.compressed_size) + " deflated bytes at offset " +
+                                       std::to_string(entry.data_offset) + " cannot hold the " +
+                                       std::to_string(entry.uncompressed_size) + " bytes the header claims");
+      if (inflateInit2(&zs_, -MAX_WBITS) != Z_OK) DEEPSTRUCT_THROW(io_error, member_ + ": zlib inflateInit2 failed");
+      inflating_ = true;
 #else
-    DEEPSTRUCT_THROW(io_error, member + ": compressed npz (numpy.savez_compressed) needs zlib: define "
-                                        "DEEPSTRUCT_WITH_ZLIB and link zlib, or save with numpy.savez");
+      DEEPSTRUCT_THROW(io_error, member_ + ": compressed npz (numpy.savez_compressed) needs zlib: define "
+                                           "DEEPSTRUCT_WITH_ZLIB and link zlib, or save with numpy.savez");
+#endif
+    }
+  }
+  MemberReader(const MemberReader&) = delete;
+  MemberReader& operator=(const MemberReader&) = delete;
+  ~MemberReader() {
+#if defined(DEEPSTRUCT_WITH_ZLIB)
+    if (inflating_) inflateEnd(&zs_);
 #endif
   }
-  const std::uint32_t crc = crc32(out.data(), out.size());
-  if (crc != entry.crc32) {
-    DEEPSTRUCT_THROW(io_error, member + ": CRC-32 mismatch (corrupt data): expected " + hex32(entry.crc32) +
-                                   ", found " + hex32(crc));
+
+  /// "npz file 'path': member 'name'", the start of messages about the member.
+  const std::string& name() const { return member_; }
+  /// The uncompressed size the central directory claims.
+  std::uint64_t claimed_size() const { return entry_.uncompressed_size; }
+  /// Uncompressed bytes delivered so far.
+  std::uint64_t delivered() const { return out_pos_; }
+
+  /// Up to n uncompressed bytes into dst, never past the claimed size; fewer only when the member
+  /// ends (then finish() reports the shortfall). Throws io_error for a corrupt or truncated stream.
+  std::size_t read(unsigned char* dst, std::size_t n) {
+    const std::uint64_t left = entry_.uncompressed_size - out_pos_;
+    if (static_cast<std::uint64_t>(n) > left) n = static_cast<std::size_t>(left);
+    if (n == 0) return 0;
+    std::size_t got = 0;
+    if (entry_.method == method_stored) {
+      file_.read_at(entry_.data_offset + out_pos_, dst, n, "data of '" + entry_.name + "'");
+      got = n;
+    } else {
+      got = inflate_into(dst, n);
+    }
+    crc_.update(dst, got);
+    out_pos_ += got;
+    return got;
   }
-  return out;
+
+  /// Throws io_error unless the member ended exactly at its claimed size (no more, no fewer
+  /// bytes; for a deflated member, the end of the deflate stream) with the CRC-32 its header has.
+  void finish() {
+    if (out_pos_ != entry_.uncompressed_size)
+      DEEPSTRUCT_THROW(io_error, member_ + ": corrupt " + std::string(inflating_ ? "deflate stream" : "member") +
+                                     ": expected " + std::to_string(entry_.uncompressed_size) + " bytes, " +
+                                     (inflating_ ? "inflated " : "read ") + std::to_string(out_pos_) + zlib_note());
+    if (inflating_ && !stream_end_) {
+      unsigned char spare = 0;  // one byte past the claimed size: detects a stream that is too long
+      if (inflate_into(&spare, 1, true) != 0)
+        DEEPSTRUCT_THROW(io_error, member_ + ": corrupt deflate stream: expected " + std::to_string(entry_.uncompressed_size) +
+                                       " bytes, inflated more");
+      if (!stream_end_)
+        DEEPSTRUCT_THROW(io_error, member_ + ": corrupt deflate stream: expected its end after " +
+                                       std::to_string(entry_.uncompressed_size) + " bytes, found none" + zlib_note());
+    }
+    const std::uint32_t crc = crc_.value();
+    if (crc != entry_.crc32)
+      DEEPSTRUCT_THROW(io_error, member_ + ": CRC-32 mismatch (corrupt data): expected " + hex32(entry_.crc32) + ", found " + hex32(crc));
+  }
+
+ private:
+  InputFile& file_;
+  const Entry& entry_;
+  std::string member_;
+  Crc32 crc_;
+  std::uint64_t out_pos_ = 0;
+  bool inflating_ = false;
+  bool stream_end_ = false;
+#if defined(DEEPSTRUCT_WITH_ZLIB)
+  z_stream zs_{};
+  std::vector<unsigned char> packed_;  // the current chunk of compressed input
+  std::uint64_t in_pos_ = 0;           // compressed bytes read from the file so far
+  std::string zmsg_;
+#endif
+
+  std::string zlib_note() const {
+#if defined(DEEPSTRUCT_WITH_ZLIB)
+    if (!zmsg_.empty()) return " (zlib: " + zmsg_ + ")";
+#endif
+    return std::string();
+  }
+
+  // Inflates up to n bytes into dst; stops early at the end of the stream. At the end of the
+  // compressed data without the stream's end, throws (truncated) unless `probe`.
+  std::size_t inflate_into(unsigned char* dst, std::size_t n, bool probe = false) {
+#if defined(DEEPSTRUCT_WITH_ZLIB)
+    constexpr std::size_t chunk = std::size_t{1} << 16;
+    std::size_t got = 0;
+    while (got < n && !stream_end_) {
+      if (zs_.avail_in == 0 && in_pos_ < entry_.compressed_size) {
+        const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, entry_.compressed_size - in_pos_));
+        packed_.resize(take);
+        file_.read_at(entry_.data_offset + in_pos_, packed_.data(), take, "data of '" + entry_.name + "'");
+        in_pos_ += take;
+        zs_.next_in = packed_.data();
+        zs_.avail_in = static_cast<uInt>(take);
+      }
+      const std::size_t room = std::min<std::size_t>(n - got, std::size_t{1} << 30);  // zlib counts in uInt
+      zs_.next_out = dst + got;
+      zs_.avail_out = static_cast<uInt>(room);
+      const uInt in_before = zs_.avail_in;
+      const int rc = inflate(&zs_, Z_NO_FLUSH);
+      const std::size_t produced = room - zs_.avail_out;
+      got += produced;
+      if (zs_.msg != nullptr) zmsg_ = zs_.msg;
+      if (rc == Z_STREAM_END) {
+        stream_end_ = true;
+        break;
+      }
+      if (rc != Z_OK && rc != Z_BUF_ERROR)
+        DEEPSTRUCT_THROW(io_error, member_ + ": corrupt deflate stream at byte " + std::to_string(out_pos_ + got) +
+                                       " of its data (compressed data at offset " + std::to_string(entry_.data_offset) + ")" +
+                                       zlib_note());
+      if (produced == 0 && zs_.avail_in == in_before && in_pos_ >= entry_.compressed_size) {  // no progress, no input left
+        if (probe) break;
+        DEEPSTRUCT_THROW(io_error, member_ + ": corrupt deflate stream: expected " + std::to_string(entry_.uncompressed_size) +
+                                       " bytes, the " + std::to_string(entry_.compressed_size) + " compressed bytes at offset " +
+                                       std::to_string(entry_.data_offset) + " end after " + std::to_string(out_pos_ + got) +
+                                       " (truncated)" + zlib_note());
+      }
+    }
+    return got;
+#else
+    (void)dst;
+    (void)n;
+    (void)probe;
+    return 0;
+#endif
+  }
+};
+
+/// Reads n more bytes of `reader` onto the end of `out`, growing it as the bytes arrive (at most
+/// doubling), so a header that claims more than the member yields costs no more memory than the
+/// member's real bytes. Returns false (out holding what came) when the member ends first.
+inline bool read_growing(MemberReader& reader, std::vector<unsigned char>& out, std::uint64_t n) {
+  if (n > std::numeric_limits<std::size_t>::max() - out.size())
+    DEEPSTRUCT_THROW(io_error, reader.name() + ": too large for this platform: " + std::to_string(n) + " bytes");
+  const std::size_t target = out.size() + static_cast<std::size_t>(n);
+  while (out.size() < target) {
+    const std::size_t step = std::min(target - out.size(), std::max<std::size_t>(out.size(), std::size_t{1} << 16));
+    const std::size_t old = out.size();
+    out.resize(old + step);
+    const std::size_t got = reader.read(out.data() + old, step);
+    if (got < step) {
+      out.resize(old + got);
+      return false;
+    }
+  }
+  return true;
 }
 
 // ---- writing --------------------------------------------------------------------------------------
@@ -488,24 +614,8 @@ struct OutputMember {
   std::vector<std::pair<const unsigned char*, std::size_t>> pieces;
 };
 
-/// A file written through std::FILE with every write checked; counts the bytes written.
-class OutputFile {
- public:
-  OutputFile(std::FILE* f, const std::string& path) : f_(f), path_(path) {}
-  void write(const unsigned char* bytes, std::size_t n) {
-    if (n != 0 && std::fwrite(bytes, 1, n, f_) != n)
-      DEEPSTRUCT_THROW(io_error, "cannot save " + where(path_) + ": write failed after " + std::to_string(written_) +
-                                     " bytes: " + errno_text(errno));
-    written_ += n;
-  }
-  void write(const std::vector<unsigned char>& bytes) { write(bytes.data(), bytes.size()); }
-  std::uint64_t written() const { return written_; }
-
- private:
-  std::FILE* f_;
-  const std::string& path_;
-  std::uint64_t written_ = 0;
-};
+/// The file an archive is written to (the temporary file of detail::write_file_atomically).
+using OutputFile = detail::AtomicWriter;
 
 inline bool is_ascii(const std::string& s) {
   for (const char c : s)
@@ -621,62 +731,12 @@ inline void write_stored_archive(OutputFile& out, const std::vector<OutputMember
   out.write(end);
 }
 
-/// Calls write(OutputFile&) on a new temporary file beside `path`, then renames it to `path`.
-/// On any failure the temporary file is removed and `path` is left as it was.
+/// Calls write(OutputFile&) on a new temporary file beside `path`, then renames it to `path`
+/// (detail::write_file_atomically): on any failure the temporary file is removed and `path` is
+/// left as it was. Messages start "cannot save npz file '<path>'".
 template <typename Write>
 void write_file_atomically(const std::string& path, Write&& write) {
-  static std::atomic<unsigned> counter{0};
-  std::string tmp;
-  std::FILE* f = nullptr;
-  int err = 0;
-  for (int attempt = 0; attempt < 16 && f == nullptr; ++attempt) {
-    const auto ticks = static_cast<unsigned long long>(std::chrono::steady_clock::now().time_since_epoch().count());
-    char suffix[64];
-    std::snprintf(suffix, sizeof suffix, ".tmp-%llx-%x", ticks, counter.fetch_add(1));
-    tmp = path + suffix;
-    errno = 0;
-    f = std::fopen(tmp.c_str(), "wbx");  // C11 exclusive mode: never clobbers an existing file
-    err = errno;
-    if (f == nullptr && err != EEXIST) break;
-  }
-  if (f == nullptr)
-    DEEPSTRUCT_THROW(io_error, "cannot save " + where(path) + ": cannot create the temporary file '" + tmp +
-                                   "': " + errno_text(err));
-  try {
-    OutputFile out(f, path);
-    write(out);
-    errno = 0;
-    const bool flushed = std::fflush(f) == 0;
-    err = errno;
-    if (!flushed)
-      DEEPSTRUCT_THROW(io_error, "cannot save " + where(path) + ": write failed: " + errno_text(err));
-  } catch (...) {
-    std::fclose(f);
-    std::remove(tmp.c_str());
-    throw;
-  }
-  errno = 0;
-  if (std::fclose(f) != 0) {
-    err = errno;
-    std::remove(tmp.c_str());
-    DEEPSTRUCT_THROW(io_error, "cannot save " + where(path) + ": closing the file failed: " + errno_text(err));
-  }
-  errno = 0;
-  bool renamed = std::rename(tmp.c_str(), path.c_str()) == 0;
-  err = errno;
-#if defined(_WIN32)
-  if (!renamed) {  // rename does not replace an existing file on Windows
-    std::remove(path.c_str());
-    errno = 0;
-    renamed = std::rename(tmp.c_str(), path.c_str()) == 0;
-    err = errno;
-  }
-#endif
-  if (!renamed) {
-    std::remove(tmp.c_str());
-    DEEPSTRUCT_THROW(io_error, "cannot save " + where(path) + ": renaming the temporary file '" + tmp +
-                                   "' to it failed: " + errno_text(err));
-  }
+  detail::write_file_atomically(path, std::forward<Write>(write), "cannot save " + where(path));
 }
 
 }  // namespace zip
