@@ -19,6 +19,7 @@
 
 #include "deepstruct/graph/models.hpp"
 #include "deepstruct/graph/recurrent.hpp"
+#include "deepstruct/graph/cells.hpp"
 #include "deepstruct/graph/evolution.hpp"
 #include "deepstruct/graph/analysis.hpp"
 #include "deepstruct/graph/svg.hpp"

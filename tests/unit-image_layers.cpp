@@ -1,0 +1,374 @@
+// Tests of the image layers: <deepstruct/masked_conv2d.hpp>, <deepstruct/batch_norm2d.hpp>,
+// <deepstruct/pooling.hpp> against PyTorch (tests/data/image_layers.json, made by
+// tools/make_image_layers.py) and by finite differences; channel pruning against
+// torch.nn.utils.prune.ln_structured.
+#include <deepstruct/batch_norm2d.hpp>
+#include <deepstruct/masked_conv2d.hpp>
+#include <deepstruct/model_io.hpp>
+#include <deepstruct/pooling.hpp>
+#include <deepstruct/prune.hpp>
+#include <deepstruct/sparse_training.hpp>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "test_support.hpp"
+
+namespace {
+
+using Mat = Eigen::MatrixXd;
+using deepstruct::ImageShape;
+
+ImageShape shape_of(const nlohmann::json& t) {
+  return ImageShape{static_cast<Eigen::Index>(t[0].size()), static_cast<Eigen::Index>(t[0][0].size()),
+                    static_cast<Eigen::Index>(t[0][0][0].size())};
+}
+
+deepstruct::Conv2dOptions conv_options(const nlohmann::json& c) {
+  deepstruct::Conv2dOptions o;
+  for (int a = 0; a < 2; ++a) {
+    o.kernel[a] = c["kernel"][a].get<Eigen::Index>();
+    o.stride[a] = c["stride"][a].get<Eigen::Index>();
+    o.padding[a] = c["padding"][a].get<Eigen::Index>();
+    o.dilation[a] = c["dilation"][a].get<Eigen::Index>();
+  }
+  o.groups = c["groups"].get<Eigen::Index>();
+  o.bias = c["bias"].get<bool>();
+  return o;
+}
+
+template <typename Scalar>
+deepstruct::MaskedConv2d<Scalar> conv_from(const nlohmann::json& c) {
+  deepstruct::MaskedConv2d<Scalar> conv(c["in_channels"].get<Eigen::Index>(), c["out_channels"].get<Eigen::Index>(), conv_options(c));
+  std::vector<Eigen::Index> dims;
+  conv.set_weight(test::flattened<Scalar>(c["weight"], dims));
+  CHECK(dims == conv.weight_shape(0));
+  conv.set_mask(test::flattened_mask(c["mask"]));
+  if (c["bias"].get<bool>()) conv.set_bias(test::vector<Scalar>(c["bias_value"]));
+  return conv;
+}
+
+/// Central differences of sum(grad_y o f(x)) with respect to one value.
+template <typename F>
+double numeric(F&& loss, double& value, double h = 1e-6) {
+  const double saved = value;
+  value = saved + h;
+  const double up = loss();
+  value = saved - h;
+  const double down = loss();
+  value = saved;
+  return (up - down) / (2 * h);
+}
+
+}  // namespace
+
+TEST_CASE("MaskedConv2d: PyTorch's output and gradients on both paths (image_layers.json)", "[conv2d][parity]") {
+  const auto fixture = test::load_json("image_layers.json");
+  int index = 0;
+  for (const auto& c : fixture["conv2d"]) {
+    for (const auto path : {deepstruct::Execution::dense, deepstruct::Execution::sparse}) {
+      INFO("case " << index << (path == deepstruct::Execution::sparse ? " sparse" : " dense"));
+      auto conv = conv_from<double>(c);
+      conv.set_execution(path);
+      const ImageShape in = shape_of(c["x"]);
+      const Mat x = test::images<double>(c["x"]);
+      Mat y;
+      conv.forward(x, in, y);
+      const ImageShape out = conv.output_shape(in);
+      CHECK(out == shape_of(c["y"]));
+      CHECK(test::max_rel_diff(y, test::images<double>(c["y"])) < 1e-12);
+      Mat gx;
+      conv.backward(x, in, test::images<double>(c["grad_y"]), &gx);
+      CHECK(test::max_rel_diff(gx, test::images<double>(c["grad_x"])) < 1e-12);
+      std::vector<Eigen::Index> dims;
+      CHECK(test::max_rel_diff(conv.weight_grad(), test::flattened<double>(c["grad_weight"], dims)) < 1e-12);
+      if (c["bias"].get<bool>()) CHECK(test::max_rel_diff(Mat(conv.bias_grad()), Mat(test::vector<double>(c["grad_bias"]))) < 1e-12);
+      // float: the same within float rounding.
+      auto convf = conv_from<float>(c);
+      convf.set_execution(path);
+      Eigen::MatrixXf yf;
+      convf.forward(x.cast<float>(), in, yf);
+      CHECK(test::max_rel_diff(yf, y) < 1e-5);
+    }
+    ++index;
+  }
+}
+
+TEST_CASE("MaskedConv2d: finite-difference gradients with stride, padding, dilation and groups", "[conv2d][gradient]") {
+  deepstruct::Conv2dOptions o;
+  o.kernel = {3, 2};
+  o.stride = {2, 1};
+  o.padding = {1, 1};
+  o.dilation = {1, 2};
+  o.groups = 2;
+  for (const auto path : {deepstruct::Execution::dense, deepstruct::Execution::sparse}) {
+    deepstruct::MaskedConv2d<double> conv(4, 6, o, 3);
+    deepstruct::Generator gen(5);
+    auto m = conv.mask();
+    for (Eigen::Index i = 0; i < m.size(); ++i) m(i) = deepstruct::random::bernoulli(gen, 0.6);
+    conv.set_mask(m);
+    conv.set_execution(path);
+    const ImageShape in{4, 5, 6};
+    Mat x = Mat::Random(in.size(), 3);
+    const Mat g = Mat::Random(conv.output_shape(in).size(), 3);
+    auto loss = [&]() {
+      Mat y;
+      conv.forward(x, in, y);
+      return (y.array() * g.array()).sum();
+    };
+    Mat gx;
+    conv.zero_grad();
+    conv.backward(x, in, g, &gx);
+    for (Eigen::Index i = 0; i < x.size(); i += 7) CHECK(gx(i) == Approx(numeric(loss, x(i))).epsilon(1e-6).margin(1e-8));
+    for (Eigen::Index i = 0; i < conv.weight().size(); ++i) {
+      Mat w = conv.weight();
+      auto wloss = [&]() {
+        conv.set_weight(w);
+        return loss();
+      };
+      const double expected = m(i) ? numeric(wloss, w(i)) : 0.0;
+      CHECK(conv.weight_grad()(i) == Approx(expected).margin(1e-7));
+    }
+  }
+}
+
+TEST_CASE("MaskedConv2d: shapes, PyTorch's initialisation bound, named errors", "[conv2d]") {
+  deepstruct::MaskedConv2d<float> conv(3, 8, deepstruct::Conv2dOptions::square(5, 2, 2), 1);
+  CHECK(conv.fan_in() == 75);
+  CHECK(conv.weight_shape(0) == std::vector<Eigen::Index>{8, 3, 5, 5});
+  const double bound = 1.0 / std::sqrt(75.0);
+  CHECK(conv.weight().cwiseAbs().maxCoeff() <= bound);
+  CHECK(conv.weight().cwiseAbs().maxCoeff() > 0.9 * bound);
+  CHECK(conv.bias().cwiseAbs().maxCoeff() <= bound);
+  CHECK(conv.output_shape({3, 28, 28}) == ImageShape{8, 14, 14});
+  CHECK_THROWS_AS(conv.output_shape({2, 28, 28}), deepstruct::shape_error);
+  CHECK_THROWS_AS(deepstruct::MaskedConv2d<float>(3, 4, [] {
+                    auto o = deepstruct::Conv2dOptions::square(3);
+                    o.groups = 2;
+                    return o;
+                  }()),
+                  deepstruct::shape_error);
+  CHECK_THROWS_AS(deepstruct::MaskedConv2d<float>(3, 4, deepstruct::Conv2dOptions::square(0)), deepstruct::value_error);
+  Eigen::MatrixXf x(10, 2), y;
+  CHECK_THROWS_AS(conv.forward(x, {3, 28, 28}, y), deepstruct::shape_error);
+  deepstruct::MaskedConv2d<float> small(1, 1, deepstruct::Conv2dOptions::square(5));
+  CHECK_THROWS_AS(small.output_shape({1, 3, 3}), deepstruct::shape_error);
+  // Too large for memory: refused by name.
+  CHECK_THROWS_AS(deepstruct::MaskedConv2d<float>(Eigen::Index(1) << 31, Eigen::Index(1) << 31, deepstruct::Conv2dOptions::square(3)),
+                  deepstruct::shape_error);
+}
+
+TEST_CASE("MaskedConv2d: state_dict with the 4-d shape, _mask only when pruned, npz round trip", "[conv2d][model_io]") {
+  deepstruct::MaskedConv2d<double> conv(2, 3, deepstruct::Conv2dOptions::square(3), 4);
+  deepstruct::StateDict<double> sd;
+  conv.state_dict(sd, "c.");
+  CHECK(sd.matrices.count("c.weight") == 1);
+  CHECK(sd.shapes.at("c.weight") == std::vector<Eigen::Index>{3, 2, 3, 3});
+  CHECK(sd.masks.count("c._mask") == 0);  // unpruned: PyTorch's keys
+  auto m = conv.mask();
+  m(1, 4) = false;
+  conv.set_mask(m);
+  deepstruct::StateDict<double> pruned;
+  conv.state_dict(pruned, "c.");
+  CHECK(pruned.masks.count("c._mask") == 1);
+  // Through an npz archive: 4-d arrays, and back.
+  const auto archive = deepstruct::to_npz(pruned);
+  CHECK(archive.at("c.weight").shape == std::vector<std::size_t>{3, 2, 3, 3});
+  CHECK(archive.at("c._mask").shape == std::vector<std::size_t>{3, 2, 3, 3});
+  const auto back = deepstruct::state_dict_from_npz<double>(archive);
+  deepstruct::MaskedConv2d<double> other(2, 3, deepstruct::Conv2dOptions::square(3), 9);
+  std::vector<std::string> expected;
+  other.check_state_dict(back, "c.", expected);
+  other.load_state_dict(back, "c.");
+  CHECK(other.weight() == conv.weight());
+  CHECK(other.mask() == conv.mask());
+  CHECK(other.nnz() == 53);
+  // Without _mask: every weight active.
+  other.load_state_dict(sd, "c.");
+  CHECK(other.nnz() == 54);
+  // A wrong 4-d shape with the right matrix size is refused.
+  auto wrong = back;
+  wrong.shapes["c.weight"] = {3, 3, 2, 3};
+  std::vector<std::string> keys;
+  CHECK_THROWS_AS(other.check_state_dict(wrong, "c.", keys), deepstruct::shape_error);
+}
+
+TEST_CASE("MaskedConv2d: a NaN behind the mask affects neither path; RigL's dense gradient", "[conv2d]") {
+  deepstruct::MaskedConv2d<double> conv(2, 2, deepstruct::Conv2dOptions::square(3, 1, 1), 2);
+  auto m = conv.mask();
+  m(0, 0) = false;
+  conv.set_mask(m);
+  Mat w = conv.weight();
+  w(0, 0) = std::numeric_limits<double>::quiet_NaN();
+  conv.set_weight(w);
+  const ImageShape in{2, 4, 4};
+  const Mat x = Mat::Random(in.size(), 2), g = Mat::Random(conv.output_shape(in).size(), 2);
+  Mat y[2], gx[2];
+  int i = 0;
+  for (const auto path : {deepstruct::Execution::dense, deepstruct::Execution::sparse}) {
+    conv.set_execution(path);
+    conv.set_dense_gradient(true);
+    conv.zero_grad();
+    conv.forward(x, in, y[i]);
+    conv.backward(x, in, g, &gx[i]);
+    CHECK(y[i].allFinite());
+    CHECK(gx[i].allFinite());
+    CHECK(conv.weight_grad()(0, 0) == 0.0);
+    REQUIRE(conv.dense_gradient(0) != nullptr);
+    CHECK((*conv.dense_gradient(0))(0, 0) != 0.0);  // the gradient behind the mask, for growth
+    ++i;
+  }
+  CHECK(test::max_rel_diff(y[0], y[1]) < 1e-12);
+  CHECK(test::max_rel_diff(gx[0], gx[1]) < 1e-12);
+}
+
+TEST_CASE("BatchNorm2d: PyTorch's training and evaluation modes (image_layers.json)", "[batch_norm2d][parity]") {
+  const auto fixture = test::load_json("image_layers.json");
+  for (const auto& c : fixture["batch_norm2d"]) {
+    const Eigen::Index C = c["channels"].get<Eigen::Index>();
+    deepstruct::BatchNorm2d<double> bn(C);
+    bn.weight() = test::vector<double>(c["weight"]);
+    bn.bias() = test::vector<double>(c["bias"]);
+    deepstruct::StateDict<double> sd;
+    bn.state_dict(sd, "");
+    sd.vectors["running_mean"] = test::vector<double>(c["before"]["running_mean"]);
+    sd.vectors["running_var"] = test::vector<double>(c["before"]["running_var"]);
+    bn.load_state_dict(sd, "");
+    const ImageShape in = shape_of(c["x"]);
+    const Mat x = test::images<double>(c["x"]);
+    Mat y, gx;
+    bn.forward(x, in, y, true);
+    CHECK(test::max_rel_diff(y, test::images<double>(c["y"])) < 1e-12);
+    bn.backward(x, in, test::images<double>(c["grad_y"]), &gx);
+    CHECK(test::max_rel_diff(gx, test::images<double>(c["grad_x"])) < 1e-10);
+    CHECK(test::max_rel_diff(Mat(bn.running_mean()), Mat(test::vector<double>(c["after"]["running_mean"]))) < 1e-12);
+    CHECK(test::max_rel_diff(Mat(bn.running_var()), Mat(test::vector<double>(c["after"]["running_var"]))) < 1e-12);
+    CHECK(bn.num_batches_tracked() == c["after"]["num_batches_tracked"].get<std::int64_t>());
+    // Evaluation: forward in eval mode, its backward, and predict.
+    const Mat xe = test::images<double>(c["x_eval"]);
+    Mat ye, gxe, yp;
+    bn.forward(xe, in, ye, false);
+    CHECK(test::max_rel_diff(ye, test::images<double>(c["y_eval"])) < 1e-12);
+    bn.backward(xe, in, test::images<double>(c["grad_y_eval"]), &gxe);
+    CHECK(test::max_rel_diff(gxe, test::images<double>(c["grad_x_eval"])) < 1e-12);
+    bn.predict(xe, in, yp);
+    CHECK(yp == ye);
+    CHECK(bn.num_batches_tracked() == 1);
+  }
+  deepstruct::BatchNorm2d<float> one(2);
+  Eigen::MatrixXf single = Eigen::MatrixXf::Ones(2, 1), out;
+  CHECK_THROWS_AS(one.forward(single, {2, 1, 1}, out, true), deepstruct::value_error);
+  CHECK(one.num_batches_tracked() == 0);
+}
+
+TEST_CASE("BatchNorm2d: finite-difference gradients in training mode", "[batch_norm2d][gradient]") {
+  deepstruct::BatchNorm2d<double> bn(3);
+  bn.weight() << 1.5, 0.7, -0.3;
+  bn.bias() << 0.1, -0.2, 0.4;
+  const ImageShape in{3, 2, 3};
+  Mat x = Mat::Random(in.size(), 4);
+  const Mat g = Mat::Random(in.size(), 4);
+  auto loss = [&]() {
+    deepstruct::BatchNorm2d<double> copy = bn;
+    Mat y;
+    copy.forward(x, in, y, true);
+    return (y.array() * g.array()).sum();
+  };
+  Mat y, gx;
+  deepstruct::BatchNorm2d<double> run = bn;
+  run.forward(x, in, y, true);
+  run.backward(x, in, g, &gx);
+  for (Eigen::Index i = 0; i < x.size(); i += 5) CHECK(gx(i) == Approx(numeric(loss, x(i))).epsilon(1e-6).margin(1e-8));
+  for (Eigen::Index c = 0; c < 3; ++c) {
+    CHECK(run.weight_grad()[c] == Approx(numeric(loss, bn.weight()[c])).epsilon(1e-6).margin(1e-8));
+    CHECK(run.bias_grad()[c] == Approx(numeric(loss, bn.bias()[c])).epsilon(1e-6).margin(1e-8));
+  }
+}
+
+TEST_CASE("Pooling: MaxPool2d, AvgPool2d and AdaptiveAvgPool2d as PyTorch (image_layers.json)", "[pool][parity]") {
+  const auto fixture = test::load_json("image_layers.json");
+  for (const auto& c : fixture["pool"]) {
+    const std::string kind = c["kind"];
+    INFO(kind);
+    const ImageShape in = shape_of(c["x"]);
+    const Mat x = test::images<double>(c["x"]), gy = test::images<double>(c["grad_y"]);
+    Mat y, gx;
+    if (kind == "adaptive") {
+      deepstruct::AdaptiveAvgPool2d pool(c["kernel"][0].get<Eigen::Index>(), c["kernel"][1].get<Eigen::Index>());
+      pool.forward(x, in, y);
+      pool.backward(x, in, gy, gx);
+    } else {
+      deepstruct::Pool2dOptions o;
+      for (int a = 0; a < 2; ++a) {
+        o.kernel[a] = c["kernel"][a].get<Eigen::Index>();
+        o.stride[a] = c["stride"][a].get<Eigen::Index>();
+        o.padding[a] = c["padding"][a].get<Eigen::Index>();
+      }
+      if (kind == "max") {
+        deepstruct::MaxPool2d pool(o);
+        pool.forward(x, in, y);
+        pool.backward(x, in, gy, gx);
+      } else {
+        deepstruct::AvgPool2d pool(o);
+        pool.forward(x, in, y);
+        pool.backward(x, in, gy, gx);
+      }
+    }
+    CHECK(test::max_rel_diff(y, test::images<double>(c["y"])) < 1e-12);
+    CHECK(test::max_rel_diff(gx, test::images<double>(c["grad_x"])) < 1e-12);
+  }
+  CHECK_THROWS_AS(deepstruct::MaxPool2d(deepstruct::Pool2dOptions::square(2, 2, 2)), deepstruct::value_error);
+  deepstruct::AvgPool2d pool(deepstruct::Pool2dOptions::square(4));
+  CHECK_THROWS_AS(pool.output_shape({1, 3, 3}), deepstruct::shape_error);
+}
+
+TEST_CASE("Pooling: finite-difference gradients", "[pool][gradient]") {
+  const ImageShape in{2, 5, 6};
+  Mat x = Mat::Random(in.size(), 2);
+  deepstruct::AvgPool2d avg(deepstruct::Pool2dOptions::square(3, 2, 1));
+  deepstruct::AdaptiveAvgPool2d adaptive(2, 4);
+  deepstruct::MaxPool2d max(deepstruct::Pool2dOptions::square(2));
+  auto check = [&](const auto& pool) {
+    const Mat g = Mat::Random(pool.output_shape(in).size(), 2);
+    auto loss = [&]() {
+      Mat y;
+      pool.forward(x, in, y);
+      return (y.array() * g.array()).sum();
+    };
+    Mat gx;
+    pool.backward(x, in, g, gx);
+    for (Eigen::Index i = 0; i < x.size(); ++i) CHECK(gx(i) == Approx(numeric(loss, x(i))).margin(1e-7));
+  };
+  check(avg);
+  check(adaptive);
+  check(max);  // random values: no ties, differentiable
+}
+
+TEST_CASE("Channel pruning: prune_neurons on a convolution is torch's ln_structured(dim=0)", "[conv2d][prune][parity]") {
+  const auto fixture = test::load_json("image_layers.json");
+  for (const auto& c : fixture["ln_structured"]) {
+    deepstruct::MaskedConv2d<double> conv(4, 10, deepstruct::Conv2dOptions::square(3));
+    std::vector<Eigen::Index> dims;
+    conv.set_weight(test::flattened<double>(c["weight"], dims));
+    const double p = c["n"].is_string() ? std::numeric_limits<double>::infinity() : c["n"].get<double>();
+    const auto amount = c["amount"].is_number_integer() ? deepstruct::PruneAmount::count(c["amount"].get<Eigen::Index>())
+                                                        : deepstruct::PruneAmount::fraction(c["amount"].get<double>());
+    INFO("p " << p);
+    deepstruct::prune_neurons(conv, amount, p);
+    CHECK(conv.mask() == test::flattened_mask(c["mask"]));
+  }
+}
+
+TEST_CASE("MaskedConv2d: ERK allocation counts the kernel dimensions (weight_shape)", "[conv2d][sparse_training]") {
+  deepstruct::MaskedConv2d<double> a(8, 16, deepstruct::Conv2dOptions::square(3), 1), b(16, 16, deepstruct::Conv2dOptions::square(1), 2);
+  const auto sa = a.weight_shape(0), sb = b.weight_shape(0);
+  const auto d = deepstruct::allocate_densities({sa, sb}, 0.3);
+  // RigL's ERK by hand: raw = sum(shape) / prod(shape), one factor so that the active weights
+  // total what 30% leaves of each (n - floor(0.7 n), RigL's counting).
+  const double na = 16 * 8 * 9, nb = 16 * 16, ra = (16 + 8 + 3 + 3) / na, rb = (16 + 16 + 1 + 1) / nb;
+  const double eps = (na - std::floor(0.7 * na) + nb - std::floor(0.7 * nb)) / (ra * na + rb * nb);
+  CHECK(d[0] == Approx(eps * ra));
+  CHECK(d[1] == Approx(eps * rb));
+}
