@@ -32,8 +32,8 @@ def compressed(path_in, harness, name):
     os.remove(tmp)
 
 
-for name in ("numpy_savez.npz", "numpy_savez_compressed.npz"):
-    shutil.copy(os.path.join(data, name), os.path.join(corpus, "fuzz_npz", name))
+for name in ("numpy_savez.npz", "numpy_savez_compressed.npz"):  # without ".npz": .gitignore ignores *.npz
+    shutil.copy(os.path.join(data, name), os.path.join(corpus, "fuzz_npz", name[: -len(".npz")]))
 shutil.copy(os.path.join(data, "structure_networkx.graphml"), os.path.join(corpus, "fuzz_graphml", "networkx.graphml"))
 shutil.copy(os.path.join(data, "deepstruct_dan.graphml"), os.path.join(corpus, "fuzz_graphml", "deepstruct_dan.graphml"))
 compressed(os.path.join(corpus, "fuzz_npz", "mixed"), "fuzz_npz", "mixed-compressed")
