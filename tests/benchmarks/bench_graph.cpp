@@ -1,9 +1,10 @@
 // Benchmark of the graph side at scale: layer_index() and the full analyze() (shortest paths
 // estimated from 32 seeded BFS sources) of a random DAG with 1 million vertices and 10 million
-// edges, and the neuron DAG of a dense FFN 784-1000-1000-10 from its masks (ffn_structure).
-// Prints wall and CPU seconds per phase and, per target, a PASS/MISS verdict on each of the two;
-// targets are reported, never asserted. Building the deepstruct::Dag edge by edge (add_edge) is
-// timed on its own line and is not part of the "Dag" target, which covers layer_index + analyze.
+// edges; building its deepstruct::Dag from the edge list in bulk (dag_from_edges, which also
+// stores the layer index) against edge by edge (add_edge) and against a plain pass over the edge
+// list in the same run; and the neuron DAG of a dense FFN 784-1000-1000-10 (ffn_structure from
+// its masks, generate_structure from the model). Prints wall and CPU seconds per phase and, per
+// target, a PASS/MISS verdict on each of the two; targets are reported, never asserted.
 //
 //   bench_graph            full run (one to two minutes, 1.5 GB of memory)
 //   bench_graph --quick    small sizes: the ctest smoke test
@@ -12,6 +13,8 @@
 // higher id; duplicates are kept (about m^2 / n^2 = 100 expected at full size). The exit code is
 // 0 unless the two graph types disagree on a result (a correctness failure).
 #include <deepstruct/graph/analysis.hpp>
+#include <deepstruct/graph/build.hpp>
+#include <deepstruct/graph/models.hpp>
 #include <deepstruct/graph/convert.hpp>
 #include <deepstruct/graph/dag.hpp>
 #include <deepstruct/graph/layer_index.hpp>
@@ -67,7 +70,7 @@ void row(const char* what, Phase p) { std::printf("%-52s %8.3f %8.3f\n", what, p
 struct Config {
   std::size_t n = 1000000, m = 10000000;
   std::vector<Eigen::Index> ffn{784, 1000, 1000, 10};
-  double dag_target_s = 10.0, ffn_target_s = 0.5;
+  double dag_target_s = 10.0, build_target_s = 5.0, ffn_target_s = 0.1;
   int reps = 3;
 };
 
@@ -128,10 +131,22 @@ int main(int argc, char** argv) {
   row("analyze, full", t_full);
   verdict("layer_index + full analyze (CSR graph)", t_layers + t_full, c.dag_target_s);
 
-  // The same graph as deepstruct::Dag (bidirectional adjacency_list).
+  // The same graph as deepstruct::Dag (bidirectional adjacency_list): a plain pass over the edge
+  // list (the floor any build has), edge by edge, and in bulk with the layer index.
   t = Timer();
-  deepstruct::Dag dag(c.n);
-  for (const auto& [a, b] : edges) add_edge(a, b, dag);
+  std::uint64_t checksum = 0;
+  for (const auto& [a, b] : edges) checksum += a ^ (std::uint64_t(b) << 20);
+  const Phase t_pass = stop(t);
+  Phase t_edge_by_edge;
+  {
+    t = Timer();
+    deepstruct::Dag by_edge(c.n);
+    for (const auto& [a, b] : edges) add_edge(a, b, by_edge);
+    t_edge_by_edge = stop(t);
+    checksum += num_edges(by_edge);
+  }
+  t = Timer();
+  const deepstruct::Dag dag = deepstruct::dag_from_edges(c.n, edges);
   const Phase t_dag = stop(t);
   edges = {};
   t = Timer();
@@ -141,7 +156,12 @@ int main(int argc, char** argv) {
   const deepstruct::StructureReport dag_report = deepstruct::analyze(dag, dag_layers, full);
   const Phase t_dag_full = stop(t);
   std::printf("\n");
-  row("build deepstruct::Dag (add_edge; not in the target)", t_dag);
+  row("plain pass over the edge list", t_pass);
+  row("build deepstruct::Dag edge by edge (add_edge)", t_edge_by_edge);
+  row("dag_from_edges: bulk build + layer_index", t_dag);
+  std::printf("  %.0fx the plain pass; edge by edge (no layer_index): %.2fx the bulk time (checksum %llu)\n", t_dag.wall / t_pass.wall,
+              (t_edge_by_edge.wall + 0.0) / t_dag.wall, static_cast<unsigned long long>(checksum % 1000));
+  verdict("build + layer index of the 1M/10M DAG (dag_from_edges)", t_dag, c.build_target_s);
   row("layer_index (Dag)", t_dag_layers);
   row("analyze, full (Dag)", t_dag_full);
   verdict("layer_index + full analyze (Dag)", t_dag_layers + t_dag_full, c.dag_target_s);
@@ -176,6 +196,25 @@ int main(int argc, char** argv) {
   std::printf("\nFFN %s: %zu neurons, %zu edges\n", shape.c_str(), num_vertices(ffn), num_edges(ffn));
   row("analyze (layer_index inside, all defaults)", t_ffn_analyze);
   verdict("FFN " + shape + " masks -> Dag (ffn_structure)", t_ffn, c.ffn_target_s);
+  {
+    // The same through a model: generate_structure of a MaskedDeepFFN (inputs and outputs too).
+    std::vector<Eigen::Index> hidden(c.ffn.begin() + 1, c.ffn.end() - 1);
+    const deepstruct::MaskedDeepFFN<float> model(c.ffn.front(), c.ffn.back(), hidden);
+    t = Timer();
+    const deepstruct::Dag s = deepstruct::generate_structure(model, all);
+    const Phase t_gen = stop(t);
+    t = Timer();
+    std::uint64_t pass = 0;
+    for (const auto& m : masks) pass += static_cast<std::uint64_t>(m.count());
+    const Phase t_mask_pass = stop(t);
+    verdict("FFN " + shape + " model -> Dag (generate_structure)", t_gen, c.ffn_target_s);
+    std::printf("  %.0fx a pass counting the masks' entries (%llu), %zu edges\n", t_gen.wall / std::max(t_mask_pass.wall, 1e-9),
+                static_cast<unsigned long long>(pass), num_edges(s));
+    if (num_edges(s) != num_edges(ffn)) {
+      std::printf("ERROR: generate_structure and ffn_structure disagree\n");
+      status = 1;
+    }
+  }
   double expected_paths = 1.0;
   for (Eigen::Index s : c.ffn) expected_paths *= static_cast<double>(s);
   if (ffn_report.input_output_paths != expected_paths || !ffn_report.dead_neurons.empty()) {

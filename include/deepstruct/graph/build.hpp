@@ -27,19 +27,32 @@ namespace deepstruct {
 
 /// The DAG on vertices 0..n-1 with the directed edges (u, v) as given, in that order (duplicates
 /// kept, as Boost keeps parallel edges), its layers stored (layer_index). Throws value_error for
-/// an id >= n or a self loop, not_a_dag for a cycle. O(n + m): every out- and in-edge list is
-/// sized once before the edges are added.
-inline Dag dag_from_edges(std::size_t n, const std::vector<std::pair<std::size_t, std::size_t>>& edges) {
-  for (std::size_t k = 0; k < edges.size(); ++k) {
-    const auto [u, v] = edges[k];
+/// an id >= n or a self loop, not_a_dag for a cycle. O(n + m): every out- and in-edge list and the
+/// edge list are sized once before the edges are added (about a second for 10 million edges).
+/// `edges` is any range (read twice) of pairs of integers: std::pair<std::size_t, std::size_t>,
+/// std::pair<std::uint32_t, std::uint32_t>, ...
+template <typename Edges = std::vector<std::pair<std::size_t, std::size_t>>>
+Dag dag_from_edges(std::size_t n, const Edges& edges) {
+  std::size_t k = 0;
+  for (const auto& e : edges) {
+    const auto u = static_cast<std::size_t>(e.first), v = static_cast<std::size_t>(e.second);
     if (u >= n || v >= n)
       DEEPSTRUCT_THROW(value_error, "dag_from_edges: expected vertex ids below " + std::to_string(n) + ", found edge " +
                                         std::to_string(k) + " (" + std::to_string(u) + ", " + std::to_string(v) + ")");
     if (u == v)
       DEEPSTRUCT_THROW(value_error, "dag_from_edges: expected no self loop, found edge " + std::to_string(k) + " (" + std::to_string(u) +
                                         ", " + std::to_string(v) + ")");
+    ++k;
   }
-  Dag g(edges.begin(), edges.end(), n);
+  detail::check_graph_size("dag_from_edges", n, static_cast<double>(k));
+  Dag g(n);
+  std::vector<std::size_t> out_degree(n, 0), in_degree(n, 0);
+  for (const auto& e : edges) {
+    ++out_degree[static_cast<std::size_t>(e.first)];
+    ++in_degree[static_cast<std::size_t>(e.second)];
+  }
+  detail::reserve_edges(g, out_degree, in_degree);
+  for (const auto& e : edges) boost::add_edge(static_cast<std::size_t>(e.first), static_cast<std::size_t>(e.second), g);
   const std::vector<std::size_t> layers = layer_index(g);  // not_a_dag for a cycle
   for (std::size_t v = 0; v < n; ++v) g[v].layer = layers[v];
   return g;

@@ -89,6 +89,14 @@ inline Dag ffn_structure(const std::vector<LayerMask>& masks, const StructureOpt
   Dag g(first <= last ? offset[last + 1] : 0);
   for (std::size_t l = first; l <= last && l <= K; ++l)
     for (std::size_t v = offset[l]; v < offset[l + 1]; ++v) g[v].layer = l - first;
+  // The degrees first, so every edge list is sized once; then the edges.
+  std::vector<std::size_t> out_degree(num_vertices(g), 0), in_degree(num_vertices(g), 0);
+  for (std::size_t k = first; k < last; ++k) {
+    const LayerMask& m = masks[k];
+    for (Eigen::Index i = 0; i < m.cols(); ++i) out_degree[offset[k] + static_cast<std::size_t>(i)] += static_cast<std::size_t>(m.col(i).count());
+    for (Eigen::Index o = 0; o < m.rows(); ++o) in_degree[offset[k + 1] + static_cast<std::size_t>(o)] += static_cast<std::size_t>(m.row(o).count());
+  }
+  detail::reserve_edges(g, out_degree, in_degree);
   for (std::size_t k = first; k < last; ++k) {  // mask k connects layer k to layer k+1
     const LayerMask& m = masks[k];
     for (Eigen::Index i = 0; i < m.cols(); ++i)

@@ -2,14 +2,19 @@
 #pragma once
 
 /// \file graph/dag.hpp
-/// The DAG type of deepstruct's graph side: a Boost.Graph adjacency_list (bidirectional, vecS)
-/// with bundled vertex and edge properties. Vertex descriptors are the ids 0..n-1.
+/// The DAG type of deepstruct's graph side: a Boost.Graph adjacency_list (bidirectional, vecS
+/// vertices, out- and in-edge lists and edge list) with bundled vertex and edge properties.
+/// Vertex descriptors are the ids 0..n-1. The edges are kept in one vector (EdgeList vecS): adding
+/// an edge allocates nothing once the storage is sized (dag_from_edges, the converters do), so
+/// building 10 million edges takes about a second; removing an edge (Boost's remove_edge) costs
+/// O(edges), which the library never does.
 
 #include <boost/graph/adjacency_list.hpp>
 #include <cstddef>
 #include <cstdio>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "deepstruct/detail/memory.hpp"
 #include "deepstruct/errors.hpp"
@@ -44,7 +49,8 @@ struct EdgeProperties {
 };
 
 /// A directed acyclic graph of neurons (acyclicity is checked where it matters: layer_index()).
-using Dag = boost::adjacency_list<boost::vecS, boost::vecS, boost::bidirectionalS, VertexProperties, EdgeProperties>;
+using Dag = boost::adjacency_list<boost::vecS, boost::vecS, boost::bidirectionalS, VertexProperties, EdgeProperties, boost::no_property,
+                                  boost::vecS>;
 using DagVertex = boost::graph_traits<Dag>::vertex_descriptor;
 using DagEdge = boost::graph_traits<Dag>::edge_descriptor;
 
@@ -68,6 +74,20 @@ inline void check_graph_size(const char* who, std::size_t vertices, double edges
   std::snprintf(count, sizeof count, "%.4g", edges);
   check_fits_memory<value_error>(who, "a graph of " + std::to_string(vertices) + " vertices and " + count + " edges",
                                  96.0 * static_cast<double>(vertices) + 64.0 * edges);
+}
+
+/// Sizes g's storage for the edges to come - every vertex's out- and in-edge list and the edge
+/// list - so that add_edge then never reallocates (Boost's vecS storage: the adjacency_list's
+/// public members m_vertices and m_edges). out_degree and in_degree have one entry per vertex.
+inline void reserve_edges(Dag& g, const std::vector<std::size_t>& out_degree, const std::vector<std::size_t>& in_degree) {
+  std::size_t m = 0;
+  for (std::size_t v = 0; v < num_vertices(g) && v < out_degree.size() && v < in_degree.size(); ++v) {
+    auto& stored = g.m_vertices[v];
+    stored.m_out_edges.reserve(stored.m_out_edges.size() + out_degree[v]);
+    stored.m_in_edges.reserve(stored.m_in_edges.size() + in_degree[v]);
+    m += out_degree[v];
+  }
+  g.m_edges.reserve(g.m_edges.size() + m);
 }
 
 }  // namespace detail

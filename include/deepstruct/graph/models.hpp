@@ -71,14 +71,28 @@ Dag generate_structure(const MaskedDeepDAN<Scalar>& model, const StructureOption
     }
   }
   for (std::size_t v = offset[L]; v < offset[L] + out; ++v) g[v].position = v - offset[L];
+  // Two passes over the masks: the degrees (to size every edge list once), then the edges.
+  std::vector<std::size_t> out_degree(num_vertices(g), 0), in_degree(num_vertices(g), 0);
+  auto count = [&](const LayerMask& m, std::size_t source_offset, std::size_t target_offset) {
+    for (Eigen::Index i = 0; i < m.cols(); ++i) {
+      const auto c = static_cast<std::size_t>(m.col(i).count());
+      out_degree[source_offset + static_cast<std::size_t>(i)] += c;
+    }
+    for (Eigen::Index o = 0; o < m.rows(); ++o) in_degree[target_offset + static_cast<std::size_t>(o)] += static_cast<std::size_t>(m.row(o).count());
+  };
   auto connect = [&g](const LayerMask& m, std::size_t source_offset, std::size_t target_offset) {
     for (Eigen::Index i = 0; i < m.cols(); ++i)
       for (Eigen::Index o = 0; o < m.rows(); ++o)
         if (m(o, i)) boost::add_edge(source_offset + static_cast<std::size_t>(i), target_offset + static_cast<std::size_t>(o), g);
   };
-  if (options.include_input) connect(model.layer_first().mask(), 0, offset[0]);
-  for (const auto& c : model.structure().connections) connect(c.mask, offset[c.source_layer], offset[c.target_layer]);
-  if (options.include_output) connect(model.layer_out().mask(), offset[L - 1], offset[L]);
+  auto each_mask = [&](auto&& fn) {
+    if (options.include_input) fn(model.layer_first().mask(), 0, offset[0]);
+    for (const auto& c : model.structure().connections) fn(c.mask, offset[c.source_layer], offset[c.target_layer]);
+    if (options.include_output) fn(model.layer_out().mask(), offset[L - 1], offset[L]);
+  };
+  each_mask(count);
+  detail::reserve_edges(g, out_degree, in_degree);
+  each_mask(connect);
   if (original_ids != nullptr) {
     original_ids->assign(in, no_original_id);
     for (std::size_t t = 0; t < L; ++t)
