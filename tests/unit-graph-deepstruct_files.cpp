@@ -393,6 +393,19 @@ TEST_CASE("save_dan / load_dan: deepstruct's two files in one call each; a graph
   CHECK_THROWS_AS(deepstruct::load_dan<double>(bad), deepstruct::io_error);
 }
 
+TEST_CASE("load_dan: a small GraphML that describes a huge network is refused before the network is built", "[graph][deepstruct][io][robustness]") {
+  // Two layers of 30,000 neurons, each of the second fed by one of the first: a 9e8-weight network
+  // (3.6 GB for its weights) from a file of a few megabytes, against an npz of a small network.
+  deepstruct::Dag big(60000);
+  for (std::size_t v = 0; v < 30000; ++v) add_edge(v, 30000 + v, big);
+  const std::string prefix = tmp("load_dan_big");
+  deepstruct::write_graphml(prefix + ".graphml", big);
+  deepstruct::Generator gen(2);
+  deepstruct::save_npz(deepstruct::make_dan<float>(6, 2, deepstruct::watts_strogatz(12, 2, 0.5, gen)), prefix + ".npz");
+  CHECK_THROWS_AS(deepstruct::load_dan<float>(prefix), deepstruct::io_error);
+  CHECK_THROWS_WITH(deepstruct::load_dan<float>(prefix), test::contains("expected 900") && test::contains("weights for its layers"));
+}
+
 TEST_CASE("save_dan: both files are written atomically; a failed save leaves the old ones", "[graph][deepstruct][io][robustness]") {
   deepstruct::Dag g;
   auto model = reversed_dan(g);

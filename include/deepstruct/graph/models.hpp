@@ -6,6 +6,7 @@
 /// MaskedDeepFFN or MaskedDeepDAN (trained, pruned) back into the DAG of its neurons, as deepstruct's
 /// generate_structure, and make_scalable_dan() grows a ScalableDAN into a network.
 
+#include <algorithm>
 #include <cstddef>
 #include <limits>
 #include <sstream>
@@ -234,6 +235,30 @@ MaskedDeepDAN<Scalar> load_dan(const std::string& prefix, DANOptions options = {
   const auto& out = weight("layer_out.weight");
   options.bias = sd.vectors.count("layer_first.bias") != 0;
   options.use_layer_norm = sd.vectors.count("layer_normalizations.0.weight") != 0 || sd.vectors.count("layers_norm_hidden.0.weight") != 0;
+  // Every weight of the network must come from the file, so a graph whose network needs more
+  // weights than the file holds cannot load: refuse it before anything is allocated (a small
+  // GraphML of two large layers describes a large network). Counted from the layers alone.
+  {
+    const LayeredView view(g);
+    const std::size_t L = view.num_layers();
+    auto size = [&](std::size_t l) { return static_cast<double>(view.vertices(l).size()); };
+    double needed = L == 0 ? 0.0 : static_cast<double>(first.cols()) * size(0) + size(L - 1) * static_cast<double>(out.rows());
+    for (std::size_t t = 1; t < L; ++t) needed += size(t - 1) * size(t);  // main connections, always there
+    std::vector<std::pair<std::size_t, std::size_t>> skips;
+    for (auto [e, end] = edges(g); e != end; ++e) {
+      const std::size_t s = view.layer_of(source(*e, g)), t = view.layer_of(target(*e, g));
+      if (t >= s + 2) skips.emplace_back(s, t);
+    }
+    std::sort(skips.begin(), skips.end());
+    skips.erase(std::unique(skips.begin(), skips.end()), skips.end());
+    for (const auto& [s, t] : skips) needed += size(s) * size(t);
+    double held = 0.0;
+    for (const auto& kv : sd.matrices) held += static_cast<double>(kv.second.size());
+    if (needed > held)
+      DEEPSTRUCT_THROW(io_error, "npz file '" + npz_path + "' does not fit the network of " + prefix + ".graphml: expected " +
+                                     std::to_string(static_cast<long long>(needed)) + " weights for its layers, found " +
+                                     std::to_string(static_cast<long long>(held)) + " in the file");
+  }
   return detail::with_npz_path(npz_path, "does not fit the network of " + prefix + ".graphml", [&] {
     MaskedDeepDAN<Scalar> model = make_dan<Scalar>(first.cols(), out.rows(), g, options);
     model.load_state_dict(sd);
