@@ -11,6 +11,6 @@ int main() {
   const Eigen::MatrixXf x = Eigen::MatrixXf::Ones(4, 2);
   const Eigen::MatrixXf y = layer.forward(x);
   std::cout << "deepstruct " << deepstruct::version_string << ": active weights " << layer.nnz() << ", output "
-            << y.rows() << "x" << y.cols() << "\n";
+            << y.rows() << "x" << y.cols() << "; threads: " << Eigen::nbThreads() << "; SIMD: " << Eigen::SimdInstructionSetsInUse() << "\n";
   return (layer.nnz() == 11 && y.rows() == 3 && y.cols() == 2) ? 0 : 1;
 }
