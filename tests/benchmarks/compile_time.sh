@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# What deepstruct costs a user's translation unit to compile (issue 15). Prints
+#  1. every public header on its own: CPU seconds (user + system) of compiling a file that includes
+#     only it, and that minus the same for <Eigen/Core> alone;
+#  2. a user's program: compile_time/ffn_forward.cpp (the umbrella header, one MaskedDeepFFN
+#     forward) against compile_time/eigen_forward.cpp (the same network as plain Eigen products),
+#     interleaved, median of the rounds, and their ratio (target: at most 1.5x).
+#
+#   bash tests/benchmarks/compile_time.sh [rounds]        (CXX and CXXFLAGS are honoured)
+set -euo pipefail
+src="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+rounds="${1:-3}"
+cxx="${CXX:-c++}"
+flags=(${CXXFLAGS:--O2} -std=c++17 -I"$src/include" -isystem /usr/include/eigen3)
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+cpu_seconds() {  # compiles $1, prints the CPU seconds it took
+  local TIMEFORMAT='%3U %3S'
+  local t
+  t="$({ time "$cxx" "${flags[@]}" -c "$1" -o "$work/out.o" 2>/dev/null; } 2>&1)" || { echo "failed to compile $1" >&2; exit 1; }
+  awk '{printf "%.2f", $1 + $2}' <<<"$t"
+}
+median() { tr ' ' '\n' | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+
+echo "compiler: $("$cxx" --version | head -1); flags: ${flags[*]}"
+printf '#include <Eigen/Core>\nint main() {}\n' >"$work/eigen.cpp"
+base="$(cpu_seconds "$work/eigen.cpp")"
+printf '\n%-40s %8s %12s\n' "header (include only)" "CPU s" "- Eigen/Core"
+printf '%-40s %8.2f %12s\n' "<Eigen/Core>" "$base" "-"
+boost_ok=1
+printf '#include <boost/graph/adjacency_list.hpp>\nint main() {}\n' >"$work/boost.cpp"
+"$cxx" "${flags[@]}" -fsyntax-only "$work/boost.cpp" 2>/dev/null || boost_ok=0
+(cd "$src/include" && find deepstruct -name '*.hpp' -not -path '*/detail/*' | sort) | while read -r h; do
+  if [[ $boost_ok == 0 && ($h == deepstruct/graph* ) ]]; then continue; fi
+  printf '#include <%s>\nint main() {}\n' "$h" >"$work/h.cpp"
+  t="$(cpu_seconds "$work/h.cpp")"
+  printf '%-40s %8.2f %+12.2f\n' "<$h>" "$t" "$(awk -v a="$t" -v b="$base" 'BEGIN {print a - b}')"
+done
+
+ours=() theirs=()
+for ((r = 0; r < rounds; ++r)); do
+  theirs+=("$(cpu_seconds "$src/tests/benchmarks/compile_time/eigen_forward.cpp")")
+  ours+=("$(cpu_seconds "$src/tests/benchmarks/compile_time/ffn_forward.cpp")")
+done
+e="$(echo "${theirs[*]}" | median)"
+o="$(echo "${ours[*]}" | median)"
+printf '\none FFN forward, median of %d rounds (CPU s): Eigen alone %.2f, deepstruct.hpp %.2f: %.2fx %s\n' \
+  "$rounds" "$e" "$o" "$(awk -v o="$o" -v e="$e" 'BEGIN {print o / e}')" \
+  "$(awk -v o="$o" -v e="$e" 'BEGIN {print (o / e <= 1.5) ? "PASS (<= 1.5x)" : "MISS (> 1.5x)"}')"
