@@ -3,7 +3,11 @@
 // report accuracy and per-layer density, and save it as a numpy .npz archive with deepstruct's keys.
 //
 // Usage: fashion_mnist [--data DIR] [--out FILE.npz] [--epochs N] [--seed S] [--train-samples N] [--quiet]
-// (--train-samples uses only the first N training images: a quick smoke run.)
+//                      [--no-prune] [--static-density D]
+// (--train-samples uses only the first N training images: a quick smoke run. --no-prune stops after
+// the training; --static-density D trains with a fixed seeded random mask keeping D of every
+// layer's weights from the start, and does not prune: the like-for-like run of
+// tests/benchmarks/side_by_side.py against deepstruct.)
 // The data set is Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist).
 #include <deepstruct/deepstruct.hpp>
 #include <deepstruct/model_io.hpp>
@@ -23,7 +27,8 @@
 namespace {
 
 const char* const usage =
-    "usage: fashion_mnist [--data DIR] [--out FILE.npz] [--epochs N] [--seed S] [--train-samples N] [--quiet]";
+    "usage: fashion_mnist [--data DIR] [--out FILE.npz] [--epochs N] [--seed S] [--train-samples N] [--quiet]\n"
+    "                     [--no-prune] [--static-density D]";
 
 using examples::usage_error;
 using examples::whole_number;
@@ -35,6 +40,8 @@ struct Args {
   std::uint64_t seed = 1;
   long train_samples = 0;  // 0: all
   bool quiet = false;
+  bool prune = true;
+  double static_density = 1.0;  // < 1: a fixed random mask from the start, no pruning
 };
 
 Args parse(int argc, char** argv) {
@@ -49,6 +56,8 @@ Args parse(int argc, char** argv) {
     else if (arg == "--train-samples")
       a.train_samples = static_cast<long>(whole_number(arg, value(), std::numeric_limits<long>::max()));
     else if (arg == "--quiet") a.quiet = true;
+    else if (arg == "--no-prune") a.prune = false;
+    else if (arg == "--static-density") a.static_density = examples::fraction(arg, value());
     else throw usage_error("expected one of the options below, found '" + arg + "'");
   }
   return a;
@@ -68,6 +77,14 @@ int run(int argc, char** argv) {
   options.seed = args.seed;
   Model model(std::vector<Eigen::Index>{1, 28, 28}, 10, {300, 100}, options);
   std::printf("MaskedDeepFFN 784-300-100-10: %ld parameters\n", static_cast<long>(model.num_parameters()));
+  const bool static_mask = args.static_density < 1.0;
+  if (static_mask) {
+    deepstruct::AllocationOptions allocation;
+    allocation.method = deepstruct::DensityAllocation::uniform;
+    deepstruct::sparse_init(model, args.static_density, allocation, args.seed + 1000);
+    std::printf("static random mask: %.2f%% of every layer's weights (%ld active), kept fixed\n", 100.0 * model.density(),
+                static_cast<long>(model.num_active_weights()));
+  }
 
   deepstruct::AdamOptions adam_options;
   adam_options.lr = 1e-3;
@@ -78,15 +95,22 @@ int run(int argc, char** argv) {
   fit_options.seed = args.seed;
   fit_options.quiet = args.quiet;
   fit_options.log = &std::cout;
-  std::printf("\n== dense training: Adam lr 1e-3, batch 128, %d epochs\n", args.epochs);
+  const char* const kind = static_mask ? "static" : "dense";
+  std::printf("\n== %s training: Adam lr 1e-3, batch 128, %d epochs\n", kind, args.epochs);
   std::fflush(stdout);
   const auto history = deepstruct::fit(model, adam, x_train, y_train, fit_options, &x_test, &y_test);
   double dense_seconds = 0;
   for (const auto& h : history) dense_seconds += h.train_seconds;
   const double dense_accuracy = history.empty() ? deepstruct::evaluate(model, x_test, y_test).accuracy
                                                 : history.back().test_accuracy;
-  std::printf("dense: test accuracy %.2f%%, training time %.2f s for %d epochs (%.2f s per epoch)\n",
+  std::printf("%s: test accuracy %.2f%%, training time %.2f s for %d epochs (%.2f s per epoch)\n", kind,
               100.0 * dense_accuracy, dense_seconds, args.epochs, dense_seconds / std::max(1, args.epochs));
+
+  if (static_mask || !args.prune) {
+    deepstruct::save_npz(model, args.out);  // io_error: reported by main
+    std::printf("\nsaved %s\n", args.out.c_str());
+    return 0;
+  }
 
   // Iterative global magnitude pruning to 10% density: five rounds, each removing the same share
   // of the remaining weights (0.1^(1/5) survive a round), each followed by one epoch of fine-tuning.
