@@ -37,3 +37,6 @@
 #include "deepstruct/state_dict.hpp"
 #include "deepstruct/train.hpp"
 #include "deepstruct/version.hpp"
+
+// Last: declares the compiled mode's extern templates when DEEPSTRUCT_EXTERN_TEMPLATES is defined.
+#include "deepstruct/extern_templates.hpp"

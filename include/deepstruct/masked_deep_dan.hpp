@@ -66,16 +66,9 @@ class MaskedDeepDAN : public ModelBase<MaskedDeepDAN<Scalar_>, Scalar_> {
     std::size_t target;
   };
 
-  MaskedDeepDAN(Index inputs, Index outputs, const DanDescription& structure, const DANOptions& options = {})
-      : options_(options) {
-    Generator gen(options.seed);
-    build(inputs, outputs, structure, gen);
-  }
+  MaskedDeepDAN(Index inputs, Index outputs, const DanDescription& structure, const DANOptions& options = {});
   MaskedDeepDAN(Index inputs, Index outputs, const DanDescription& structure, const DANOptions& options,
-                Generator& gen)
-      : options_(options) {
-    build(inputs, outputs, structure, gen);
-  }
+                Generator& gen);
   /// A multi-dimensional input shape is flattened to its product.
   MaskedDeepDAN(const std::vector<Index>& input_shape, Index outputs, const DanDescription& structure,
                 const DANOptions& options = {})
@@ -178,17 +171,11 @@ class MaskedDeepDAN : public ModelBase<MaskedDeepDAN<Scalar_>, Scalar_> {
 
   /// Logits (outputs x batch, a buffer of the model valid until the next forward). Keeps the
   /// activations for backward(x, ...), never the input itself.
-  const Matrix& forward(const Eigen::Ref<const Matrix>& x) {
-    train_.batch = -1;  // a failed forward leaves nothing for backward
-    run_forward(x, train_, train_.logits, true);
-    train_.batch = x.cols();
-    train_.probe = fingerprint(x);
-    return train_.logits;
-  }
+  const Matrix& forward(const Eigen::Ref<const Matrix>& x);
 
   /// Forward for evaluation into a caller-owned matrix. Keeps nothing and changes nothing
   /// backward() uses: a backward after predict is still that of the last forward.
-  void predict(const Eigen::Ref<const Matrix>& x, Matrix& logits) { run_forward(x, eval_, logits, false); }
+  void predict(const Eigen::Ref<const Matrix>& x, Matrix& logits);
 
   /// Backpropagates dL/dlogits (outputs x batch) through the network of the last forward, whose
   /// input was `x` (the same matrix: the first layer's weight gradient reads it). Adds every
@@ -196,48 +183,7 @@ class MaskedDeepDAN : public ModelBase<MaskedDeepDAN<Scalar_>, Scalar_> {
   /// before any forward and for an x whose values differ from that forward's input at any of 16
   /// entries spread over it (a cheap check that catches most mix-ups, not a proof); shape_error
   /// for x or grad_logits of another shape than that forward's.
-  void backward(const Eigen::Ref<const Matrix>& x, const Eigen::Ref<const Matrix>& grad_logits, Matrix* grad_input = nullptr) {
-    if (train_.batch < 0)
-      DEEPSTRUCT_THROW(state_error, std::string(name_) + "::backward: expected a preceding forward(x), found none (or a failed one)");
-    const Index batch = train_.batch;
-    if (x.rows() != inputs() || x.cols() != batch)
-      DEEPSTRUCT_THROW(shape_error, std::string(name_) + "::backward: expected the input of the last forward, of shape " +
-                                        detail::shape_str(inputs(), batch) + ", found " + detail::shape_str(x.rows(), x.cols()));
-    if (!same_fingerprint(x, train_.probe))
-      DEEPSTRUCT_THROW(state_error, std::string(name_) + "::backward: expected the input of the last forward, found another " +
-                                        detail::shape_str(x.rows(), x.cols()) + " matrix (its values differ)");
-    if (grad_logits.rows() != outputs() || grad_logits.cols() != batch)
-      DEEPSTRUCT_THROW(shape_error, std::string(name_) + "::backward: expected dL/dlogits of shape " +
-                                        detail::shape_str(outputs(), batch) + " (outputs x batch of the last forward), found " +
-                                        detail::shape_str(grad_logits.rows(), grad_logits.cols()));
-    const std::size_t L = num_hidden_layers();
-    Activations& a = train_;
-    // The first contribution to a layer's gradient is written in place, later ones are added: no
-    // zero fill. Layers are visited from the last one down, so every contribution to dL/dh_t
-    // (from main_{t+1} and the skips out of t) has arrived when t is reached.
-    grad_written_.assign(L, 0);
-    grad_hidden_.resize(L);
-    layers_.back().backward(a.hidden[L - 1], grad_logits, &grad_hidden_[L - 1]);
-    grad_written_[L - 1] = 1;
-    for (std::size_t t = L; t-- > 1;) {
-      Matrix& g = grad_hidden_[t];
-      // Skip terms into t: each activated on its own.
-      for (std::size_t j : skips_into_[t]) {
-        activation_backward(options_.activation, a.skip_pre[j], skip_post(a, j), g, scratch_);
-        layers_[L + j].backward(a.hidden[skips_[j].source], scratch_, input_gradient_target(skips_[j].source));
-        add_input_gradient(skips_[j].source);
-      }
-      // The main term: through the activation (and the norm) into main_t, whose input gradient
-      // reaches layer t-1. g is not needed afterwards: the activation's backward runs in place.
-      activation_backward(options_.activation, a.main_pre[t], main_post(a, t), g, g);
-      if (options_.use_layer_norm) norms_[t].backward(g, g);
-      layers_[t].backward(a.hidden[t - 1], g, input_gradient_target(t - 1));
-      add_input_gradient(t - 1);
-    }
-    Matrix& g0 = grad_hidden_[0];
-    activation_backward(options_.activation, a.main_pre[0], main_post(a, 0), g0, g0);
-    layers_[0].backward(x, g0, grad_input);
-  }
+  void backward(const Eigen::Ref<const Matrix>& x, const Eigen::Ref<const Matrix>& grad_logits, Matrix* grad_input = nullptr);
 
  private:
   friend class MaskedDeepFFN<Scalar>;  // runs this engine under its own name
@@ -439,6 +385,81 @@ class MaskedDeepDAN : public ModelBase<MaskedDeepDAN<Scalar_>, Scalar_> {
   Matrix scratch_, scratch_in_;
   std::vector<char> grad_written_;  // has dL/dh_t received its first contribution?
 };
+
+// The entry points are defined outside the class: not inline, so that with
+// DEEPSTRUCT_EXTERN_TEMPLATES (docs/benchmarks.md#compile-time) a translation unit that calls
+// them instantiates nothing of the engine beneath them.
+
+template <typename Scalar_>
+MaskedDeepDAN<Scalar_>::MaskedDeepDAN(Index inputs, Index outputs, const DanDescription& structure, const DANOptions& options)
+    : options_(options) {
+  Generator gen(options.seed);
+  build(inputs, outputs, structure, gen);
+}
+
+template <typename Scalar_>
+MaskedDeepDAN<Scalar_>::MaskedDeepDAN(Index inputs, Index outputs, const DanDescription& structure, const DANOptions& options,
+                                      Generator& gen)
+    : options_(options) {
+  build(inputs, outputs, structure, gen);
+}
+
+template <typename Scalar_>
+auto MaskedDeepDAN<Scalar_>::forward(const Eigen::Ref<const Matrix>& x) -> const Matrix& {
+  train_.batch = -1;  // a failed forward leaves nothing for backward
+  run_forward(x, train_, train_.logits, true);
+  train_.batch = x.cols();
+  train_.probe = fingerprint(x);
+  return train_.logits;
+}
+
+template <typename Scalar_>
+void MaskedDeepDAN<Scalar_>::predict(const Eigen::Ref<const Matrix>& x, Matrix& logits) { run_forward(x, eval_, logits, false); }
+
+template <typename Scalar_>
+void MaskedDeepDAN<Scalar_>::backward(const Eigen::Ref<const Matrix>& x, const Eigen::Ref<const Matrix>& grad_logits,
+                                      Matrix* grad_input) {
+  if (train_.batch < 0)
+    DEEPSTRUCT_THROW(state_error, std::string(name_) + "::backward: expected a preceding forward(x), found none (or a failed one)");
+  const Index batch = train_.batch;
+  if (x.rows() != inputs() || x.cols() != batch)
+    DEEPSTRUCT_THROW(shape_error, std::string(name_) + "::backward: expected the input of the last forward, of shape " +
+                                      detail::shape_str(inputs(), batch) + ", found " + detail::shape_str(x.rows(), x.cols()));
+  if (!same_fingerprint(x, train_.probe))
+    DEEPSTRUCT_THROW(state_error, std::string(name_) + "::backward: expected the input of the last forward, found another " +
+                                      detail::shape_str(x.rows(), x.cols()) + " matrix (its values differ)");
+  if (grad_logits.rows() != outputs() || grad_logits.cols() != batch)
+    DEEPSTRUCT_THROW(shape_error, std::string(name_) + "::backward: expected dL/dlogits of shape " +
+                                      detail::shape_str(outputs(), batch) + " (outputs x batch of the last forward), found " +
+                                      detail::shape_str(grad_logits.rows(), grad_logits.cols()));
+  const std::size_t L = num_hidden_layers();
+  Activations& a = train_;
+  // The first contribution to a layer's gradient is written in place, later ones are added: no
+  // zero fill. Layers are visited from the last one down, so every contribution to dL/dh_t
+  // (from main_{t+1} and the skips out of t) has arrived when t is reached.
+  grad_written_.assign(L, 0);
+  grad_hidden_.resize(L);
+  layers_.back().backward(a.hidden[L - 1], grad_logits, &grad_hidden_[L - 1]);
+  grad_written_[L - 1] = 1;
+  for (std::size_t t = L; t-- > 1;) {
+    Matrix& g = grad_hidden_[t];
+    // Skip terms into t: each activated on its own.
+    for (std::size_t j : skips_into_[t]) {
+      activation_backward(options_.activation, a.skip_pre[j], skip_post(a, j), g, scratch_);
+      layers_[L + j].backward(a.hidden[skips_[j].source], scratch_, input_gradient_target(skips_[j].source));
+      add_input_gradient(skips_[j].source);
+    }
+    // The main term: through the activation (and the norm) into main_t, whose input gradient
+    // reaches layer t-1. g is not needed afterwards: the activation's backward runs in place.
+    activation_backward(options_.activation, a.main_pre[t], main_post(a, t), g, g);
+    if (options_.use_layer_norm) norms_[t].backward(g, g);
+    layers_[t].backward(a.hidden[t - 1], g, input_gradient_target(t - 1));
+    add_input_gradient(t - 1);
+  }
+  Matrix& g0 = grad_hidden_[0];
+  activation_backward(options_.activation, a.main_pre[0], main_post(a, 0), g0, g0);
+  layers_[0].backward(x, g0, grad_input);
+}
 
 using MaskedDeepDANf = MaskedDeepDAN<float>;
 using MaskedDeepDANd = MaskedDeepDAN<double>;

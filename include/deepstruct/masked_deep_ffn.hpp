@@ -144,27 +144,7 @@ class MaskedDeepFFN : public ModelBase<MaskedDeepFFN<Scalar_>, Scalar_> {
 
  private:
   static Network make_network(Index inputs, Index outputs, const std::vector<Index>& hidden, const FFNOptions& options,
-                              Generator* gen = nullptr) {
-    if (hidden.empty()) DEEPSTRUCT_THROW(shape_error, "MaskedDeepFFN: expected at least one hidden layer, found none");
-    if (inputs <= 0 || outputs <= 0)
-      DEEPSTRUCT_THROW(shape_error, "MaskedDeepFFN: expected inputs >= 1 and outputs >= 1, found " + std::to_string(inputs) +
-                                        " and " + std::to_string(outputs));
-    DanDescription d;
-    for (std::size_t k = 0; k < hidden.size(); ++k) {
-      if (hidden[k] <= 0)
-        DEEPSTRUCT_THROW(shape_error, "MaskedDeepFFN: expected hidden sizes >= 1, found " + std::to_string(hidden[k]) +
-                                          " at position " + std::to_string(k));
-      d.layer_sizes.push_back(static_cast<std::size_t>(hidden[k]));
-      if (k > 0) d.connections.push_back({k - 1, k, Mask::Constant(hidden[k], hidden[k - 1], true)});
-    }
-    DANOptions o;
-    o.use_layer_norm = options.use_layer_norm;
-    o.activation = options.activation;
-    o.bias = options.bias;
-    o.seed = options.seed;
-    if (gen != nullptr) return Network(inputs, outputs, d, o, *gen);
-    return Network(inputs, outputs, d, o);
-  }
+                              Generator* gen = nullptr);
   static FFNOptions options_of(const Network& net) {
     FFNOptions o;
     o.use_layer_norm = net.options().use_layer_norm;
@@ -186,6 +166,32 @@ class MaskedDeepFFN : public ModelBase<MaskedDeepFFN<Scalar_>, Scalar_> {
   FFNOptions options_;
   Network net_;
 };
+
+// Defined outside the class (not inline): with DEEPSTRUCT_EXTERN_TEMPLATES a translation unit that
+// constructs an FFN instantiates nothing of the engine (docs/benchmarks.md#compile-time).
+template <typename Scalar_>
+auto MaskedDeepFFN<Scalar_>::make_network(Index inputs, Index outputs, const std::vector<Index>& hidden,
+                                          const FFNOptions& options, Generator* gen) -> Network {
+  if (hidden.empty()) DEEPSTRUCT_THROW(shape_error, "MaskedDeepFFN: expected at least one hidden layer, found none");
+  if (inputs <= 0 || outputs <= 0)
+    DEEPSTRUCT_THROW(shape_error, "MaskedDeepFFN: expected inputs >= 1 and outputs >= 1, found " + std::to_string(inputs) +
+                                      " and " + std::to_string(outputs));
+  DanDescription d;
+  for (std::size_t k = 0; k < hidden.size(); ++k) {
+    if (hidden[k] <= 0)
+      DEEPSTRUCT_THROW(shape_error, "MaskedDeepFFN: expected hidden sizes >= 1, found " + std::to_string(hidden[k]) +
+                                        " at position " + std::to_string(k));
+    d.layer_sizes.push_back(static_cast<std::size_t>(hidden[k]));
+    if (k > 0) d.connections.push_back({k - 1, k, Mask::Constant(hidden[k], hidden[k - 1], true)});
+  }
+  DANOptions o;
+  o.use_layer_norm = options.use_layer_norm;
+  o.activation = options.activation;
+  o.bias = options.bias;
+  o.seed = options.seed;
+  if (gen != nullptr) return Network(inputs, outputs, d, o, *gen);
+  return Network(inputs, outputs, d, o);
+}
 
 using MaskedDeepFFNf = MaskedDeepFFN<float>;
 using MaskedDeepFFNd = MaskedDeepFFN<double>;

@@ -4,7 +4,9 @@
 #     only it, and that minus the same for <Eigen/Core> alone;
 #  2. a user's program: compile_time/ffn_forward.cpp (the umbrella header, one MaskedDeepFFN
 #     forward) against compile_time/eigen_forward.cpp (the same network as plain Eigen products),
-#     interleaved, median of the rounds, and their ratio (target: at most 1.5x).
+#     interleaved, median of the rounds, and their ratio (target: at most 1.5x), header-only and
+#     in the compiled mode (DEEPSTRUCT_EXTERN_TEMPLATES; deepstruct::compiled), whose one-off
+#     cost, the translation unit of the instantiations, is printed too.
 #
 #   bash tests/benchmarks/compile_time.sh [rounds]        (CXX and CXXFLAGS are honoured)
 set -euo pipefail
@@ -31,20 +33,29 @@ printf '%-40s %8.2f %12s\n' "<Eigen/Core>" "$base" "-"
 boost_ok=1
 printf '#include <boost/graph/adjacency_list.hpp>\nint main() {}\n' >"$work/boost.cpp"
 "$cxx" "${flags[@]}" -fsyntax-only "$work/boost.cpp" 2>/dev/null || boost_ok=0
-(cd "$src/include" && find deepstruct -name '*.hpp' -not -path '*/detail/*' | sort) | while read -r h; do
+(cd "$src/include" && find deepstruct -name '*.hpp' -not -path '*/detail/*' -not -name instantiate.hpp | sort) | while read -r h; do
   if [[ $boost_ok == 0 && ($h == deepstruct/graph* ) ]]; then continue; fi
   printf '#include <%s>\nint main() {}\n' "$h" >"$work/h.cpp"
   t="$(cpu_seconds "$work/h.cpp")"
   printf '%-40s %8.2f %+12.2f\n' "<$h>" "$t" "$(awk -v a="$t" -v b="$base" 'BEGIN {print a - b}')"
 done
 
-ours=() theirs=()
+ours=() theirs=() compiled=()
+printf '#include <deepstruct/instantiate.hpp>\n' >"$work/instantiate.cpp"
 for ((r = 0; r < rounds; ++r)); do
   theirs+=("$(cpu_seconds "$src/tests/benchmarks/compile_time/eigen_forward.cpp")")
   ours+=("$(cpu_seconds "$src/tests/benchmarks/compile_time/ffn_forward.cpp")")
+  flags+=(-DDEEPSTRUCT_EXTERN_TEMPLATES=1)
+  compiled+=("$(cpu_seconds "$src/tests/benchmarks/compile_time/ffn_forward.cpp")")
+  unset 'flags[${#flags[@]}-1]'
 done
+flags+=(-DDEEPSTRUCT_EXTERN_TEMPLATES=1)
+once="$(cpu_seconds "$work/instantiate.cpp")"
 e="$(echo "${theirs[*]}" | median)"
+verdict() { awk -v o="$1" -v e="$e" 'BEGIN {printf "%.2fx %s", o / e, (o / e <= 1.5) ? "PASS (<= 1.5x)" : "MISS (> 1.5x)"}'; }
+printf '\none FFN forward, median of %d rounds (CPU s): Eigen alone %.2f\n' "$rounds" "$e"
 o="$(echo "${ours[*]}" | median)"
-printf '\none FFN forward, median of %d rounds (CPU s): Eigen alone %.2f, deepstruct.hpp %.2f: %.2fx %s\n' \
-  "$rounds" "$e" "$o" "$(awk -v o="$o" -v e="$e" 'BEGIN {print o / e}')" \
-  "$(awk -v o="$o" -v e="$e" 'BEGIN {print (o / e <= 1.5) ? "PASS (<= 1.5x)" : "MISS (> 1.5x)"}')"
+printf '  deepstruct.hpp, header-only          %6.2f: %s\n' "$o" "$(verdict "$o")"
+c="$(echo "${compiled[*]}" | median)"
+printf '  deepstruct.hpp, compiled mode        %6.2f: %s\n' "$c" "$(verdict "$c")"
+printf '  (compiled mode, once per build: the instantiations of deepstruct::compiled, %.2f s)\n' "$once"

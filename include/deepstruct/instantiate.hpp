@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+/// \file instantiate.hpp
+/// The other half of the compiled mode (see extern_templates.hpp): include this header in exactly
+/// one translation unit of the program (deepstruct::compiled does it for CMake users) to compile
+/// the masked layers, networks and optimizers for float and double there.
+
+#include "deepstruct/extern_templates.hpp"
+
+DEEPSTRUCT_INSTANTIATIONS(, float)
+DEEPSTRUCT_INSTANTIATIONS(, double)
