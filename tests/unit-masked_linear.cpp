@@ -855,6 +855,27 @@ TEST_CASE("MaskedLinear: gradients and dense/sparse agreement at batches that en
     }
 }
 
+/// Outputs and gradients of one forward + backward on each path: [0] dense, [1] sparse.
+template <typename Scalar>
+struct BothPaths {
+  Eigen::Matrix<Scalar, -1, -1> y[2], gx[2], gw[2];
+  Eigen::Matrix<Scalar, -1, 1> gb[2];
+};
+template <typename Scalar>
+BothPaths<Scalar> run_both_paths(MaskedLinear<Scalar>& layer, const Eigen::Matrix<Scalar, -1, -1>& x,
+                                 const Eigen::Matrix<Scalar, -1, -1>& g) {
+  BothPaths<Scalar> r;
+  for (int p = 0; p < 2; ++p) {
+    layer.set_execution(p == 0 ? Execution::dense : Execution::sparse);
+    layer.zero_grad();
+    layer.forward(x, r.y[p]);
+    layer.backward(x, g, &r.gx[p]);
+    r.gw[p] = layer.weight_grad();
+    r.gb[p] = layer.bias_grad();
+  }
+  return r;
+}
+
 TEMPLATE_TEST_CASE("MaskedLinear: dense and sparse agree at batches that end in a partial tile", "[masked_linear][sparse]",
                    float, double) {
   using Mat = Eigen::Matrix<TestType, -1, -1>;
@@ -864,22 +885,89 @@ TEMPLATE_TEST_CASE("MaskedLinear: dense and sparse agree at batches that end in 
       MaskedLinear<TestType> layer(random_matrix<TestType>(37, 45, gen), random_matrix<TestType>(37, 1, gen),
                                    random_mask<TestType>(37, 45, density, gen));
       const Mat x = random_matrix<TestType>(45, batch, gen), g = random_matrix<TestType>(37, batch, gen);
-      Mat y[2], gx[2], gw[2];
-      Eigen::Matrix<TestType, -1, 1> gb[2];
-      for (int p = 0; p < 2; ++p) {
-        layer.set_execution(p == 0 ? Execution::dense : Execution::sparse);
-        layer.zero_grad();
-        layer.forward(x, y[p]);
-        layer.backward(x, g, &gx[p]);
-        gw[p] = layer.weight_grad();
-        gb[p] = layer.bias_grad();
-      }
+      const BothPaths<TestType> r = run_both_paths(layer, x, g);
       INFO("density " << density << " batch " << batch);
       const double t = test::tol<TestType>(8.0 * double(45 + 37 + batch));
+      CHECK(test::max_rel_diff(r.y[1], r.y[0]) <= t);
+      CHECK(test::max_rel_diff(r.gx[1], r.gx[0]) <= t);
+      CHECK(test::max_rel_diff(r.gw[1], r.gw[0]) <= t);
+      CHECK(test::max_rel_diff(r.gb[1], r.gb[0]) <= t);
+      CHECK(test::max_rel_diff(r.y[0].template cast<double>(), reference_forward(layer, x)) <= t);
+    }
+}
+
+TEMPLATE_TEST_CASE("MaskedLinear: blocked sparse kernels on layers wide enough for several feature blocks",
+                   "[masked_linear][sparse]", float, double) {
+  // 1600 features in both directions: more than one L1-sized block of tile rows for every SIMD
+  // width (SparseBlocks), so rows span several segments; batch 1 (per-sample kernels), a few
+  // samples (one partial tile) and full tiles plus a remainder; a layer without bias too.
+  using Mat = Eigen::Matrix<TestType, -1, -1>;
+  std::mt19937_64 gen(71);
+  const Eigen::Index in = 1600, out = 1500;
+  for (const bool bias : {true, false}) {
+    MaskedLinear<TestType> layer(random_matrix<TestType>(out, in, gen),
+                                 bias ? Eigen::Matrix<TestType, -1, 1>(random_matrix<TestType>(out, 1, gen))
+                                      : Eigen::Matrix<TestType, -1, 1>(),
+                                 random_mask<TestType>(out, in, 0.05, gen));
+    for (const Eigen::Index batch : {Eigen::Index(1), Eigen::Index(5), deepstruct::detail::batch_tile<TestType> * 2 + 7}) {
+      const Mat x = random_matrix<TestType>(in, batch, gen), g = random_matrix<TestType>(out, batch, gen);
+      const BothPaths<TestType> r = run_both_paths(layer, x, g);
+      const auto& y = r.y;
+      const auto& gx = r.gx;
+      const auto& gw = r.gw;
+      const auto& gb = r.gb;
+      Mat gx_only;
+      layer.backward_input(g, gx_only);  // sparse: the input gradient alone
+      INFO("bias " << bias << " batch " << batch);
+      const double t = test::tol<TestType>(8.0 * double(in + out + batch));
       CHECK(test::max_rel_diff(y[1], y[0]) <= t);
       CHECK(test::max_rel_diff(gx[1], gx[0]) <= t);
+      CHECK(test::max_rel_diff(gx_only, gx[0]) <= t);
       CHECK(test::max_rel_diff(gw[1], gw[0]) <= t);
-      CHECK(test::max_rel_diff(gb[1], gb[0]) <= t);
-      CHECK(test::max_rel_diff(y[0].template cast<double>(), reference_forward(layer, x)) <= t);
+      if (bias) CHECK(test::max_rel_diff(gb[1], gb[0]) <= t);
+      Eigen::Index behind_mask = 0;  // gradients behind the mask that are not exactly 0
+      for (Eigen::Index i = 0; i < gw[1].size(); ++i) behind_mask += !layer.mask().data()[i] && gw[1].data()[i] != TestType(0);
+      CHECK(behind_mask == 0);
+      // zero_grad after a sparse backward clears exactly the active positions.
+      layer.zero_grad();
+      CHECK(layer.weight_grad().isZero(0));
     }
+  }
+}
+
+TEST_CASE("MaskedLinear: at batch 1 the automatic forward gives the definition on either side of single_sample_sparse_threshold",
+          "[masked_linear][sparse]") {
+  std::mt19937_64 gen(5);
+  const double d = deepstruct::detail::single_sample_sparse_threshold;
+  for (const double density : {d / 2, (d + deepstruct::default_sparse_threshold) / 2}) {
+    MaskedLinear<double> layer(random_matrix<double>(300, 400, gen), Eigen::VectorXd(random_matrix<double>(300, 1, gen)),
+                               random_mask<double>(300, 400, density, gen));
+    REQUIRE(layer.uses_sparse_path());  // below the layer's threshold: backward and batches > 1 run sparse
+    const Eigen::MatrixXd x1 = random_matrix<double>(400, 1, gen), x2 = random_matrix<double>(400, 2, gen);
+    INFO("density " << layer.density());
+    // Both paths give the definition at either choice.
+    CHECK(test::max_rel_diff(layer.forward(x1), reference_forward(layer, x1)) <= test::tol<double>(64));
+    CHECK(test::max_rel_diff(layer.forward(x2), reference_forward(layer, x2)) <= test::tol<double>(64));
+  }
+}
+
+TEMPLATE_TEST_CASE("MaskedLinear: sparse kernels with work enough for several threads agree with the dense path",
+                   "[masked_linear][sparse][threads]", float, double) {
+  // 2 nnz x batch is above 2 * detail::parallel_work_threshold: with OpenMP and two threads
+  // (ctest's unit-masked_linear-openmp) the batch tiles are shared among threads, and each
+  // thread's weight-gradient sums are added up; the batch ends in a partial tile.
+  using Mat = Eigen::Matrix<TestType, -1, -1>;
+  std::mt19937_64 gen(73);
+  const Eigen::Index in = 1500, out = 1400, batch = 1037;  // 1037: a partial last tile for every SIMD width
+  MaskedLinear<TestType> layer(random_matrix<TestType>(out, in, gen), Eigen::Matrix<TestType, -1, 1>(random_matrix<TestType>(out, 1, gen)),
+                               random_mask<TestType>(out, in, 0.1, gen));
+  REQUIRE(2.0 * double(layer.nnz()) * double(batch) > 2.0 * deepstruct::detail::parallel_work_threshold);
+  INFO(deepstruct::threads_summary());
+  const Mat x = random_matrix<TestType>(in, batch, gen), g = random_matrix<TestType>(out, batch, gen);
+  const BothPaths<TestType> r = run_both_paths(layer, x, g);
+  const double t = test::tol<TestType>(8.0 * double(in + out + batch));
+  CHECK(test::max_rel_diff(r.y[1], r.y[0]) <= t);
+  CHECK(test::max_rel_diff(r.gx[1], r.gx[0]) <= t);
+  CHECK(test::max_rel_diff(r.gw[1], r.gw[0]) <= t);
+  CHECK(test::max_rel_diff(r.gb[1], r.gb[0]) <= t);
 }

@@ -471,3 +471,70 @@ TEMPLATE_TEST_CASE("optimizers: skip_inactive touches only active entries; the s
     CHECK(((a.layer(1).weight() - b.layer(1).weight()).array() * active).abs().maxCoeff() <= test::tol<TestType>(100));
   }
 }
+
+TEST_CASE("optimizers: PyTorch's rule with mostly masked weights steps the active entries and still gives PyTorch's values",
+          "[optim][masked]") {
+  // 10% active: the optimizers update the active entries (and those still carrying state) only,
+  // which must give what updating every entry gives. Midway, active entries with momentum are
+  // pruned (their state keeps moving them, as in PyTorch) and inactive ones regrown. The
+  // reference is the plain rule over every entry, in double.
+  const Eigen::Index n = 2000;
+  auto make_mask = [&](int shift) {
+    Eigen::Matrix<bool, -1, 1> m(n);
+    for (Eigen::Index i = 0; i < n; ++i) m[i] = (i * 7 + shift) % 10 == 0;
+    return m;
+  };
+  struct Case {
+    const char* name;
+    int kind;  // 0 SGD momentum, 1 SGD nesterov, 2 Adam, 3 AdamW without decay
+  };
+  for (const Case c : {Case{"SGD momentum", 0}, Case{"SGD nesterov", 1}, Case{"Adam", 2}, Case{"AdamW wd 0", 3}}) {
+    INFO(c.name);
+    VectorModel<double> model;
+    model.value = Eigen::VectorXd::LinSpaced(n, -1.0, 1.0);
+    model.mask = make_mask(0);
+    std::vector<double> p(model.value.data(), model.value.data() + n), b1(n, 0.0), b2(n, 0.0);
+    deepstruct::SGDOptions so;
+    so.lr = 0.1;
+    so.momentum = 0.9;
+    so.dampening = c.kind == 0 ? 0.1 : 0.0;
+    so.nesterov = c.kind == 1;
+    deepstruct::AdamOptions ao;
+    ao.lr = 0.01;
+    ao.weight_decay = 0.0;
+    deepstruct::SGD<double> sgd(so);
+    deepstruct::Adam<double> adam(ao);
+    deepstruct::AdamW<double> adamw(ao);
+    double pruned_before = 0, pruned_after = 0;  // entry 1010: active, pruned at step 5, back at step 9
+    for (int t = 1; t <= 12; ++t) {
+      if (t == 5) pruned_before = model.value[1010];
+      if (t == 9) pruned_after = model.value[1010];
+      if (t == 5)  // prune the active entries of the upper half, regrow another pattern there
+        for (Eigen::Index i = n / 2; i < n; ++i) model.mask[i] = (i * 7 + 3) % 10 == 0;
+      if (t == 9) model.mask = make_mask(0);  // the pruned ones come back (with whatever state they kept)
+      model.grad = Eigen::VectorXd::LinSpaced(n, double(t), -double(t)).array().sin();
+      for (Eigen::Index i = 0; i < n; ++i)
+        if (!model.mask[i]) model.grad[i] = 0.0;  // the layer contract: zero behind the mask
+      if (c.kind <= 1) sgd.step(model);
+      if (c.kind == 2) adam.step(model);
+      if (c.kind == 3) adamw.step(model);
+      const double bc1 = 1 - std::pow(0.9, t), bc2 = 1 - std::pow(0.999, t);
+      for (Eigen::Index i = 0; i < n; ++i) {
+        double g = model.grad[i];
+        if (c.kind <= 1) {
+          b1[i] = t == 1 ? g : so.momentum * b1[i] + (1 - so.dampening) * g;
+          g = so.nesterov ? g + so.momentum * b1[i] : b1[i];
+          p[i] -= so.lr * g;
+        } else {
+          b1[i] = 0.9 * b1[i] + 0.1 * g;
+          b2[i] = 0.999 * b2[i] + 0.001 * g * g;
+          p[i] -= ao.lr / bc1 * b1[i] / (std::sqrt(b2[i]) / std::sqrt(bc2) + ao.eps);
+        }
+      }
+      INFO("step " << t);
+      REQUIRE(test::max_rel_diff(model.value, Eigen::Map<Eigen::VectorXd>(p.data(), n)) <= 1e-12);
+    }
+    // A pruned entry kept moving with its state while inactive (PyTorch's rule), as the reference.
+    CHECK(pruned_after != pruned_before);
+  }
+}

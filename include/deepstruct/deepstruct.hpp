@@ -35,6 +35,7 @@
 #include "deepstruct/scalable.hpp"
 #include "deepstruct/sparse_training.hpp"
 #include "deepstruct/state_dict.hpp"
+#include "deepstruct/threads.hpp"
 #include "deepstruct/train.hpp"
 #include "deepstruct/version.hpp"
 

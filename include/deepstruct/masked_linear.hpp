@@ -27,6 +27,7 @@
 #include "deepstruct/masked_layer.hpp"
 #include "deepstruct/module.hpp"
 #include "deepstruct/random.hpp"
+#include "deepstruct/threads.hpp"
 
 namespace deepstruct {
 
@@ -184,13 +185,15 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
     check_no_alias(x, y, "forward", "y", "x");
     y.resize(out_features(), x.cols());
     if (x.cols() == 0) return;
-    if (this->uses_sparse_path(0)) {
+    if (sparse_forward_path(x.cols())) {
       refresh_sparse();
-      x_tile_.resize(in_features() * detail::batch_tile<Scalar>);
-      detail::csr_forward<Scalar>(csr_, has_bias_ ? bias_.data() : nullptr, x.data(), x.outerStride(), in_features(),
-                                  out_features(), x.cols(), y.data(), y.outerStride(), x_tile_.data());
+      const int threads = detail::threads_for(sparse_flops(x.cols()));
+      scratch_.prepare(in_features(), out_features(), fwd_.nnz(), threads, false);
+      detail::sparse_forward<Scalar>(fwd_, has_bias_ ? bias_.data() : nullptr, x.data(), x.outerStride(), in_features(),
+                                     out_features(), x.cols(), y.data(), y.outerStride(), scratch_, threads);
     } else {
       const Matrix& w = dense_weight();
+      const detail::EigenThreads threads(product_flops(x.cols()));  // no threads for small products
       if (has_bias_) {
         // GEMM accumulates into the bias: one pass over y instead of two.
         y.colwise() = bias_;
@@ -234,6 +237,7 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
     if (dense_.on) {
       // Sparse training's update step: the gradient of every weight, one dense product, then the
       // parameter gradient behind the mask from it; the input gradient as usual.
+      const detail::EigenThreads threads(product_flops(x.cols()));
       dense_.step.noalias() = grad_output * x.transpose();
       dense_.finish(w_.mask, weight_grad_);
       grad_touched_outside_pattern_ = true;
@@ -243,20 +247,27 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
     }
     if (this->uses_sparse_path(0)) {
       refresh_sparse();
-      const Index T = detail::batch_tile<Scalar>;
-      x_tile_.resize(in_features() * T);
-      g_tile_.resize(out_features() * T);
-      grad_values_.assign(csr_.value.size(), Scalar(0));
-      detail::csr_backward<Scalar>(csr_, x.data(), x.outerStride(), grad_output.data(), grad_output.outerStride(),
-                                   in_features(), out_features(), x.cols(), grad_values_.data(),
-                                   has_bias_ ? bias_grad_.data() : nullptr,
-                                   grad_input != nullptr ? grad_input->data() : nullptr,
-                                   grad_input != nullptr ? grad_input->outerStride() : 0, x_tile_.data(),
-                                   g_tile_.data());
+      const int threads = detail::threads_for(2.0 * sparse_flops(x.cols()));
+      scratch_.prepare(in_features(), out_features(), bwd_.nnz(), threads, true);
+      grad_values_.assign(bwd_.value.size(), Scalar(0));
+      detail::sparse_backward<Scalar>(bwd_, x.data(), x.outerStride(), grad_output.data(), grad_output.outerStride(),
+                                      in_features(), out_features(), x.cols(), grad_values_.data(),
+                                      has_bias_ ? bias_grad_.data() : nullptr,
+                                      grad_input != nullptr ? grad_input->data() : nullptr,
+                                      grad_input != nullptr ? grad_input->outerStride() : 0, scratch_, threads);
+      // The gradients in column-major order (the blocked CSC's): nearby positions, not one
+      // 4 * out_features bytes apart per entry as in row order.
       Scalar* gw = weight_grad_.data();
-      for (std::size_t k = 0; k < grad_values_.size(); ++k) gw[csr_.dense_pos[k]] += grad_values_[k];
+      const Index* pos = bwd_.pos.data();
+      const std::size_t n = grad_values_.size();
+      constexpr std::size_t ahead = 16;  // prefetch distance: the lines are scattered, often not cached
+      for (std::size_t k = 0; k < n; ++k) {
+        if (k + ahead < n) Eigen::internal::prefetch(gw + pos[k + ahead]);
+        gw[pos[k]] += grad_values_[k];
+      }
     } else {
       const Matrix& w = dense_weight();
+      const detail::EigenThreads threads(product_flops(x.cols()));
       // dL/db = g 1: a matrix-vector product reads g column by column, once.
       if (has_bias_) bias_grad_.noalias() += grad_output * Vector::Ones(x.cols());
       // GEMM accumulates straight into the gradient, which is zero behind the mask; one pass of
@@ -281,10 +292,13 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
     if (grad_output.cols() == 0) return;
     if (this->uses_sparse_path(0)) {
       refresh_sparse();
-      g_tile_.resize(out_features() * detail::batch_tile<Scalar>);
-      detail::csr_backward_input<Scalar>(csr_, grad_output.data(), grad_output.outerStride(), in_features(), out_features(),
-                                         grad_output.cols(), grad_input.data(), grad_input.outerStride(), g_tile_.data());
+      const int threads = detail::threads_for(sparse_flops(grad_output.cols()));
+      scratch_.prepare(in_features(), out_features(), bwd_.nnz(), threads, true);
+      detail::sparse_backward<Scalar>(bwd_, nullptr, 0, grad_output.data(), grad_output.outerStride(), in_features(),
+                                      out_features(), grad_output.cols(), nullptr, nullptr, grad_input.data(),
+                                      grad_input.outerStride(), scratch_, threads);
     } else {
+      const detail::EigenThreads threads(product_flops(grad_output.cols()));
       grad_input.noalias() = dense_weight().transpose() * grad_output;
     }
   }
@@ -317,7 +331,7 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
     } else {
       refresh_sparse_pattern();
       Scalar* gw = weight_grad_.data();
-      for (const Index pos : csr_.dense_pos) gw[pos] = Scalar(0);
+      for (const Index pos : bwd_.pos) gw[pos] = Scalar(0);
     }
     bias_grad_.setZero();
   }
@@ -365,7 +379,7 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
     }
     // The sparse index, rebuilt from the old one in O(nnz + rows + columns + changes), no pass over W.
     if (!sparse_pattern_stale_) {
-      csr_.apply_changes(removed, added, w_.value.data(), w_.mask.data(), out_features(), in_features());
+      csr_.apply_changes(removed, added, w_.mask.data(), out_features(), in_features());
       std::vector<Index> merged;
       merged.reserve(static_cast<std::size_t>(w_.nnz));
       std::size_t a = 0;
@@ -375,6 +389,8 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
       }
       while (a < added.size()) merged.push_back(added[a++]);
       active_sorted_.swap(merged);
+      build_blocks();
+      sparse_values_stale_ = true;
     }
   }
   void tensors_loaded() override {
@@ -428,6 +444,25 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
                                         "); in-place calls are not supported, pass a separate matrix");
   }
 
+  /// Floating-point operations of one sparse product over `batch` samples, with the tile
+  /// transposes counted as one operation per moved scalar.
+  double sparse_flops(Index batch) const {
+    return (2.0 * static_cast<double>(w_.nnz) + static_cast<double>(in_features() + out_features())) * static_cast<double>(batch);
+  }
+
+  /// Floating-point operations of one dense product over `batch` samples.
+  double product_flops(Index batch) const {
+    return 2.0 * static_cast<double>(out_features()) * static_cast<double>(in_features()) * static_cast<double>(batch);
+  }
+
+  /// The path of a forward over `batch` samples: uses_sparse_path(), except that
+  /// Execution::automatic runs a single sample densely above single_sample_sparse_threshold.
+  bool sparse_forward_path(Index batch) const {
+    if (!this->uses_sparse_path(0)) return false;
+    return this->execution() != Execution::automatic || batch > detail::per_sample_batch<Scalar> ||
+           this->density(0) <= detail::single_sample_sparse_threshold;
+  }
+
   /// The weights the dense path multiplies with: W itself when every weight is active (no copy),
   /// otherwise the cached W o M (refreshed when W or M changed).
   const Matrix& dense_weight() {
@@ -443,6 +478,7 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
   void refresh_sparse_pattern() const {
     if (!sparse_pattern_stale_) return;
     csr_.build_pattern(w_.mask);
+    build_blocks();
     active_sorted_.clear();
     active_sorted_.reserve(static_cast<std::size_t>(w_.nnz));
     const bool* m = w_.mask.data();
@@ -454,8 +490,15 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
   void refresh_sparse() const {
     refresh_sparse_pattern();
     if (!sparse_values_stale_) return;
-    csr_.gather_values(w_.value.data(), out_features());
+    fwd_.gather(w_.value.data());
+    bwd_.gather(w_.value.data());
     sparse_values_stale_ = false;
+  }
+  /// The blocked forms of the CSR (forward) and CSC (backward) the kernels run on.
+  void build_blocks() const {
+    const Index out = out_features(), in = in_features(), T = detail::batch_tile<Scalar>;
+    fwd_.build(out, in, csr_.row_start.data(), csr_.col.data(), T, [out](Index o, Index i) { return o + i * out; });
+    bwd_.build(in, out, csr_.col_start.data(), csr_.row.data(), T, [out](Index i, Index o) { return o + i * out; });
   }
   /// Allocates the (zero) gradients on first use: layers that only run forward carry none.
   void ensure_grad_buffers() const {
@@ -479,12 +522,13 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
   Matrix masked_weight_;
   bool dense_stale_ = true;
   mutable detail::CsrWeights<Scalar> csr_;
+  mutable detail::SparseBlocks<Scalar> fwd_, bwd_;  // what the kernels run on (built from csr_)
   mutable std::vector<Index> active_sorted_;  // the active positions, ascending (optimizers)
   mutable bool sparse_pattern_stale_ = true;
   mutable bool sparse_values_stale_ = true;
 
   // Scratch reused across calls.
-  detail::TileBuffer<Scalar> x_tile_, g_tile_;  // cache-line aligned: see detail::CacheAlignedAllocator
+  detail::SparseScratch<Scalar> scratch_;  // the kernels' tiles, per thread (cache-line aligned)
   std::vector<Scalar> grad_values_;
   // Sparse training: the dense gradient while captured, and one backward's share of it.
   detail::DenseGradient<Scalar> dense_;

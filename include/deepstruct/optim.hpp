@@ -24,6 +24,7 @@
 
 #include "deepstruct/errors.hpp"
 #include "deepstruct/parameter.hpp"
+#include "deepstruct/threads.hpp"
 
 namespace deepstruct {
 
@@ -39,6 +40,11 @@ class OptimizerState {
     std::vector<std::vector<Scalar>> buffers;
     long step = 0;              ///< steps this parameter took since its state was (re)set
     const Scalar* value = nullptr;
+    // Active-only steps that keep PyTorch's values (see exact_skip_plan): the active positions
+    // of the last such step, and the inactive entries whose state is not zero yet.
+    bool tracking = false;
+    std::vector<Eigen::Index> active_seen;
+    std::vector<Eigen::Index> dirty;
   };
 
   /// Checks, before any parameter changes, that `model` hands out the parameters of the first
@@ -54,8 +60,11 @@ class OptimizerState {
       values_.push_back(p.value);
     });
     if (!initialized_) {
-      for (const Eigen::Index size : sizes)
-        slots_.push_back(Slot{std::vector<std::vector<Scalar>>(buffers, std::vector<Scalar>(static_cast<std::size_t>(size), Scalar(0))), 0, nullptr});
+      for (const Eigen::Index size : sizes) {
+        Slot slot;
+        slot.buffers.assign(buffers, std::vector<Scalar>(static_cast<std::size_t>(size), Scalar(0)));
+        slots_.push_back(std::move(slot));
+      }
       sizes_ = sizes;
       initialized_ = true;
     } else {
@@ -99,6 +108,7 @@ class OptimizerState {
   void reset_parameter(std::size_t k) {
     for (auto& b : slots_[k].buffers) std::fill(b.begin(), b.end(), Scalar(0));
     slots_[k].step = 0;
+    slots_[k].tracking = false;
   }
   /// Forgets everything: the next step starts as the first.
   void clear() {
@@ -154,18 +164,22 @@ class OptimizerBase {
   OptimizerState<Scalar> state_;
 };
 
-/// Calls fn(first, n) on consecutive chunks of [0, size): in parallel with OpenMP when size is
-/// large enough to pay for it, in one call otherwise.
+/// Calls fn(first, n) on consecutive chunks of [0, size), `flops_per_entry` work each: in
+/// parallel on up to num_threads() threads when the work is large enough to pay for it even on a
+/// shared machine (detail::threads_for, threads.hpp), in one call otherwise.
 template <typename Fn>
-void parallel_chunks(Eigen::Index size, Fn&& fn) {
+void parallel_chunks(Eigen::Index size, double flops_per_entry, Fn&& fn) {
 #if defined(_OPENMP)
-  constexpr Eigen::Index chunk = 16384;
-  if (size >= 2 * chunk) {
+  const int threads = threads_for(static_cast<double>(size) * flops_per_entry);
+  if (threads > 1) {
+    constexpr Eigen::Index chunk = 16384;
     const Eigen::Index chunks = (size + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(threads)
     for (Eigen::Index c = 0; c < chunks; ++c) fn(c * chunk, std::min(chunk, size - c * chunk));
     return;
   }
+#else
+  (void)flops_per_entry;
 #endif
   fn(Eigen::Index{0}, size);
 }
@@ -208,6 +222,73 @@ void for_each_active(const ParameterRef<Scalar>& p, Fn&& fn) {
   }
 }
 
+/// Whether a step may update only the active entries of a masked parameter and still compute
+/// PyTorch's values, and which inactive entries it must update as well. An inactive entry has
+/// gradient exactly 0 (the layer contract), so without weight decay its update is a no-op once
+/// its state (momentum buffer; Adam's m and v) is zero: SGD moves it by lr * buf, Adam by
+/// lr * m / (sqrt(v) + eps) with eps > 0, and the state only decays. The entries whose state is
+/// not zero yet - weights pruned while they had momentum - are kept in slot.dirty and updated
+/// with PyTorch's arithmetic until their state reaches zero. Returns that list, or nullptr when
+/// the step must update every entry: no mask, or at least a third of the entries active (the
+/// gather and scatter of scattered entries then cost more than streaming all of them: bench_dan,
+/// docs/benchmarks.md). The caller has checked that the options allow it (no weight decay).
+/// Costs O(active entries) per step (a comparison with the last step's positions), O(size) on the
+/// first such step and O(changes) after a mask change.
+template <typename Scalar, typename Slot>
+const std::vector<Eigen::Index>* exact_skip_plan(const ParameterRef<Scalar>& p, Slot& slot, std::vector<Eigen::Index>& scratch) {
+  if (p.mask == nullptr) return nullptr;
+  const std::vector<Eigen::Index>* active = p.active;
+  if (active == nullptr) {
+    scratch.clear();
+    for (Eigen::Index i = 0; i < p.size; ++i)
+      if (p.mask[i]) scratch.push_back(i);
+    active = &scratch;
+  }
+  if (static_cast<Eigen::Index>(active->size()) * 3 > p.size) {
+    slot.tracking = false;  // every entry is updated: nothing to track
+    return nullptr;
+  }
+  auto state_nonzero = [&](Eigen::Index i) {
+    for (const auto& b : slot.buffers)
+      if (!(b[static_cast<std::size_t>(i)] == Scalar(0))) return true;  // NaN counts as not zero
+    return false;
+  };
+  if (!slot.tracking) {
+    slot.dirty.clear();
+    if (!slot.buffers.empty())
+      for (Eigen::Index i = 0; i < p.size; ++i)
+        if (!p.mask[i] && state_nonzero(i)) slot.dirty.push_back(i);
+    slot.active_seen = *active;
+    slot.tracking = true;
+  } else if (*active != slot.active_seen) {
+    // Entries that left the active set since the last step carry their state with them.
+    const std::vector<Eigen::Index>& old = slot.active_seen;
+    std::size_t j = 0;
+    for (const Eigen::Index i : old) {
+      while (j < active->size() && (*active)[j] < i) ++j;
+      if ((j == active->size() || (*active)[j] != i) && !slot.buffers.empty() && state_nonzero(i)) slot.dirty.push_back(i);
+    }
+    // Dirty entries that became active are updated as active ones.
+    slot.dirty.erase(std::remove_if(slot.dirty.begin(), slot.dirty.end(), [&](Eigen::Index i) { return p.mask[i]; }),
+                     slot.dirty.end());
+    slot.active_seen = *active;
+  }
+  return &slot.dirty;
+}
+
+/// Drops the dirty entries whose state reached zero (after the step that updated them).
+template <typename Scalar, typename Slot>
+void prune_dirty(Slot& slot) {
+  if (slot.dirty.empty()) return;
+  slot.dirty.erase(std::remove_if(slot.dirty.begin(), slot.dirty.end(),
+                                  [&](Eigen::Index i) {
+                                    for (const auto& b : slot.buffers)
+                                      if (!(b[static_cast<std::size_t>(i)] == Scalar(0))) return false;
+                                    return true;
+                                  }),
+                   slot.dirty.end());
+}
+
 inline void check_non_negative(double value, const char* optimizer, const char* name) {
   if (!(value >= 0.0))
     DEEPSTRUCT_THROW(value_error, std::string(optimizer) + ": expected " + name + " >= 0, found " + std::to_string(value));
@@ -226,6 +307,12 @@ struct SGDOptions {
   /// masked weight and momentum keeps moving a weight pruned mid-training. Without weight decay
   /// and for weights masked since the first step both give the same values.
   bool skip_inactive = false;
+  /// PyTorch's rule (skip_inactive off) in O(active entries): without weight decay, a masked
+  /// weight with at most a third of its entries active is stepped over its active entries and
+  /// those inactive ones whose momentum is not zero yet (weights pruned mid-training) - the same
+  /// values as updating every entry, since the others have zero gradient and zero state. Off:
+  /// every entry on every step.
+  bool sparse_steps = true;
 };
 
 /// torch.optim.SGD.
@@ -273,12 +360,21 @@ class SGD : public detail::OptimizerBase<Scalar> {
     };
     if (options_.skip_inactive && p.mask != nullptr) {
       detail::for_each_active(p, entry);
-    } else {
-      for (Eigen::Index i = 0; i < p.size; ++i) entry(i);
+      return;
     }
+    // PyTorch's rule, active entries only where that gives the same values (no weight decay).
+    if (options_.sparse_steps && options_.weight_decay == 0.0)
+      if (const std::vector<Eigen::Index>* dirty = detail::exact_skip_plan(p, slot, scratch_)) {
+        detail::for_each_active(p, entry);
+        for (const Eigen::Index i : *dirty) entry(i);
+        detail::prune_dirty<Scalar>(slot);
+        return;
+      }
+    for (Eigen::Index i = 0; i < p.size; ++i) entry(i);
   }
 
   SGDOptions options_;
+  std::vector<Eigen::Index> scratch_;
 };
 
 struct AdamOptions {
@@ -290,6 +386,10 @@ struct AdamOptions {
   /// Update only the active entries of masked weights (see SGDOptions::skip_inactive). Off:
   /// PyTorch's semantics, every entry is updated.
   bool skip_inactive = false;
+  /// PyTorch's rule in O(active entries) where it gives the same values (see
+  /// SGDOptions::sparse_steps; also needs eps > 0: with eps 0 PyTorch turns a weight with zero
+  /// moments into NaN).
+  bool sparse_steps = true;
 };
 
 namespace detail {
@@ -356,8 +456,11 @@ class AdamBase : public OptimizerBase<Scalar> {
       }
       value -= step_size * m_map / (v_map.sqrt() / sqrt_bc2 + eps);
     };
-    if (options_.skip_inactive && p.mask != nullptr) {
-      // The active entries only, in ascending order. Runs of consecutive positions are updated in
+    const std::vector<Eigen::Index>* dirty = nullptr;
+    if (!options_.skip_inactive && options_.sparse_steps && options_.weight_decay == 0.0 && options_.eps > 0.0)
+      dirty = exact_skip_plan(p, slot, scratch_);
+    if ((options_.skip_inactive && p.mask != nullptr) || dirty != nullptr) {
+      // The active entries only, in ascending order (and, on PyTorch's rule, the dirty ones). Runs of consecutive positions are updated in
       // place; isolated entries are gathered in chunks into contiguous buffers, updated with the
       // same vectorised arithmetic and scattered back.
       constexpr Eigen::Index chunk = 256, min_run = 32;
@@ -388,7 +491,10 @@ class AdamBase : public OptimizerBase<Scalar> {
         }
       };
       detail::for_each_active_run(p, run);
+      if (dirty != nullptr)
+        for (const Eigen::Index i : *dirty) run(i, 1);
       if (n > 0) flush();
+      if (dirty != nullptr) prune_dirty<Scalar>(slot);
       return;
     }
     // With OpenMP, large tensors are split into chunks across threads (elementwise: same result).
@@ -396,11 +502,14 @@ class AdamBase : public OptimizerBase<Scalar> {
       adam(Eigen::Map<Array>(p.value + first, count), Eigen::Map<const Array>(p.grad + first, count),
              Eigen::Map<Array>(m + first, count), Eigen::Map<Array>(v + first, count));
     };
-    detail::parallel_chunks(p.size, update_range);
+    // Work per entry in flops at 100 GF/s (threads.hpp): one thread updates about 1e6 entries in
+    // 1.3 ms (two moments, a square root and a division, four arrays through memory), 130 flops.
+    detail::parallel_chunks(p.size, 130.0, update_range);
   }
 
   AdamOptions options_;
   long t_ = 0;
+  std::vector<Eigen::Index> scratch_;
 };
 
 }  // namespace detail

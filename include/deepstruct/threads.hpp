@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+
+/// \file threads.hpp
+/// The library's one thread setting: deepstruct::set_num_threads(n), or the environment variable
+/// DEEPSTRUCT_NUM_THREADS read on first use; without either, OpenMP's omp_get_max_threads() (1
+/// without OpenMP). It caps every parallel region deepstruct opens - the sparse kernels, the
+/// optimizers' chunks - and the threads of the Eigen products inside MaskedLinear, and
+/// set_num_threads also sets Eigen's (Eigen::setNbThreads) for other products.
+///
+/// Below a measured amount of work (detail::parallel_work_threshold) deepstruct runs on the
+/// calling thread alone: a parallel region has to wait for its slowest thread, and on a machine
+/// shared with other processes a thread that lost its core waits for the scheduler - a
+/// millisecond or more, against microseconds of work in a small product (docs/benchmarks.md,
+/// bench_threads). Eigen's own heuristic opens a region from 50,000 multiply-adds per thread.
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include "deepstruct/errors.hpp"
+
+namespace deepstruct {
+
+namespace detail {
+
+/// The setting: 0 until set_num_threads().
+inline int& thread_setting() {
+  static int threads = 0;
+  return threads;
+}
+
+/// DEEPSTRUCT_NUM_THREADS if it is a whole number >= 1, otherwise 0.
+inline int threads_from_environment() {
+  const char* env = std::getenv("DEEPSTRUCT_NUM_THREADS");
+  if (env == nullptr || *env == '\0') return 0;
+  char* end = nullptr;
+  const long n = std::strtol(env, &end, 10);
+  return (end != nullptr && *end == '\0' && n >= 1 && n <= 4096) ? static_cast<int>(n) : 0;
+}
+
+/// Work a parallel region must carry at least, per thread it adds, in floating-point operations
+/// at 100 GF/s (what one core of the development machine does in the sparse kernels; memory-bound
+/// work such as an optimizer step counts its time at that rate): about 0.3 ms. Measured with bench_threads (docs/benchmarks.md): a
+/// Watts-Strogatz DAN step at batch 64, whose products are 0.1-10 MFLOP, took 0.46 ms alone and
+/// tens of milliseconds on 2 threads beside 4 compile loops while Eigen parallelised them; below
+/// this threshold it runs as on one thread.
+inline constexpr double parallel_work_threshold = 3e7;
+
+}  // namespace detail
+
+/// Threads deepstruct may use (>= 1): the value of set_num_threads(), else DEEPSTRUCT_NUM_THREADS
+/// (read on the first call), else omp_get_max_threads() at the time of the call (so that
+/// omp_set_num_threads and OMP_NUM_THREADS apply) with OpenMP, else 1. Without OpenMP deepstruct
+/// runs one thread whatever the setting.
+inline int num_threads() {
+  int& n = detail::thread_setting();
+  if (n == 0) {
+    static const int from_env = detail::threads_from_environment();
+    if (from_env > 0) return from_env;
+#if defined(_OPENMP)
+    return std::max(1, omp_get_max_threads());
+#else
+    return 1;
+#endif
+  }
+  return n;
+}
+
+/// Sets the threads deepstruct may use (n >= 1, value_error otherwise), and Eigen's
+/// (Eigen::setNbThreads(n)) for the products outside deepstruct's kernels.
+inline void set_num_threads(int n) {
+  if (n < 1) DEEPSTRUCT_THROW(value_error, "set_num_threads: expected a number of threads >= 1, found " + std::to_string(n));
+  detail::thread_setting() = n;
+  Eigen::setNbThreads(n);
+}
+
+/// One line for logs: the setting, where it came from, and whether OpenMP is compiled in.
+inline std::string threads_summary() {
+  const bool from_env = detail::thread_setting() == 0 && detail::threads_from_environment() != 0;  // as num_threads() reads it
+  std::string s = "deepstruct::num_threads() " + std::to_string(num_threads());
+  if (from_env) s += " (DEEPSTRUCT_NUM_THREADS)";
+#if defined(_OPENMP)
+  s += ", OpenMP on";
+  if (const char* w = std::getenv("OMP_WAIT_POLICY")) s += std::string(", OMP_WAIT_POLICY=") + w;
+#else
+  s += ", no OpenMP (one thread)";
+#endif
+  return s;
+}
+
+namespace detail {
+
+/// Threads for a region of `flops` floating-point operations: one per parallel_work_threshold of
+/// work, at most num_threads(), 1 without OpenMP.
+inline int threads_for(double flops) {
+#if defined(_OPENMP)
+  const int n = num_threads();
+  if (n <= 1 || flops < 2.0 * parallel_work_threshold || omp_in_parallel()) return 1;
+  const double by_work = flops / parallel_work_threshold;
+  return by_work >= double(n) ? n : static_cast<int>(by_work);
+#else
+  (void)flops;
+  return 1;
+#endif
+}
+
+/// Eigen's thread count for the products in one scope (threads_for(flops)), restored after.
+class EigenThreads {
+ public:
+  explicit EigenThreads(double flops) {
+#if defined(_OPENMP)
+    previous_ = Eigen::nbThreads();
+    const int n = threads_for(flops);
+    if (n != previous_) Eigen::setNbThreads(n);
+    else previous_ = 0;
+#else
+    (void)flops;
+#endif
+  }
+  ~EigenThreads() {
+    if (previous_ != 0) Eigen::setNbThreads(previous_);
+  }
+  EigenThreads(const EigenThreads&) = delete;
+  EigenThreads& operator=(const EigenThreads&) = delete;
+
+ private:
+  int previous_ = 0;
+};
+
+}  // namespace detail
+}  // namespace deepstruct
