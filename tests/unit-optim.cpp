@@ -538,3 +538,39 @@ TEST_CASE("optimizers: PyTorch's rule with mostly masked weights steps the activ
     CHECK(pruned_after != pruned_before);
   }
 }
+
+TEST_CASE("optimizers: PyTorch's rule streams every entry when the entries to step are more than a third",
+          "[optim][state]") {
+  // A trained dense weight pruned to 10%: every pruned entry still carries Adam's state (v decays
+  // by beta2 per step, for tens of thousands of steps), so stepping the active and the "dirty"
+  // entries one by one would gather all of them - 10x the time of the full update in a
+  // measurement (docs/benchmarks.md). The plan must then be the full update (nullptr), and be an
+  // active-only one again once the state is gone.
+  using Slot = deepstruct::detail::OptimizerState<double>::Slot;
+  const Eigen::Index n = 300;
+  std::vector<double> value(n, 1.0), grad(n, 0.0);
+  std::vector<char> mask_storage(n, 0);
+  std::vector<Eigen::Index> active;
+  for (Eigen::Index i = 0; i < n; i += 10) {
+    mask_storage[static_cast<std::size_t>(i)] = 1;
+    active.push_back(i);
+  }
+  const bool* mask = reinterpret_cast<const bool*>(mask_storage.data());
+  deepstruct::ParameterRef<double> p{value.data(), grad.data(), n, mask, &active};
+  Slot slot;
+  slot.buffers.assign(2, std::vector<double>(static_cast<std::size_t>(n), 0.5));  // m and v everywhere
+  std::vector<Eigen::Index> scratch;
+  CHECK(deepstruct::detail::exact_skip_plan(p, slot, scratch) == nullptr);  // 30 active + 270 dirty
+  CHECK(slot.tracking);
+  CHECK(slot.dirty.size() == 270u);
+  // The state of the pruned entries dies out; the list is pruned on a later full step.
+  for (auto& b : slot.buffers)
+    for (Eigen::Index i = 0; i < n; ++i)
+      if (!mask[i]) b[static_cast<std::size_t>(i)] = 0.0;
+  slot.step = 64;
+  CHECK(deepstruct::detail::exact_skip_plan(p, slot, scratch) == nullptr);
+  CHECK(slot.dirty.empty());
+  const std::vector<Eigen::Index>* plan = deepstruct::detail::exact_skip_plan(p, slot, scratch);
+  REQUIRE(plan != nullptr);
+  CHECK(plan->empty());
+}
