@@ -954,7 +954,7 @@ TEST_CASE("MaskedLinear: at batch 1 the automatic forward gives the definition o
 TEMPLATE_TEST_CASE("MaskedLinear: sparse kernels with work enough for several threads agree with the dense path",
                    "[masked_linear][sparse][threads]", float, double) {
   // 2 nnz x batch is above 2 * detail::parallel_work_threshold: with OpenMP and two threads
-  // (ctest's unit-masked_linear-openmp) the batch tiles are shared among threads, and each
+  // (ctest's unit-masked_linear-native) the batch tiles are shared among threads, and each
   // thread's weight-gradient sums are added up; the batch ends in a partial tile.
   using Mat = Eigen::Matrix<TestType, -1, -1>;
   std::mt19937_64 gen(73);
