@@ -10,3 +10,11 @@
 
 DEEPSTRUCT_INSTANTIATIONS(, float)
 DEEPSTRUCT_INSTANTIATIONS(, double)
+
+namespace deepstruct {
+namespace detail {
+// The memory ABI this library is compiled for (see DEEPSTRUCT_COMPILED_ABI).
+extern const int DEEPSTRUCT_COMPILED_ABI;
+extern const int DEEPSTRUCT_COMPILED_ABI = 1;
+}  // namespace detail
+}  // namespace deepstruct
