@@ -95,9 +95,14 @@ double sink = 0;  // keeps results observable
 /// Median times of both paths on one layer. The measurements run in rounds (GEMM, dense forward,
 /// sparse forward, dense forward+backward, sparse forward+backward), and every ratio is the median
 /// of the ratios within a round: load from other processes then slows both sides of a ratio.
+/// The memory floor: the least traffic any forward makes - read x, write y - timed as a copy of x
+/// into y, and for forward+backward that plus reading x and g and writing dL/dx, each timed after
+/// a dense pass as the sparse pass is (same cache state). At low density it is above the FLOP limit.
 struct Measurement {
   double gemm_ms = 0, dense_fwd_ms = 0, sparse_fwd_ms = 0, dense_fb_ms = 0, sparse_fb_ms = 0;
+  double floor_fwd_ms = 0, floor_fb_ms = 0;  // the memory floor
   double fwd_ratio = 0, fb_ratio = 0, dense_over_gemm = 0;  // time ratios
+  double floor_fwd_ratio = 0, floor_fb_ratio = 0;  // floor / dense time, per round
   Matrix y_dense, y_sparse, gx_dense, gx_sparse;
   Matrix gw_dense, gw_sparse;            // weight gradients of one backward on each path
   Layer::Vector gb_dense, gb_sparse;     // bias gradients of the same
@@ -120,17 +125,32 @@ Measurement measure(Layer& layer, const Matrix& w, const Matrix& x, const Matrix
   if (with_gemm) gemm();
   fb(Execution::dense, m.y_dense, m.gx_dense);
   fb(Execution::sparse, m.y_sparse, m.gx_sparse);
-  std::vector<double> tg, tdf, tsf, tdb, tsb, rf, rb, rg;
+  Matrix y_floor(x.rows(), x.cols()), gx_floor(x.rows(), x.cols());
+  Eigen::RowVectorXf g_sums(g.cols());
+  auto floor_fwd = [&] { y_floor.noalias() = x; };
+  auto floor_fb = [&] {  // read x, write y; read x and g, write dL/dx
+    y_floor.noalias() = x;
+    gx_floor.noalias() = x;
+    g_sums.noalias() = g.colwise().sum();
+  };
+  std::vector<double> tg, tdf, tsf, tdb, tsb, tff, tfb, rf, rb, rg, rff, rfb;
   for (int r = 0; r < reps; ++r) {
     if (with_gemm) tg.push_back(time_ms(gemm));
     tdf.push_back(time_ms([&] { fwd(Execution::dense, m.y_dense); }));
     tsf.push_back(time_ms([&] { fwd(Execution::sparse, m.y_sparse); }));
+    fwd(Execution::dense, m.y_dense);
+    tff.push_back(time_ms(floor_fwd));
     tdb.push_back(time_ms([&] { fb(Execution::dense, m.y_dense, m.gx_dense); }));
     tsb.push_back(time_ms([&] { fb(Execution::sparse, m.y_sparse, m.gx_sparse); }));
+    fb(Execution::dense, m.y_dense, m.gx_dense);
+    tfb.push_back(time_ms(floor_fb));
+    rfb.push_back(tfb.back() / tdb.back());
     rf.push_back(tsf.back() / tdf.back());
     rb.push_back(tsb.back() / tdb.back());
+    rff.push_back(tff.back() / tdf.back());
     if (with_gemm) rg.push_back(tdf.back() / tg.back());
   }
+  sink += static_cast<double>(y_floor(0, 0)) + static_cast<double>(gx_floor(0, 0)) + static_cast<double>(g_sums(0));
   // Parameter gradients of a single backward on each path, for the parity check (the timed
   // rounds accumulated many).
   auto grads = [&](Execution path, Matrix& gx, Matrix& gw, Layer::Vector& gb) {
@@ -151,6 +171,10 @@ Measurement measure(Layer& layer, const Matrix& w, const Matrix& x, const Matrix
   m.fwd_ratio = median(rf);
   m.fb_ratio = median(rb);
   m.dense_over_gemm = median(rg);
+  m.floor_fwd_ms = median(tff);
+  m.floor_fb_ms = median(tfb);
+  m.floor_fwd_ratio = median(rff);
+  m.floor_fb_ratio = median(rfb);
   if (with_gemm) sink += static_cast<double>(y_gemm(0, 0));
   sink += static_cast<double>(m.y_sparse(0, 0)) + static_cast<double>(m.gx_sparse(0, 0));
   return m;
@@ -262,7 +286,9 @@ int main(int argc, char** argv) {
               static_cast<long long>(deepstruct::detail::batch_tile<Scalar>));
   std::printf("GF/s: 2*in*out*B flop per pass for GEMM and dense, 2*nnz*B for sparse; fwd+bwd counts three passes.\n"
               "limit: the FLOP limit, dense time x density (dense measured in the same round);\n"
-              "s/lim: sparse time / limit (median of the per-round ratios).\n\n");
+              "s/lim: sparse time / limit (median of the per-round ratios);\n"
+              "floor: the memory floor, a copy of x into y (fwd; + x into dL/dx and a pass over g for fwd+bwd) after a dense pass,\n"
+              "       over the limit: the least any kernel can reach once x and y, not the multiply-adds, take the time.\n\n");
 
   deepstruct::Generator gen(12345);
   const Matrix w = random_matrix(c.out, c.in, gen);
@@ -297,6 +323,10 @@ int main(int argc, char** argv) {
       std::printf("%7s %6s %-10s %10.3f %10.2f %12.3f %12.2f %9.2f %9.2f\n", "", "", "sparse", m.sparse_fwd_ms,
                   gflops(sparse_flop, m.sparse_fwd_ms), m.sparse_fb_ms, gflops(3 * sparse_flop, m.sparse_fb_ms), fwd_lim,
                   fb_lim);
+      const double floor_fwd = m.floor_fwd_ratio / d, floor_fb = m.floor_fb_ratio / d;  // floor / limit
+      if (density < 1.0)
+        std::printf("%7s %6s %-10s %10.3f %10s %12.3f %12s %9.2f %9.2f\n", "", "", "floor", m.floor_fwd_ms, "", m.floor_fb_ms,
+                    "", floor_fwd, floor_fb);
       if (with_gemm && density == 1.0) {
         const double r = 1.0 / m.dense_over_gemm;  // GF/s ratio = inverse time ratio
         std::snprintf(line, sizeof line, "dense forward GF/s / Eigen GEMM GF/s, batch %5lld: %6.3f (target >= 0.8)  %s",
@@ -310,6 +340,13 @@ int main(int argc, char** argv) {
                       density, static_cast<long long>(batch), fwd_lim, lf, verdict(fwd_lim <= lf), fb_lim, lb,
                       verdict(fb_lim <= lb));
         targets.emplace_back(line);
+        // A target under the memory floor cannot be met by any kernel that reads x and writes y.
+        const double floor_fwd = m.floor_fwd_ratio / d, floor_fb = m.floor_fb_ratio / d;
+        if (floor_fwd > lf || floor_fb > lb) {
+          std::snprintf(line, sizeof line, "    (the memory floor alone is %.2f / %.2f x the limit: %s below it)", floor_fwd, floor_fb,
+                        floor_fwd > lf && floor_fb > lb ? "both targets" : floor_fwd > lf ? "the fwd target" : "the fwd+bwd target");
+          targets.emplace_back(line);
+        }
       }
     }
   }

@@ -6,7 +6,8 @@
 #     forward) against compile_time/eigen_forward.cpp (the same network as plain Eigen products),
 #     interleaved, median of the rounds, and their ratio (target: at most 1.5x), header-only and
 #     in the compiled mode (DEEPSTRUCT_EXTERN_TEMPLATES; deepstruct::compiled), whose one-off
-#     cost, the translation unit of the instantiations, is printed too.
+#     cost, the translation unit of the instantiations, is printed too; and the floor of the
+#     header-only mode, the Eigen program with the umbrella header parsed but nothing of it used.
 #
 #   bash tests/benchmarks/compile_time.sh [rounds]        (CXX and CXXFLAGS are honoured)
 set -euo pipefail
@@ -40,11 +41,17 @@ printf '#include <boost/graph/adjacency_list.hpp>\nint main() {}\n' >"$work/boos
   printf '%-40s %8.2f %+12.2f\n' "<$h>" "$t" "$(awk -v a="$t" -v b="$base" 'BEGIN {print a - b}')"
 done
 
-ours=() theirs=() compiled=()
+ours=() theirs=() compiled=() floor=()
 printf '#include <deepstruct/instantiate.hpp>\n' >"$work/instantiate.cpp"
 for ((r = 0; r < rounds; ++r)); do
   theirs+=("$(cpu_seconds "$src/tests/benchmarks/compile_time/eigen_forward.cpp")")
   ours+=("$(cpu_seconds "$src/tests/benchmarks/compile_time/ffn_forward.cpp")")
+  # The floor of the header-only mode: the Eigen program with the umbrella header parsed too
+  # (nothing of deepstruct instantiated), what any header-only program with Eigen's products pays.
+  saved=("${flags[@]}")
+  flags+=(-include deepstruct/deepstruct.hpp)
+  floor+=("$(cpu_seconds "$src/tests/benchmarks/compile_time/eigen_forward.cpp")")
+  flags=("${saved[@]}")
   flags+=(-DDEEPSTRUCT_EXTERN_TEMPLATES=1)
   compiled+=("$(cpu_seconds "$src/tests/benchmarks/compile_time/ffn_forward.cpp")")
   unset 'flags[${#flags[@]}-1]'
@@ -56,6 +63,8 @@ verdict() { awk -v o="$1" -v e="$e" 'BEGIN {printf "%.2fx %s", o / e, (o / e <= 
 printf '\none FFN forward, median of %d rounds (CPU s): Eigen alone %.2f\n' "$rounds" "$e"
 o="$(echo "${ours[*]}" | median)"
 printf '  deepstruct.hpp, header-only          %6.2f: %s\n' "$o" "$(verdict "$o")"
+f="$(echo "${floor[*]}" | median)"
+printf '  (floor of header-only: Eigen alone + parsing deepstruct.hpp %.2f: %.2fx)\n' "$f" "$(awk -v a="$f" -v b="$e" 'BEGIN {print a / b}')"
 c="$(echo "${compiled[*]}" | median)"
 printf '  deepstruct.hpp, compiled mode        %6.2f: %s\n' "$c" "$(verdict "$c")"
 printf '  (compiled mode, once per build: the instantiations of deepstruct::compiled, %.2f s)\n' "$once"
