@@ -2,6 +2,7 @@
 #include <deepstruct/io/idx.hpp>
 
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <sstream>
 
@@ -99,6 +100,28 @@ TEST_CASE("idx: gzipped files with zlib", "[idx]") {
   const std::string bad = std::string(DEEPSTRUCT_TEST_TMP_DIR) + "/corrupt.idx.gz";
   std::ofstream(bad, std::ios::binary) << std::string("\x1f\x8b\x08\x00garbagegarbage", 18);
   CHECK_THROWS_AS(deepstruct::read_idx(bad), deepstruct::io_error);
+  // So is a stream whose checksum does not match its data (one bit of the CRC-32 trailer flipped),
+  // also when the data ends exactly where the reader's 64 KiB buffer does.
+  for (const std::uint32_t n : {3u, 65536u - 8u, 2u * 65536u - 8u}) {
+    std::vector<std::uint8_t> values(n);
+    for (std::uint32_t i = 0; i < n; ++i) values[i] = static_cast<std::uint8_t>(i * 7 + i / 251);
+    const std::string data = idx_bytes({n}, values);
+    gzFile g = gzopen(path.c_str(), "wb");
+    REQUIRE(g != nullptr);
+    REQUIRE(gzwrite(g, data.data(), static_cast<unsigned>(data.size())) == static_cast<int>(data.size()));
+    gzclose(g);
+    CHECK(deepstruct::read_idx(path).data == values);
+    std::string gz;
+    {
+      std::ifstream in(path, std::ios::binary);
+      gz.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    REQUIRE(gz.size() > 8);
+    gz[gz.size() - 8] = static_cast<char>(gz[gz.size() - 8] ^ 1);  // the first byte of the CRC-32
+    const std::string flipped = std::string(DEEPSTRUCT_TEST_TMP_DIR) + "/crc.idx.gz";
+    std::ofstream(flipped, std::ios::binary) << gz;
+    CHECK_THROWS_WITH(deepstruct::read_idx(flipped), test::contains("incorrect data check"));
+  }
 }
 #endif
 
