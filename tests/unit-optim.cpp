@@ -7,6 +7,8 @@
 #include <deepstruct/train.hpp>
 
 #include <cmath>
+#include <thread>
+#include <vector>
 
 #include "test_support.hpp"
 
@@ -573,4 +575,50 @@ TEST_CASE("optimizers: PyTorch's rule streams every entry when the entries to st
   const std::vector<Eigen::Index>* plan = deepstruct::detail::exact_skip_plan(p, slot, scratch);
   REQUIRE(plan != nullptr);
   CHECK(plan->empty());
+}
+
+TEST_CASE("threads: models trained at once from two std::threads after set_num_threads(1) end as if trained one after the other",
+          "[optim][threads]") {
+  // Several seeds in one process, one model per thread: deepstruct shares no state between models,
+  // and with one thread per model it never writes Eigen's global thread count (which a product
+  // above the work threshold would otherwise set and restore from both threads at once: a race,
+  // and rounding that depends on timing; docs/training.md, "Threads"). The products here are above
+  // the threshold (2 x 400 x 400 x 256 flops), so with OpenMP and 2 threads they would use both.
+  struct Restore {
+    int eigen = Eigen::nbThreads();
+    ~Restore() {
+      deepstruct::detail::thread_setting() = 0;
+      Eigen::setNbThreads(eigen);
+    }
+  } restore;
+  deepstruct::set_num_threads(1);
+  using Model = deepstruct::MaskedDeepFFN<float>;
+  auto train = [](std::uint64_t seed, Model& model) {
+    deepstruct::Generator gen(seed);
+    Eigen::MatrixXf x(400, 256);
+    for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(deepstruct::random::uniform(gen, -1.0, 1.0));
+    Eigen::VectorXi y(256);
+    for (Eigen::Index i = 0; i < y.size(); ++i) y[i] = static_cast<int>(deepstruct::random::uniform_index(gen, 10));
+    deepstruct::AdamOptions o;
+    o.lr = 1e-3;
+    deepstruct::Adam<float> adam(o);
+    for (int step = 0; step < 5; ++step) deepstruct::train_step(model, adam, x, y);
+  };
+  auto weights = [](Model& model) {
+    std::vector<Eigen::MatrixXf> w;
+    for (std::size_t k = 0; k < model.num_layers(); ++k) w.push_back(model.layer(k).weight());
+    return w;
+  };
+  deepstruct::FFNOptions a, b;
+  a.seed = 1;
+  b.seed = 2;
+  Model seq_a(400, 10, {400}, a), seq_b(400, 10, {400}, b), par_a(400, 10, {400}, a), par_b(400, 10, {400}, b);
+  train(11, seq_a);
+  train(12, seq_b);
+  std::thread ta([&] { train(11, par_a); }), tb([&] { train(12, par_b); });
+  ta.join();
+  tb.join();
+  CHECK(Eigen::nbThreads() == 1);
+  CHECK(weights(par_a) == weights(seq_a));
+  CHECK(weights(par_b) == weights(seq_b));
 }
