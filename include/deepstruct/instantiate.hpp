@@ -13,8 +13,13 @@ DEEPSTRUCT_INSTANTIATIONS(, double)
 
 namespace deepstruct {
 namespace detail {
-// The memory ABI this library is compiled for (see DEEPSTRUCT_COMPILED_ABI).
+// The memory ABI this library is compiled for (see DEEPSTRUCT_COMPILED_ABI). Weak, as the
+// instantiations are: a program may hold this header's code more than once (two libraries that
+// each compiled it), which links.
 extern const int DEEPSTRUCT_COMPILED_ABI;
+#if defined(__GNUC__)
+[[gnu::weak]]
+#endif
 extern const int DEEPSTRUCT_COMPILED_ABI = 1;
 }  // namespace detail
 }  // namespace deepstruct
