@@ -19,6 +19,8 @@ namespace detail {
 extern const int DEEPSTRUCT_COMPILED_ABI;
 #if defined(__GNUC__)
 [[gnu::weak]]
+#elif defined(_MSC_VER)
+__declspec(selectany)
 #endif
 extern const int DEEPSTRUCT_COMPILED_ABI = 1;
 }  // namespace detail
