@@ -9,6 +9,7 @@
 #include <Eigen/Core>
 #include <string>
 
+#include "deepstruct/detail/exact_sqrt.hpp"
 #include "deepstruct/errors.hpp"
 #include "deepstruct/module.hpp"
 #include "deepstruct/random.hpp"
@@ -120,7 +121,10 @@ class LayerNorm : public Module<Scalar_> {
     const auto n = static_cast<Scalar>(x.rows());
     const RowVector mean = x.colwise().sum() / n;
     xhat = x.rowwise() - mean;
-    inv_std = ((xhat.array().square().colwise().sum() / n) + static_cast<Scalar>(eps_)).rsqrt().matrix();
+    // A correctly rounded sqrt, as PyTorch's (Eigen's rsqrt is an estimate under EIGEN_FAST_MATH).
+    inv_std = (Scalar(1) / ((xhat.array().square().colwise().sum() / n) + static_cast<Scalar>(eps_))
+                               .unaryExpr(detail::exact_sqrt_op<Scalar>()))
+                  .matrix();
     xhat.array().rowwise() *= inv_std.array();
   }
 

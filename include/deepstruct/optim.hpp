@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "deepstruct/detail/exact_sqrt.hpp"
 #include "deepstruct/errors.hpp"
 #include "deepstruct/parameter.hpp"
 #include "deepstruct/threads.hpp"
@@ -453,7 +454,9 @@ class AdamBase : public OptimizerBase<Scalar> {
     const auto sqrt_bc2 = static_cast<Scalar>(std::sqrt(bias_correction2));
     const auto eps = static_cast<Scalar>(options_.eps), wd = static_cast<Scalar>(options_.weight_decay);
     const auto decay = static_cast<Scalar>(1.0 - options_.lr * options_.weight_decay);
-    // Eigen array expressions: vectorised (sqrt included) whatever the caller's math flags.
+    // Eigen array expressions: vectorised (sqrt included) whatever the caller's math flags. The
+    // square root is correctly rounded (detail/exact_sqrt.hpp), as PyTorch's: Eigen's own is an
+    // approximation under EIGEN_FAST_MATH, and an entry's bits would depend on its address.
     using Array = Eigen::Array<Scalar, Eigen::Dynamic, 1>;
     auto adam = [&](auto&& value, const auto& grad, auto&& m_map, auto&& v_map) {
       if (Decoupled) value *= decay;
@@ -464,7 +467,7 @@ class AdamBase : public OptimizerBase<Scalar> {
         m_map = b1 * m_map + (Scalar(1) - b1) * grad;
         v_map = b2 * v_map + (Scalar(1) - b2) * grad.square();
       }
-      value -= step_size * m_map / (v_map.sqrt() / sqrt_bc2 + eps);
+      value -= step_size * m_map / (v_map.unaryExpr(exact_sqrt_op<Scalar>()) / sqrt_bc2 + eps);
     };
     const std::vector<Eigen::Index>* dirty = nullptr;
     if (!options_.skip_inactive && options_.sparse_steps && options_.weight_decay == 0.0 && options_.eps > 0.0)
@@ -474,7 +477,7 @@ class AdamBase : public OptimizerBase<Scalar> {
       // place; isolated entries are gathered in chunks into contiguous buffers, updated with the
       // same vectorised arithmetic and scattered back.
       constexpr Eigen::Index chunk = 256, min_run = 32;
-      Scalar buffer[4][chunk];
+      alignas(64) Scalar buffer[4][chunk];  // the same packets wherever the stack is
       Eigen::Index position[chunk];
       Eigen::Index n = 0;
       auto flush = [&] {
