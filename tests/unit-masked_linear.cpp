@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "allocation_guard.hpp"
 #include "test_support.hpp"
 
 #include <cstdint>
@@ -970,4 +971,36 @@ TEMPLATE_TEST_CASE("MaskedLinear: sparse kernels with work enough for several th
   CHECK(test::max_rel_diff(r.gx[1], r.gx[0]) <= t);
   CHECK(test::max_rel_diff(r.gw[1], r.gw[0]) <= t);
   CHECK(test::max_rel_diff(r.gb[1], r.gb[0]) <= t);
+}
+
+TEST_CASE("MaskedLinear: the sparse kernels take no more threads, and scratch, than the batch has tiles", "[masked_linear][threads]") {
+  // A batch of one tile is one thread's work; the per-thread scratch (transposed tiles, a copy of
+  // the weight gradients) was sized by the work alone, so a large layer on a machine with many
+  // cores held a tile buffer per core for a small batch. Here 2 threads (the OpenMP build of this
+  // test; with one thread there is nothing to share) and a product above the work threshold.
+  if (deepstruct::num_threads() < 2) {
+    WARN("one thread: the check needs deepstruct::num_threads() >= 2 (the -native build of this test)");
+    return;
+  }
+  using Layer = deepstruct::MaskedLinear<float>;
+  const Eigen::Index n = 2000, tile = deepstruct::detail::batch_tile<float>;
+  Layer layer(n, n, true, 3);
+  Layer::Mask mask(n, n);
+  std::mt19937 rng(5);
+  for (Eigen::Index i = 0; i < mask.size(); ++i) mask.data()[i] = (rng() & 1u) != 0;  // density 0.5: 2e6 weights
+  layer.set_mask(mask);
+  layer.set_execution(deepstruct::Execution::sparse);
+  REQUIRE(2.0 * double(layer.nnz()) * double(tile) >= 2.0 * deepstruct::detail::parallel_work_threshold);  // 2 threads by work
+  // Sizes the scratch for one thread (a batch of one) and builds the sparse pattern.
+  const Eigen::MatrixXf x1 = Eigen::MatrixXf::Random(n, 1), g1 = Eigen::MatrixXf::Random(n, 1);
+  Eigen::MatrixXf y, gx;
+  layer.forward(x1, y);
+  layer.backward(x1, g1, &gx);
+  const Eigen::MatrixXf x = Eigen::MatrixXf::Random(n, tile), g = Eigen::MatrixXf::Random(n, tile);
+  y.resize(n, tile);
+  gx.resize(n, tile);
+  // One thread's tile buffer is n x tile floats; a second thread's would double it.
+  test::AllocationGuard guard(static_cast<std::size_t>(n * tile) * sizeof(float) * 3 / 2);
+  CHECK_NOTHROW(layer.forward(x, y));
+  CHECK_NOTHROW(layer.backward(x, g, &gx));
 }

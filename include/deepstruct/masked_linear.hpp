@@ -187,7 +187,7 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
     if (x.cols() == 0) return;
     if (sparse_forward_path(x.cols())) {
       refresh_sparse();
-      const int threads = detail::threads_for(sparse_flops(x.cols()));
+      const int threads = sparse_threads(x.cols(), sparse_flops(x.cols()));
       scratch_.prepare(in_features(), out_features(), fwd_.nnz(), threads, false);
       detail::sparse_forward<Scalar>(fwd_, has_bias_ ? bias_.data() : nullptr, x.data(), x.outerStride(), in_features(),
                                      out_features(), x.cols(), y.data(), y.outerStride(), scratch_, threads);
@@ -247,7 +247,7 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
     }
     if (this->uses_sparse_path(0)) {
       refresh_sparse();
-      const int threads = detail::threads_for(2.0 * sparse_flops(x.cols()));
+      const int threads = sparse_threads(x.cols(), 2.0 * sparse_flops(x.cols()));
       scratch_.prepare(in_features(), out_features(), bwd_.nnz(), threads, true);
       grad_values_.assign(bwd_.value.size(), Scalar(0));
       detail::sparse_backward<Scalar>(bwd_, x.data(), x.outerStride(), grad_output.data(), grad_output.outerStride(),
@@ -292,7 +292,7 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
     if (grad_output.cols() == 0) return;
     if (this->uses_sparse_path(0)) {
       refresh_sparse();
-      const int threads = detail::threads_for(sparse_flops(grad_output.cols()));
+      const int threads = sparse_threads(grad_output.cols(), sparse_flops(grad_output.cols()));
       scratch_.prepare(in_features(), out_features(), bwd_.nnz(), threads, true);
       detail::sparse_backward<Scalar>(bwd_, nullptr, 0, grad_output.data(), grad_output.outerStride(), in_features(),
                                       out_features(), grad_output.cols(), nullptr, nullptr, grad_input.data(),
@@ -448,6 +448,13 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
   /// transposes counted as one operation per moved scalar.
   double sparse_flops(Index batch) const {
     return (2.0 * static_cast<double>(w_.nnz) + static_cast<double>(in_features() + out_features())) * static_cast<double>(batch);
+  }
+
+  /// Threads for the sparse kernels over `batch` samples: by the work (detail::threads_for), and
+  /// at most one per batch tile, the unit the kernels share out; the scratch holds tiles per thread.
+  int sparse_threads(Index batch, double flops) const {
+    const Index tiles = (batch + detail::batch_tile<Scalar> - 1) / detail::batch_tile<Scalar>;
+    return static_cast<int>(std::min<Index>(detail::threads_for(flops), std::max<Index>(1, tiles)));
   }
 
   /// Floating-point operations of one dense product over `batch` samples.

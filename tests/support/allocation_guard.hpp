@@ -3,7 +3,8 @@
 // throws std::bad_alloc at once instead of touching gigabytes. Include it in exactly one
 // translation unit of a binary (it replaces the global operator new and delete); readers are
 // then tested to allocate in proportion to the bytes a file really holds. Eigen allocates with
-// malloc and is not seen; the aligned forms (align_val_t) are left to the standard library.
+// malloc and is not seen; the aligned forms (align_val_t: the sparse kernels' cache-aligned
+// scratch) are seen too.
 #pragma once
 
 #include <atomic>
@@ -64,3 +65,29 @@ void operator delete(void* p, std::size_t) noexcept { test::detail::release(p); 
 void operator delete[](void* p, std::size_t) noexcept { test::detail::release(p); }
 void operator delete(void* p, const std::nothrow_t&) noexcept { test::detail::release(p); }
 void operator delete[](void* p, const std::nothrow_t&) noexcept { test::detail::release(p); }
+// The aligned forms, through aligned_alloc (whose memory free releases).
+void* operator new(std::size_t n, std::align_val_t a) {
+  std::size_t seen = test::detail::largest_request.load(std::memory_order_relaxed);
+  while (n > seen && !test::detail::largest_request.compare_exchange_weak(seen, n, std::memory_order_relaxed)) {
+  }
+  if (n > test::detail::request_cap.load(std::memory_order_relaxed)) throw std::bad_alloc();
+  const auto align = static_cast<std::size_t>(a);
+  const std::size_t size = n == 0 ? align : (n + align - 1) / align * align;  // a multiple, as aligned_alloc asks
+  if (void* p = std::aligned_alloc(align, size)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n, std::align_val_t a) { return ::operator new(n, a); }
+void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+  try {
+    return ::operator new(n, a);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept { return ::operator new(n, a, std::nothrow); }
+void operator delete(void* p, std::align_val_t) noexcept { test::detail::release(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { test::detail::release(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { test::detail::release(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { test::detail::release(p); }
+void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { test::detail::release(p); }
+void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { test::detail::release(p); }
