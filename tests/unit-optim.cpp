@@ -635,6 +635,8 @@ TEST_CASE("threads: models trained at once from two std::threads after set_num_t
       Eigen::setNbThreads(eigen);
     }
   } restore;
+  for (const int bad : {0, -1, 4097})
+    CHECK_THROWS_WITH(deepstruct::set_num_threads(bad), test::contains("expected a number of threads from 1 to 4096, found " + std::to_string(bad)));
   deepstruct::set_num_threads(1);
   using Model = deepstruct::MaskedDeepFFN<float>;
   auto train = [](std::uint64_t seed, Model& model) {

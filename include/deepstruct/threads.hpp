@@ -72,10 +72,11 @@ inline int num_threads() {
   return n;
 }
 
-/// Sets the threads deepstruct may use (n >= 1, value_error otherwise), and Eigen's
-/// (Eigen::setNbThreads(n)) for the products outside deepstruct's kernels.
+/// Sets the threads deepstruct may use (1 <= n <= 4096, as DEEPSTRUCT_NUM_THREADS; value_error
+/// otherwise), and Eigen's (Eigen::setNbThreads(n)) for the products outside deepstruct's kernels.
 inline void set_num_threads(int n) {
-  if (n < 1) DEEPSTRUCT_THROW(value_error, "set_num_threads: expected a number of threads >= 1, found " + std::to_string(n));
+  if (n < 1 || n > 4096)
+    DEEPSTRUCT_THROW(value_error, "set_num_threads: expected a number of threads from 1 to 4096, found " + std::to_string(n));
   detail::thread_setting() = n;
   Eigen::setNbThreads(n);
 }
