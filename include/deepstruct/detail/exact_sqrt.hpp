@@ -10,15 +10,19 @@
 /// rounds differently depending on where it sits in memory: Adam gave other weights when it
 /// gathered its active entries into a buffer than when it updated the tensor in place, and other
 /// weights from one run to the next (the buffer's alignment moves with the stack). PyTorch's sqrt
-/// is correctly rounded. This functor uses the SIMD square-root instructions, which are (IEEE
-/// 754), and std::sqrt for scalars: the same bits whatever the path.
+/// is correctly rounded. This functor uses the SIMD square-root instructions, which round
+/// correctly (IEEE 754) as std::sqrt does for scalars: the same bits whatever the path.
 
 #include <Eigen/Core>
 #include <cmath>
 #include <type_traits>
 #include <utility>
 
-#if defined(__SSE2__) || defined(__AVX__) || defined(__AVX512F__)
+// MSVC does not define __SSE2__; x64 always has it.
+#if defined(__SSE2__) || (defined(_MSC_VER) && (defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)))
+#define DEEPSTRUCT_EXACT_SQRT_SSE2 1
+#endif
+#if defined(DEEPSTRUCT_EXACT_SQRT_SSE2) || defined(__AVX__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 #if defined(__ARM_NEON) && defined(__aarch64__)
@@ -35,7 +39,7 @@
 namespace deepstruct {
 namespace detail {
 
-#if defined(__SSE2__)
+#if defined(DEEPSTRUCT_EXACT_SQRT_SSE2)
 inline __m128 exact_psqrt(__m128 x) { return _mm_sqrt_ps(x); }
 inline __m128d exact_psqrt(__m128d x) { return _mm_sqrt_pd(x); }
 #endif
