@@ -973,6 +973,93 @@ TEMPLATE_TEST_CASE("MaskedLinear: sparse kernels with work enough for several th
   CHECK(test::max_rel_diff(r.gb[1], r.gb[0]) <= t);
 }
 
+TEMPLATE_TEST_CASE("detail::split_product: every chunking computes the product", "[masked_linear][threads]", float, double) {
+  // Chunks of rows and (C more than twice as wide as tall) of columns, overwriting and
+  // accumulating, with odd dimensions; one chunk below the work threshold. Chunks only with
+  // OpenMP (the -native build of this test), the same on 1 to 4 threads.
+  using Mat = Eigen::Matrix<TestType, -1, -1>;
+  std::mt19937_64 gen(91);
+  struct Shape {
+    Eigen::Index m, k, n;
+    int chunks;
+  };
+  for (const Shape sh :
+       {Shape{601, 499, 301, 4}, Shape{203, 611, 707, 4}, Shape{303, 400, 605, 4}, Shape{150, 2000, 130, 2}, Shape{40, 30, 20, 1}}) {
+    const double flops = 2.0 * double(sh.m) * double(sh.k) * double(sh.n);
+    CHECK(deepstruct::detail::product_chunks(flops, sh.n <= 2 * sh.m ? sh.m : sh.n) == sh.chunks);
+    const Mat a = random_matrix<TestType>(sh.m, sh.k, gen), bt = random_matrix<TestType>(sh.n, sh.k, gen),
+              c0 = random_matrix<TestType>(sh.m, sh.n, gen);
+    Mat c = c0;
+    deepstruct::detail::split_product(c, deepstruct::detail::gemm_operand(a), deepstruct::detail::gemm_transposed(bt), true);
+    const Mat expected = c0 + a * bt.transpose();
+    const double t = test::tol<TestType>(4.0 * double(sh.k));
+    CHECK(test::max_rel_diff(c, expected) <= t);
+    const Mat at = a.transpose();  // a transposed left factor, as in the input gradient W^T g
+    deepstruct::detail::split_product(c, deepstruct::detail::gemm_transposed(at), deepstruct::detail::gemm_transposed(bt), false);
+    CHECK(test::max_rel_diff(c, Mat(a * bt.transpose())) <= t);
+  }
+  // One chunk is Eigen's single-threaded product bit for bit: the same blocking, packing and
+  // kernel, only with buffers kept between products (detail/gemm.hpp).
+  const int eigen_threads = Eigen::nbThreads();
+  Eigen::setNbThreads(1);
+  const Mat a = random_matrix<TestType>(120, 333, gen), b = random_matrix<TestType>(333, 97, gen);
+  REQUIRE(deepstruct::detail::product_chunks(2.0 * 120 * 333 * 97, 120) == 1);
+  Mat c(120, 97);
+  deepstruct::detail::split_product(c, deepstruct::detail::gemm_operand(a), deepstruct::detail::gemm_operand(b), false);
+  const Mat expected = a * b;
+  Eigen::setNbThreads(eigen_threads);
+  CHECK(c == expected);
+}
+
+TEST_CASE("MaskedLinear: the dense products and the sparse kernels give the same bits on one thread and on two",
+          "[masked_linear][threads]") {
+  // Eigen's own parallel product blocks differently for each thread count, so the forward and
+  // backward of a large dense layer changed in the last bits with the number of threads;
+  // deepstruct's chunks (detail::split_product) depend on the shape alone. The sparse backward
+  // summed each thread's weight gradients; now each fixed group of batch tiles sums its own.
+  // Needs OpenMP and 2 threads (the -native build of this test) to compare anything.
+  if (deepstruct::num_threads() < 2) {
+    WARN("one thread: the check needs deepstruct::num_threads() >= 2 (the -native build of this test)");
+    return;
+  }
+  const test::RestoreThreads restore;
+  using Mat = Eigen::MatrixXf;
+  std::mt19937_64 gen(17);
+  // Dense: rows split (batch 300 < 2 x 600 outputs) and columns split (batch 700 > 2 x 200
+  // outputs). Sparse: 1500 x 1400 at density 0.1, batch 1037 (17 tiles of 64 with AVX-512, in 4
+  // groups).
+  struct Case {
+    Eigen::Index in, out, batch;
+    double density;
+    Execution execution;
+  };
+  for (const Case& cs : {Case{500, 600, 300, 0.7, Execution::dense}, Case{500, 200, 700, 0.7, Execution::dense},
+                         Case{1500, 1400, 1037, 0.1, Execution::sparse}}) {
+    const Eigen::Index in = cs.in, out = cs.out, batch = cs.batch;
+    MaskedLinear<float> layer(random_matrix<float>(out, in, gen), Eigen::VectorXf(random_matrix<float>(out, 1, gen)),
+                              random_mask<float>(out, in, cs.density, gen));
+    layer.set_execution(cs.execution);
+    const double work = cs.execution == Execution::dense ? 2.0 * double(out * in * batch) : 2.0 * double(layer.nnz() * batch);
+    REQUIRE(work >= 2.0 * deepstruct::detail::parallel_work_threshold);  // 2 threads by work
+    const Mat x = random_matrix<float>(in, batch, gen), g = random_matrix<float>(out, batch, gen);
+    Mat y[2], gx[2], gw[2];
+    Eigen::VectorXf gb[2];
+    for (int t = 0; t < 2; ++t) {
+      deepstruct::set_num_threads(t + 1);
+      layer.zero_grad();
+      layer.forward(x, y[t]);
+      layer.backward(x, g, &gx[t]);
+      gw[t] = layer.weight_grad();
+      gb[t] = layer.bias_grad();
+    }
+    INFO("out " << out << ", batch " << batch << (cs.execution == Execution::sparse ? ", sparse" : ", dense"));
+    CHECK(y[1] == y[0]);
+    CHECK(gx[1] == gx[0]);
+    CHECK(gw[1] == gw[0]);
+    CHECK(gb[1] == gb[0]);
+  }
+}
+
 TEST_CASE("MaskedLinear: the sparse kernels take no more threads, and scratch, than the batch has tiles", "[masked_linear][threads]") {
   // A batch of one tile is one thread's work; the per-thread scratch (transposed tiles, a copy of
   // the weight gradients) was sized by the work alone, so a large layer on a machine with many

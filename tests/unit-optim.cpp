@@ -623,18 +623,12 @@ TEST_CASE("optimizers: PyTorch's rule streams every entry when the entries to st
 
 TEST_CASE("threads: models trained at once from two std::threads after set_num_threads(1) end as if trained one after the other",
           "[optim][threads]") {
-  // Several seeds in one process, one model per thread: deepstruct shares no state between models,
-  // and with one thread per model it never writes Eigen's global thread count (which a product
-  // above the work threshold would otherwise set and restore from both threads at once: a race,
-  // and rounding that depends on timing; docs/training.md, "Threads"). The products here are above
-  // the threshold (2 x 400 x 400 x 256 flops), so with OpenMP and 2 threads they would use both.
-  struct Restore {
-    int eigen = Eigen::nbThreads();
-    ~Restore() {
-      deepstruct::detail::thread_setting() = 0;
-      Eigen::setNbThreads(eigen);
-    }
-  } restore;
+  // Several seeds in one process, one model per thread: deepstruct shares no state between models
+  // and writes no global setting while training (its products leave Eigen's thread count alone;
+  // each thread keeps its own GEMM packing buffers, detail/gemm.hpp). The products here are above
+  // the work threshold (2 x 400 x 400 x 256 flops), so with OpenMP and 2 threads each model would
+  // open regions of its own; set_num_threads(1) keeps one thread per model (docs/training.md).
+  const test::RestoreThreads restore;
   for (const int bad : {0, -1, 4097})
     CHECK_THROWS_WITH(deepstruct::set_num_threads(bad), test::contains("expected a number of threads from 1 to 4096, found " + std::to_string(bad)));
   deepstruct::set_num_threads(1);
@@ -667,4 +661,49 @@ TEST_CASE("threads: models trained at once from two std::threads after set_num_t
   CHECK(Eigen::nbThreads() == 1);
   CHECK(weights(par_a) == weights(seq_a));
   CHECK(weights(par_b) == weights(seq_b));
+}
+
+TEST_CASE("threads: an FFN with dense and sparse layers trains to the same bits on one thread and on two", "[optim][threads]") {
+  // The dense products are split into chunks and the sparse backward's batch tiles into groups
+  // that depend on the shapes alone up to 4 threads (detail/gemm.hpp, detail/sparse_kernels.hpp),
+  // so a seed gives the same weights whatever the thread setting. Products here are above the
+  // work threshold; with OpenMP and 2 threads (unit-optim-openmp) they use both.
+  if (deepstruct::num_threads() < 2) {
+    WARN("one thread: the check needs deepstruct::num_threads() >= 2 (unit-optim-openmp)");
+    return;
+  }
+  const test::RestoreThreads restore;
+  using Model = deepstruct::MaskedDeepFFN<float>;
+  deepstruct::Generator data_gen(5);
+  Eigen::MatrixXf x(600, 512);
+  for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(deepstruct::random::uniform(data_gen, -1.0, 1.0));
+  Eigen::VectorXi y(512);
+  for (Eigen::Index i = 0; i < y.size(); ++i) y[i] = static_cast<int>(deepstruct::random::uniform_index(data_gen, 10));
+  auto train = [&](int threads, std::vector<double>& losses) {
+    deepstruct::set_num_threads(threads);
+    deepstruct::FFNOptions options;
+    options.seed = 3;
+    Model model(600, 10, {800, 1000}, options);
+    // The middle layer sparse: a seeded random 20% of its weights, on the sparse kernels.
+    deepstruct::Generator mask_gen(9);
+    Model::Layer::Mask mask(1000, 800);
+    for (Eigen::Index i = 0; i < mask.size(); ++i) mask.data()[i] = deepstruct::random::bernoulli(mask_gen, 0.2);
+    model.layer(1).set_mask(mask);
+    model.layer(1).set_execution(deepstruct::Execution::sparse);
+    deepstruct::AdamOptions o;
+    o.lr = 1e-3;
+    deepstruct::Adam<float> adam(o);
+    for (int step = 0; step < 3; ++step) losses.push_back(deepstruct::train_step(model, adam, x, y));
+    std::vector<Eigen::MatrixXf> w;
+    for (std::size_t k = 0; k < model.num_layers(); ++k) w.push_back(model.layer(k).weight());
+    return w;
+  };
+  std::vector<double> loss1, loss2;
+  const std::vector<Eigen::MatrixXf> w1 = train(1, loss1), w2 = train(2, loss2);
+  CHECK(loss2 == loss1);
+  REQUIRE(w1.size() == w2.size());
+  for (std::size_t k = 0; k < w1.size(); ++k) {
+    INFO("layer " << k);
+    CHECK(w2[k] == w1[k]);
+  }
 }

@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "deepstruct/detail/gemm.hpp"
 #include "deepstruct/detail/memory.hpp"
 #include "deepstruct/detail/sparse_kernels.hpp"
 #include "deepstruct/errors.hpp"
@@ -192,14 +193,13 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
       detail::sparse_forward<Scalar>(fwd_, has_bias_ ? bias_.data() : nullptr, x.data(), x.outerStride(), in_features(),
                                      out_features(), x.cols(), y.data(), y.outerStride(), scratch_, threads);
     } else {
-      const Matrix& w = dense_weight();
-      const detail::EigenThreads threads(product_flops(x.cols()));  // no threads for small products
+      // Threads only for large products, split by deepstruct (detail::split_product).
       if (has_bias_) {
         // GEMM accumulates into the bias: one pass over y instead of two.
         y.colwise() = bias_;
-        y.noalias() += w * x;
+        detail::split_product(y, detail::gemm_operand(dense_weight()), detail::gemm_operand(x), true);
       } else {
-        y.noalias() = w * x;
+        detail::split_product(y, detail::gemm_operand(dense_weight()), detail::gemm_operand(x), false);
       }
     }
   }
@@ -237,8 +237,8 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
     if (dense_.on) {
       // Sparse training's update step: the gradient of every weight, one dense product, then the
       // parameter gradient behind the mask from it; the input gradient as usual.
-      const detail::EigenThreads threads(product_flops(x.cols()));
-      dense_.step.noalias() = grad_output * x.transpose();
+      dense_.step.resize(out_features(), in_features());
+      detail::split_product(dense_.step, detail::gemm_operand(grad_output), detail::gemm_transposed(x), false);
       dense_.finish(w_.mask, weight_grad_);
       grad_touched_outside_pattern_ = true;
       if (has_bias_) bias_grad_.noalias() += grad_output * Vector::Ones(x.cols());
@@ -247,14 +247,15 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
     }
     if (this->uses_sparse_path(0)) {
       refresh_sparse();
-      const int threads = sparse_threads(x.cols(), 2.0 * sparse_flops(x.cols()));
-      scratch_.prepare(in_features(), out_features(), bwd_.nnz(), threads, true);
+      const double flops = 2.0 * sparse_flops(x.cols());
+      const int groups = sparse_groups(x.cols(), flops), threads = std::min(sparse_threads(x.cols(), flops), groups);
+      scratch_.prepare(in_features(), out_features(), bwd_.nnz(), threads, true, groups);
       grad_values_.assign(bwd_.value.size(), Scalar(0));
       detail::sparse_backward<Scalar>(bwd_, x.data(), x.outerStride(), grad_output.data(), grad_output.outerStride(),
                                       in_features(), out_features(), x.cols(), grad_values_.data(),
                                       has_bias_ ? bias_grad_.data() : nullptr,
                                       grad_input != nullptr ? grad_input->data() : nullptr,
-                                      grad_input != nullptr ? grad_input->outerStride() : 0, scratch_, threads);
+                                      grad_input != nullptr ? grad_input->outerStride() : 0, scratch_, threads, groups);
       // The gradients in column-major order (the blocked CSC's): nearby positions, not one
       // 4 * out_features bytes apart per entry as in row order.
       Scalar* gw = weight_grad_.data();
@@ -266,16 +267,15 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
         gw[pos[k]] += grad_values_[k];
       }
     } else {
-      const Matrix& w = dense_weight();
-      const detail::EigenThreads threads(product_flops(x.cols()));
       // dL/db = g 1: a matrix-vector product reads g column by column, once.
       if (has_bias_) bias_grad_.noalias() += grad_output * Vector::Ones(x.cols());
       // GEMM accumulates straight into the gradient, which is zero behind the mask; one pass of
       // the mask then clears what landed there (none to clear when every weight is active).
-      weight_grad_.noalias() += grad_output * x.transpose();
+      detail::split_product(weight_grad_, detail::gemm_operand(grad_output), detail::gemm_transposed(x), true);
       if (w_.nnz != w_.value.size()) weight_grad_ = w_.mask.select(weight_grad_, Scalar(0));
       grad_touched_outside_pattern_ = true;
-      if (grad_input != nullptr) grad_input->noalias() = w.transpose() * grad_output;
+      if (grad_input != nullptr)
+        detail::split_product(*grad_input, detail::gemm_transposed(dense_weight()), detail::gemm_operand(grad_output), false);
     }
   }
 
@@ -294,12 +294,12 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
       refresh_sparse();
       const int threads = sparse_threads(grad_output.cols(), sparse_flops(grad_output.cols()));
       scratch_.prepare(in_features(), out_features(), bwd_.nnz(), threads, true);
+      // No gradient sums: each tile's input gradient is its own, so one group per thread.
       detail::sparse_backward<Scalar>(bwd_, nullptr, 0, grad_output.data(), grad_output.outerStride(), in_features(),
                                       out_features(), grad_output.cols(), nullptr, nullptr, grad_input.data(),
-                                      grad_input.outerStride(), scratch_, threads);
+                                      grad_input.outerStride(), scratch_, threads, threads);
     } else {
-      const detail::EigenThreads threads(product_flops(grad_output.cols()));
-      grad_input.noalias() = dense_weight().transpose() * grad_output;
+      detail::split_product(grad_input, detail::gemm_transposed(dense_weight()), detail::gemm_operand(grad_output), false);
     }
   }
 
@@ -444,6 +444,19 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
                                         "); in-place calls are not supported, pass a separate matrix");
   }
 
+  /// Groups of batch tiles in the sparse backward, each summing its weight gradients on its own
+  /// (detail::sparse_backward): detail::work_pieces(), at most one per tile, so that 1 to 4
+  /// threads give the same bits. One without OpenMP.
+  int sparse_groups(Index batch, double flops) const {
+#if defined(_OPENMP)
+    return detail::work_pieces(flops, (batch + detail::batch_tile<Scalar> - 1) / detail::batch_tile<Scalar>);
+#else
+    (void)batch;
+    (void)flops;
+    return 1;
+#endif
+  }
+
   /// Floating-point operations of one sparse product over `batch` samples, with the tile
   /// transposes counted as one operation per moved scalar.
   double sparse_flops(Index batch) const {
@@ -455,11 +468,6 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
   int sparse_threads(Index batch, double flops) const {
     const Index tiles = (batch + detail::batch_tile<Scalar> - 1) / detail::batch_tile<Scalar>;
     return static_cast<int>(std::min<Index>(detail::threads_for(flops), std::max<Index>(1, tiles)));
-  }
-
-  /// Floating-point operations of one dense product over `batch` samples.
-  double product_flops(Index batch) const {
-    return 2.0 * static_cast<double>(out_features()) * static_cast<double>(in_features()) * static_cast<double>(batch);
   }
 
   /// The path of a forward over `batch` samples: uses_sparse_path(), except that

@@ -5,14 +5,15 @@
 /// The library's one thread setting: deepstruct::set_num_threads(n), or the environment variable
 /// DEEPSTRUCT_NUM_THREADS read on first use; without either, OpenMP's omp_get_max_threads() (1
 /// without OpenMP). It caps every parallel region deepstruct opens - the sparse kernels, the
-/// optimizers' chunks - and the threads of the Eigen products inside MaskedLinear, and
-/// set_num_threads also sets Eigen's (Eigen::setNbThreads) for other products.
+/// dense products of MaskedLinear (split into chunks by deepstruct, detail/gemm.hpp), the
+/// optimizers' chunks - and set_num_threads also sets Eigen's (Eigen::setNbThreads) for the
+/// products outside deepstruct.
 ///
 /// Below a measured amount of work (detail::parallel_work_threshold) deepstruct runs on the
 /// calling thread alone: a parallel region has to wait for its slowest thread, and on a machine
 /// shared with other processes a thread that lost its core waits for the scheduler - a
 /// millisecond or more, against microseconds of work in a small product (docs/benchmarks.md,
-/// bench_threads). Eigen's own heuristic opens a region from 50,000 multiply-adds per thread.
+/// bench_threads). (Eigen's own heuristic opens a region from 50,000 multiply-adds per thread.)
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -111,28 +112,23 @@ inline int threads_for(double flops) {
 #endif
 }
 
-/// Eigen's thread count for the products in one scope (threads_for(flops)), restored after.
-class EigenThreads {
- public:
-  explicit EigenThreads(double flops) {
-#if defined(_OPENMP)
-    previous_ = Eigen::nbThreads();
-    const int n = threads_for(flops);
-    if (n != previous_) Eigen::setNbThreads(n);
-    else previous_ = 0;
-#else
-    (void)flops;
-#endif
-  }
-  ~EigenThreads() {
-    if (previous_ != 0) Eigen::setNbThreads(previous_);
-  }
-  EigenThreads(const EigenThreads&) = delete;
-  EigenThreads& operator=(const EigenThreads&) = delete;
+/// Up to this many threads, work_pieces() does not depend on the thread count.
+inline constexpr int fixed_pieces = 4;
 
- private:
-  int previous_ = 0;
-};
+/// Pieces to cut `flops` of work into when their results are summed or placed in a fixed order
+/// (the chunks of a dense product, the groups of batch tiles of a sparse backward): one per
+/// parallel_work_threshold, at most max(fixed_pieces, num_threads()) and at most `most` (>= 1).
+/// Up to fixed_pieces threads the pieces depend on the work alone, so 1 to 4 threads compute the
+/// same pieces and get the same bits; more threads cut large work finer. (Not finer for every
+/// thread count: each chunk of a product packs the operand it shares with the others again, and
+/// the three products of a 1000 x 1000 layer at batch 512 took 1.12-1.24x as long on one thread
+/// in 16 chunks each as in one.)
+inline int work_pieces(double flops, Eigen::Index most) {
+  const int cap = std::max(fixed_pieces, num_threads());
+  const double by_work = flops / parallel_work_threshold;
+  const int pieces = by_work >= double(cap) ? cap : std::max(1, static_cast<int>(by_work));
+  return static_cast<int>(std::max<Eigen::Index>(1, std::min<Eigen::Index>(pieces, most)));
+}
 
 }  // namespace detail
 }  // namespace deepstruct

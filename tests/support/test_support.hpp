@@ -11,6 +11,7 @@ using Catch::Approx;
 #include <Eigen/Core>
 #include <deepstruct/dan_description.hpp>
 #include <deepstruct/state_dict.hpp>
+#include <deepstruct/threads.hpp>
 #include <cmath>
 #include <cstdint>
 #include <fstream>
@@ -186,5 +187,17 @@ template <typename Scalar>
 double tol(double factor = 100.0) {
   return factor * static_cast<double>(std::numeric_limits<Scalar>::epsilon());
 }
+
+/// Restores the thread setting (deepstruct's and Eigen's) at the end of a test that changes it.
+struct RestoreThreads {
+  int eigen = Eigen::nbThreads();
+  RestoreThreads() = default;
+  RestoreThreads(const RestoreThreads&) = delete;
+  RestoreThreads& operator=(const RestoreThreads&) = delete;
+  ~RestoreThreads() {
+    deepstruct::detail::thread_setting() = 0;
+    Eigen::setNbThreads(eigen);
+  }
+};
 
 }  // namespace test

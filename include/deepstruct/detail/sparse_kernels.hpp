@@ -648,15 +648,16 @@ void sparse_backward_per_sample(const SparseBlocks<Scalar>& s, const Scalar* x, 
 }
 
 /// Scratch of the tile kernels, for up to `threads` threads: every thread transposes into its
-/// own tiles; in the backward, threads after the first sum their weight gradients into their own
-/// nnz values, added up at the end (cache-line aligned buffers, see TileBuffer).
+/// own tiles; in the backward, each group of tiles after the first sums its weight gradients into
+/// its own nnz values, added up at the end (cache-line aligned buffers, see TileBuffer).
 template <typename Scalar>
 struct SparseScratch {
   TileBuffer<Scalar> x_tile, g_tile, y_tile, gx_tile, stage, bias_tile, grad_value;
   Eigen::Index in = 0, out = 0, nnz = 0;
   int threads = 1;
 
-  void prepare(Eigen::Index in_features, Eigen::Index out_features, Eigen::Index entries, int thread_count, bool backward) {
+  void prepare(Eigen::Index in_features, Eigen::Index out_features, Eigen::Index entries, int thread_count, bool backward,
+               int groups = 1) {
     constexpr Eigen::Index T = TileShape<Scalar>::width, P = TileShape<Scalar>::packet;
     in = in_features;
     out = out_features;
@@ -669,10 +670,11 @@ struct SparseScratch {
     grow(x_tile, n * static_cast<std::size_t>(in * T));
     grow(stage, n * static_cast<std::size_t>(std::max(in, out) * T));
     if (backward) {
+      const auto g = static_cast<std::size_t>(std::max(1, groups));
       grow(g_tile, n * static_cast<std::size_t>(out * T));
       grow(gx_tile, n * static_cast<std::size_t>(in * T));
-      grow(bias_tile, n * static_cast<std::size_t>(out * P));
-      grow(grad_value, (n - 1) * static_cast<std::size_t>(nnz));
+      grow(bias_tile, g * static_cast<std::size_t>(out * P));
+      grow(grad_value, (g - 1) * static_cast<std::size_t>(nnz));
     } else {
       grow(y_tile, n * static_cast<std::size_t>(out * T));
     }
@@ -694,6 +696,23 @@ void for_each_tile(Eigen::Index tiles, int threads, Body&& body) {
   (void)threads;
 #endif
   for (Eigen::Index t = 0; t < tiles; ++t) body(t, 0);
+}
+
+/// Runs body(group, thread) for groups 0..groups-1: on up to `threads` OpenMP threads, which take
+/// the groups one at a time (dynamic schedule), or in order.
+template <typename Body>
+void for_each_group(int groups, int threads, Body&& body) {
+#if defined(_OPENMP)
+  if (threads > 1 && groups > 1) {
+    const int n = std::min(threads, groups);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(n)
+    for (int g = 0; g < groups; ++g) body(g, omp_get_thread_num());
+    return;
+  }
+#else
+  (void)threads;
+#endif
+  for (int g = 0; g < groups; ++g) body(g, 0);
 }
 
 /// y = W x + b for a features x batch x (column-major, leading dimension ld_x), with the blocked
@@ -735,12 +754,16 @@ void sparse_forward(const SparseBlocks<Scalar>& s, const Scalar* bias, const Sca
 /// Backward through y = W x + b with the blocked CSC `s` (see SparseBlocks), for the batch in
 /// tiles: grad_value[k] += sum_b g(o, b) x(i, b) for the entries k = (o, i) of s unless
 /// grad_value is null, grad_bias[o] += sum_b g(o, b) unless grad_bias is null (from the g tiles:
-/// no second pass over g), and grad_x = W^T g unless grad_x is null. `scratch` was prepared for
-/// the backward with in, out, s.nnz() and at least `threads` threads.
+/// no second pass over g), and grad_x = W^T g unless grad_x is null. The tiles are cut into
+/// `groups` runs of consecutive tiles; each group sums its gradients on its own, and the groups'
+/// sums are added in order at the end, so the result depends on the groups, not on the threads
+/// that run them (up to `threads`). `scratch` was prepared for the backward with in, out,
+/// s.nnz(), at least `threads` threads and, unless grad_value and grad_bias are null, at least
+/// `groups` groups.
 template <typename Scalar>
 void sparse_backward(const SparseBlocks<Scalar>& s, const Scalar* x, Eigen::Index ld_x, const Scalar* g, Eigen::Index ld_g,
                      Eigen::Index in, Eigen::Index out, Eigen::Index batch, Scalar* grad_value, Scalar* grad_bias,
-                     Scalar* grad_x, Eigen::Index ld_gx, SparseScratch<Scalar>& scratch, int threads = 1) {
+                     Scalar* grad_x, Eigen::Index ld_gx, SparseScratch<Scalar>& scratch, int threads = 1, int groups = 1) {
   using Shape = TileShape<Scalar>;
   using Packet = typename Shape::Packet;
   constexpr Eigen::Index T = Shape::width, P = Shape::packet;
@@ -752,21 +775,22 @@ void sparse_backward(const SparseBlocks<Scalar>& s, const Scalar* x, Eigen::Inde
     return;
   }
   const Eigen::Index tiles = (batch + T - 1) / T, stage_size = std::max(in, out) * T, nnz = s.nnz();
-  threads = static_cast<int>(std::min<Eigen::Index>(std::min(threads, scratch.threads), tiles));
+  groups = static_cast<int>(std::max<Eigen::Index>(1, std::min<Eigen::Index>(groups, tiles)));
+  threads = std::max(1, std::min({threads, scratch.threads, groups}));
   if (grad_bias != nullptr)
-    for (Eigen::Index o = 0; o < threads * out * P; ++o) scratch.bias_tile[static_cast<std::size_t>(o)] = Scalar(0);
-  if (grad_value != nullptr && threads > 1)
-    std::fill(scratch.grad_value.begin(), scratch.grad_value.begin() + (threads - 1) * nnz, Scalar(0));
-  for_each_tile(tiles, threads, [&](Eigen::Index t, int tid) {
+    for (Eigen::Index o = 0; o < groups * out * P; ++o) scratch.bias_tile[static_cast<std::size_t>(o)] = Scalar(0);
+  if (grad_value != nullptr && groups > 1)
+    std::fill(scratch.grad_value.begin(), scratch.grad_value.begin() + (groups - 1) * nnz, Scalar(0));
+  auto tile_body = [&](Eigen::Index t, Eigen::Index t_end, int grp, int tid) {
     Scalar* x_tile = scratch.x_tile.data() + tid * in * T;
     Scalar* g_tile = scratch.g_tile.data() + tid * out * T;
     Scalar* gx_tile = scratch.gx_tile.data() + tid * in * T;
     Scalar* stage = scratch.stage.data() + tid * stage_size;
-    Scalar* bias_tile = scratch.bias_tile.data() + tid * out * P;
-    Scalar* gv = grad_value == nullptr ? nullptr : tid == 0 ? grad_value : scratch.grad_value.data() + (tid - 1) * nnz;
+    Scalar* bias_tile = grad_bias == nullptr ? nullptr : scratch.bias_tile.data() + grp * out * P;
+    Scalar* gv = grad_value == nullptr ? nullptr : grp == 0 ? grad_value : scratch.grad_value.data() + (grp - 1) * nnz;
     const Eigen::Index b0 = t * T;
     const Eigen::Index width = b0 + T <= batch ? T : batch - b0;
-    const Eigen::Index next_width = threads > 1 ? 0 : std::min(T, batch - b0 - width);
+    const Eigen::Index next_width = t + 1 < t_end ? std::min(T, batch - b0 - width) : 0;
     if (gv != nullptr)
       load_transposed_tile<Scalar>(x + b0 * ld_x, ld_x, in, width, x_tile, next_width > 0 ? x + (b0 + T) * ld_x : nullptr,
                                    next_width);
@@ -792,17 +816,21 @@ void sparse_backward(const SparseBlocks<Scalar>& s, const Scalar* x, Eigen::Inde
       }
     });
     if (grad_x != nullptr) store_tile_out<Scalar>(gx_tile, in, width, grad_x + b0 * ld_gx, ld_gx, stage);
+  };
+  for_each_group(groups, threads, [&](int grp, int tid) {
+    const Eigen::Index t0 = tiles * grp / groups, t1 = tiles * (grp + 1) / groups;
+    for (Eigen::Index t = t0; t < t1; ++t) tile_body(t, t1, grp, tid);
   });
   if (grad_value != nullptr)
-    for (int tid = 1; tid < threads; ++tid) {
-      const Scalar* extra = scratch.grad_value.data() + (tid - 1) * nnz;
+    for (int grp = 1; grp < groups; ++grp) {
+      const Scalar* extra = scratch.grad_value.data() + (grp - 1) * nnz;
       for (Eigen::Index k = 0; k < nnz; ++k) grad_value[k] += extra[k];
     }
   if (grad_bias != nullptr)
     for (Eigen::Index o = 0; o < out; ++o) {
       Packet sum = Eigen::internal::ploadu<Packet>(scratch.bias_tile.data() + o * P);
-      for (int tid = 1; tid < threads; ++tid)
-        sum = Eigen::internal::padd(sum, Eigen::internal::ploadu<Packet>(scratch.bias_tile.data() + (tid * out + o) * P));
+      for (int grp = 1; grp < groups; ++grp)
+        sum = Eigen::internal::padd(sum, Eigen::internal::ploadu<Packet>(scratch.bias_tile.data() + (grp * out + o) * P));
       grad_bias[o] += Eigen::internal::predux(sum);
     }
 }
