@@ -665,7 +665,7 @@ TEST_CASE("threads: models trained at once from two std::threads after set_num_t
 
 TEST_CASE("threads: an FFN with dense and sparse layers trains to the same bits on one thread and on two", "[optim][threads]") {
   // The dense products are split into chunks and the sparse backward's batch tiles into groups
-  // that depend on the shapes alone up to 4 threads (detail/gemm.hpp, detail/sparse_kernels.hpp),
+  // that depend on the shapes alone on 1 or 2 threads (detail/gemm.hpp, detail/sparse_kernels.hpp),
   // so a seed gives the same weights whatever the thread setting. Products here are above the
   // work threshold; with OpenMP and 2 threads (unit-optim-openmp) they use both.
   if (deepstruct::num_threads() < 2) {

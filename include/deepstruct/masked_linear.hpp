@@ -445,7 +445,7 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
   }
 
   /// Groups of batch tiles in the sparse backward, each summing its weight gradients on its own
-  /// (detail::sparse_backward): detail::work_pieces(), at most one per tile, so that 1 to 4
+  /// (detail::sparse_backward): detail::work_pieces(), at most one per tile, so that 1 and 2
   /// threads give the same bits. One without OpenMP.
   int sparse_groups(Index batch, double flops) const {
 #if defined(_OPENMP)

@@ -113,16 +113,18 @@ inline int threads_for(double flops) {
 }
 
 /// Up to this many threads, work_pieces() does not depend on the thread count.
-inline constexpr int fixed_pieces = 4;
+inline constexpr int fixed_pieces = 2;
 
 /// Pieces to cut `flops` of work into when their results are summed or placed in a fixed order
 /// (the chunks of a dense product, the groups of batch tiles of a sparse backward): one per
 /// parallel_work_threshold, at most max(fixed_pieces, num_threads()) and at most `most` (>= 1).
-/// Up to fixed_pieces threads the pieces depend on the work alone, so 1 to 4 threads compute the
-/// same pieces and get the same bits; more threads cut large work finer. (Not finer for every
-/// thread count: each chunk of a product packs the operand it shares with the others again, and
-/// the three products of a 1000 x 1000 layer at batch 512 took 1.12-1.24x as long on one thread
-/// in 16 chunks each as in one.)
+/// On 1 or 2 threads the pieces depend on the work alone, so both compute the same pieces and get
+/// the same bits; more threads cut large work finer. Not finer for every thread count: each
+/// chunk of a product packs the operand it shares with the others again. Inference of a
+/// 784-1000-1000-1000-10 FFN at batch 1024 took 1.00x / 1.04x the time of Eigen's own products
+/// on 1 / 2 threads in pieces of at most 2, 1.04x / 1.08x in pieces of at most 4 (farm-bench,
+/// whole process); the three products of a 1000 x 1000 layer at batch 512 took 1.12-1.24x on one
+/// thread in 16 chunks each.
 inline int work_pieces(double flops, Eigen::Index most) {
   const int cap = std::max(fixed_pieces, num_threads());
   const double by_work = flops / parallel_work_threshold;

@@ -160,11 +160,11 @@ inline Eigen::Index product_chunk_start(Eigen::Index dim, int chunks, int c, Eig
 /// take them one at a time (dynamic schedule), with one barrier at the end. Eigen's own parallel
 /// product shares its packed blocks among the threads with spin waits, so a thread that has lost
 /// its core holds up the other many times per product (bench_threads, dense step on 2 threads:
-/// 5.3-12.7x its time alone beside 4 compile loops, 90th percentile 119-156 ms, against
-/// 4.7-6.1x and 67-75 ms split here; docs/benchmarks.md), and its blocking depends on the thread
+/// 4.0-12.7x its time alone beside 4 compile loops in 8 runs, 90th percentile 109-156 ms,
+/// against 4.3-6.1x and 67-80 ms split here; docs/benchmarks.md), and its blocking depends on the thread
 /// count, which changed the rounding. Here the chunks depend on
-/// the shape alone up to 4 threads (product_chunks): the same bits on 1 to 4 threads (tested on
-/// 1 and 2). Without OpenMP, where there is one thread, the product is one chunk.
+/// the shape alone on 1 or 2 threads (product_chunks, work_pieces): the same bits on both
+/// (tested). Without OpenMP, where there is one thread, the product is one chunk.
 template <typename Dst, typename Scalar, int LhsOrder, int RhsOrder>
 void split_product(Dst&& dst, const GemmView<Scalar, LhsOrder>& lhs, const GemmView<Scalar, RhsOrder>& rhs, bool accumulate) {
   const Eigen::Index m = lhs.rows, n = rhs.cols, k = lhs.cols;
