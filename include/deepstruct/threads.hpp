@@ -112,6 +112,26 @@ inline int threads_for(double flops) {
 #endif
 }
 
+/// Runs body(i, thread) for i = 0..n-1: on up to `threads` OpenMP threads (thread = the OpenMP
+/// thread number, below `threads`), which take the pieces one at a time (dynamic schedule, so a
+/// thread that lost its core leaves its remaining pieces to the others), or in order on the
+/// calling thread (thread 0). The one parallel loop of the kernels: the chunks of a dense
+/// product, the batch tiles of the sparse forward, the tile groups of the sparse backward.
+template <typename Body>
+void for_each_piece(Eigen::Index n, int threads, Body&& body) {
+#if defined(_OPENMP)
+  if (threads > 1 && n > 1) {
+    const int team = static_cast<int>(std::min<Eigen::Index>(threads, n));
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team)
+    for (Eigen::Index i = 0; i < n; ++i) body(i, omp_get_thread_num());
+    return;
+  }
+#else
+  (void)threads;
+#endif
+  for (Eigen::Index i = 0; i < n; ++i) body(i, 0);
+}
+
 /// Up to this many threads, work_pieces() does not depend on the thread count.
 inline constexpr int fixed_pieces = 2;
 

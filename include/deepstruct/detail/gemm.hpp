@@ -144,7 +144,7 @@ inline int product_chunks(double flops, Eigen::Index dim) { return work_pieces(f
 /// remainder paths; nearest rather than down, for balance. (A 784-300-100-10 SGD step at batch
 /// 128, whose first layer is split into 144 + 156 rows instead of 150 + 150: 0.99x the time on
 /// one thread, 1.00x on two; farm-bench, whole process.)
-inline Eigen::Index product_chunk_start(Eigen::Index dim, int chunks, int c, Eigen::Index align = 1) {
+inline Eigen::Index product_chunk_start(Eigen::Index dim, int chunks, int c, Eigen::Index align) {
   if (c >= chunks) return dim;
   const Eigen::Index exact = dim * c / chunks;
   return std::min(dim, (exact + align / 2) / align * align);
@@ -176,23 +176,17 @@ void split_product(Dst&& dst, const GemmView<Scalar, LhsOrder>& lhs, const GemmV
   const int chunks = product_chunks(flops, dim);
   Scalar* res = dst.data();
   const Eigen::Index res_stride = dst.outerStride();
-  auto run = [&](int c) {
-    // (Chunks hold at least 64 rows or columns: rounding to a multiple below 64 leaves none empty.)
-    const Eigen::Index align = std::min<Eigen::Index>(
-        48, by_rows ? Eigen::internal::gebp_traits<Scalar, Scalar>::mr : Eigen::internal::gebp_traits<Scalar, Scalar>::nr);
-    const Eigen::Index a = product_chunk_start(dim, chunks, c, align), len = product_chunk_start(dim, chunks, c + 1, align) - a;
+  // (Chunks hold at least 64 rows or columns: rounding to a multiple below 64 leaves none empty.)
+  const Eigen::Index align = std::min<Eigen::Index>(
+      48, by_rows ? Eigen::internal::gebp_traits<Scalar, Scalar>::mr : Eigen::internal::gebp_traits<Scalar, Scalar>::nr);
+  for_each_piece(chunks, threads_for(flops), [&](Eigen::Index c, int) {
+    const int ci = static_cast<int>(c);
+    const Eigen::Index a = product_chunk_start(dim, chunks, ci, align), len = product_chunk_start(dim, chunks, ci + 1, align) - a;
     if (by_rows)
       gemm(lhs.block(a, 0, len, k), rhs, res + a, res_stride, accumulate);
     else
       gemm(lhs, rhs.block(0, a, k, len), res + a * res_stride, res_stride, accumulate);
-  };
-  const int threads = std::min(threads_for(flops), chunks);
-  if (threads > 1) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (int c = 0; c < chunks; ++c) run(c);
-  } else {
-    for (int c = 0; c < chunks; ++c) run(c);
-  }
+  });
 #else
   // One thread: chunks would only pack the shared operand again.
   gemm(lhs, rhs, dst.data(), dst.outerStride(), accumulate);

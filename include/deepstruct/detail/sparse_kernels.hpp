@@ -9,7 +9,8 @@
 /// are contiguous: then each nonzero weight multiplies a contiguous run of batch values held in
 /// SIMD accumulators, as in sparse inference engines (Elsen et al., "Fast Sparse ConvNets";
 /// XNNPACK's SpMM), one L1-sized block of tile rows at a time. A single sample runs per-sample
-/// kernels instead (gathers). With OpenMP the tiles of a batch are shared among threads. The SIMD
+/// kernels instead (gathers). With OpenMP the tiles of a batch are shared among threads
+/// (for_each_piece, threads.hpp). The SIMD
 /// code is written with Eigen's packet primitives, so it follows whatever instruction set the user
 /// compiles for (SSE2, AVX, AVX-512, NEON, ...) and falls back to scalars under
 /// EIGEN_DONT_VECTORIZE; the gathers use AVX2 intrinsics where available.
@@ -19,9 +20,6 @@
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #endif
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -29,6 +27,8 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include "deepstruct/threads.hpp"
 
 // Eigen's PacketBlock<Packet8f, 8> and friends make GCC warn that the vector attributes of the
 // packet type are ignored in a template argument (Eigen silences this inside its own headers).
@@ -681,40 +681,6 @@ struct SparseScratch {
   }
 };
 
-/// Runs body(tile, thread) for every tile of the batch: on `threads` OpenMP threads (static
-/// schedule) when more than one is asked for and there are tiles to share, in order otherwise.
-template <typename Body>
-void for_each_tile(Eigen::Index tiles, int threads, Body&& body) {
-#if defined(_OPENMP)
-  if (threads > 1 && tiles > 1) {
-    const int n = static_cast<int>(std::min<Eigen::Index>(threads, tiles));
-#pragma omp parallel for schedule(static) num_threads(n)
-    for (Eigen::Index t = 0; t < tiles; ++t) body(t, omp_get_thread_num());
-    return;
-  }
-#else
-  (void)threads;
-#endif
-  for (Eigen::Index t = 0; t < tiles; ++t) body(t, 0);
-}
-
-/// Runs body(group, thread) for groups 0..groups-1: on up to `threads` OpenMP threads, which take
-/// the groups one at a time (dynamic schedule), or in order.
-template <typename Body>
-void for_each_group(int groups, int threads, Body&& body) {
-#if defined(_OPENMP)
-  if (threads > 1 && groups > 1) {
-    const int n = std::min(threads, groups);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(n)
-    for (int g = 0; g < groups; ++g) body(g, omp_get_thread_num());
-    return;
-  }
-#else
-  (void)threads;
-#endif
-  for (int g = 0; g < groups; ++g) body(g, 0);
-}
-
 /// y = W x + b for a features x batch x (column-major, leading dimension ld_x), with the blocked
 /// CSR `s`. `bias` may be null. `scratch` was prepared for in, out and at least `threads` threads.
 template <typename Scalar>
@@ -730,7 +696,7 @@ void sparse_forward(const SparseBlocks<Scalar>& s, const Scalar* bias, const Sca
   }
   threads = std::min(threads, scratch.threads);
   const Eigen::Index tiles = (batch + T - 1) / T, stage_size = std::max(in, out) * T;
-  for_each_tile(tiles, threads, [&](Eigen::Index t, int tid) {
+  for_each_piece(tiles, threads, [&](Eigen::Index t, int tid) {
     Scalar* x_tile = scratch.x_tile.data() + tid * in * T;
     Scalar* y_tile = scratch.y_tile.data() + tid * out * T;
     Scalar* stage = scratch.stage.data() + tid * stage_size;
@@ -781,7 +747,7 @@ void sparse_backward(const SparseBlocks<Scalar>& s, const Scalar* x, Eigen::Inde
     for (Eigen::Index o = 0; o < groups * out * P; ++o) scratch.bias_tile[static_cast<std::size_t>(o)] = Scalar(0);
   if (grad_value != nullptr && groups > 1)
     std::fill(scratch.grad_value.begin(), scratch.grad_value.begin() + (groups - 1) * nnz, Scalar(0));
-  auto tile_body = [&](Eigen::Index t, Eigen::Index t_end, int grp, int tid) {
+  auto tile_body = [&](Eigen::Index t, Eigen::Index t_end, Eigen::Index grp, int tid) {
     Scalar* x_tile = scratch.x_tile.data() + tid * in * T;
     Scalar* g_tile = scratch.g_tile.data() + tid * out * T;
     Scalar* gx_tile = scratch.gx_tile.data() + tid * in * T;
@@ -817,7 +783,7 @@ void sparse_backward(const SparseBlocks<Scalar>& s, const Scalar* x, Eigen::Inde
     });
     if (grad_x != nullptr) store_tile_out<Scalar>(gx_tile, in, width, grad_x + b0 * ld_gx, ld_gx, stage);
   };
-  for_each_group(groups, threads, [&](int grp, int tid) {
+  for_each_piece(groups, threads, [&](Eigen::Index grp, int tid) {
     const Eigen::Index t0 = tiles * grp / groups, t1 = tiles * (grp + 1) / groups;
     for (Eigen::Index t = t0; t < t1; ++t) tile_body(t, t1, grp, tid);
   });
