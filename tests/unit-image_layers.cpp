@@ -372,3 +372,78 @@ TEST_CASE("MaskedConv2d: ERK allocation counts the kernel dimensions (weight_sha
   CHECK(d[0] == Approx(eps * ra));
   CHECK(d[1] == Approx(eps * rb));
 }
+
+TEST_CASE("MaskedConv2d: batches large enough for threads give the same bits on 1 and 2 threads, and the per-image results",
+          "[conv2d][threads]") {
+  // 32 -> 32 channels, 3x3, 28x28 images, batch 48: every path carries more than twice the work
+  // threshold (threads.hpp), so with OpenMP the chunks of images go to 2 threads and the backward
+  // sums its gradients in 2 groups. The reference: the same layer called image by image.
+  const test::RestoreThreads restore;
+  using Matf = Eigen::MatrixXf;
+  const ImageShape in{32, 28, 28};
+  const Eigen::Index batch = 48;
+  deepstruct::Generator gen(21);
+  auto random = [&](Eigen::Index rows, Eigen::Index cols) {
+    Matf m(rows, cols);
+    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<float>(deepstruct::random::uniform(gen, -1.0, 1.0));
+    return m;
+  };
+  struct Case {
+    const char* name;
+    Eigen::Index stride;
+    double density;
+    bool dense_gradient;
+  };
+  for (const Case& c : {Case{"stride 1, dense (padded rows)", 1, 1.0, false}, Case{"stride 1, sparse (direct)", 1, 0.6, false},
+                        Case{"stride 1, sparse with RigL's dense gradient", 1, 0.6, true}, Case{"stride 2, dense (im2col)", 2, 1.0, false},
+                        Case{"stride 2, sparse (im2col)", 2, 0.6, false}}) {
+    INFO(c.name);
+    deepstruct::MaskedConv2d<float> conv(32, 32, deepstruct::Conv2dOptions::square(3, c.stride, 1), 5);
+    if (c.density < 1.0) {
+      auto m = conv.mask();
+      for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = deepstruct::random::bernoulli(gen, c.density);
+      conv.set_mask(m);
+      conv.set_execution(deepstruct::Execution::sparse);
+    }
+    conv.set_dense_gradient(c.dense_gradient);
+    const ImageShape out = conv.output_shape(in);
+    const Matf x = random(in.size(), batch), g = random(out.size(), batch);
+    struct Result {
+      Matf y, gx, w, b, dense;
+    };
+    auto run = [&](int threads) {
+      deepstruct::set_num_threads(threads);
+      deepstruct::MaskedConv2d<float> layer = conv;
+      Result r;
+      layer.zero_grad();
+      layer.forward(x, in, r.y);
+      layer.backward(x, in, g, &r.gx);
+      r.w = layer.weight_grad();
+      r.b = layer.bias_grad();
+      if (c.dense_gradient) r.dense = *layer.dense_gradient(0);
+      return r;
+    };
+    const Result one = run(1), two = run(2);
+    CHECK(one.y == two.y);
+    CHECK(one.gx == two.gx);
+    CHECK(one.w == two.w);
+    CHECK(one.b == two.b);
+    CHECK(one.dense == two.dense);
+    // Image by image (each call below the threshold: one thread, one group).
+    deepstruct::MaskedConv2d<float> layer = conv;
+    layer.zero_grad();
+    Matf y(out.size(), batch), gx(in.size(), batch), yb, gxb;
+    for (Eigen::Index b = 0; b < batch; ++b) {
+      layer.forward(x.col(b), in, yb);
+      layer.backward(x.col(b), in, g.col(b), &gxb);
+      y.col(b) = yb;
+      gx.col(b) = gxb;
+    }
+    CHECK(test::max_rel_diff(one.y, y) < 1e-5);
+    CHECK(test::max_rel_diff(one.gx, gx) < 1e-5);
+    CHECK(test::max_rel_diff(one.w, layer.weight_grad()) < 1e-4);
+    CHECK(test::max_rel_diff(one.b, layer.bias_grad()) < 1e-4);
+    if (c.dense_gradient) CHECK(test::max_rel_diff(one.dense, *layer.dense_gradient(0)) < 1e-4);
+    CHECK(one.w.cwiseAbs().sum() > 0);
+  }
+}

@@ -15,7 +15,8 @@
 /// Two execution paths give the same results. Dense: im2col (each output position's receptive
 /// field as a row) and one GEMM per group and chunk of images. Sparse (mask density at most the
 /// threshold, as MaskedLinear): the same rows, and for every active weight one axpy over the
-/// output positions - work in proportion to the active weights.
+/// output positions - work in proportion to the active weights. With OpenMP the chunks of images
+/// are shared among threads (see "threads" below): 1 and 2 threads give the same bits.
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -26,6 +27,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "deepstruct/detail/gemm.hpp"
 #include "deepstruct/detail/memory.hpp"
 #include "deepstruct/errors.hpp"
 #include "deepstruct/image.hpp"
@@ -222,23 +224,23 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
     }
     const Matrix& w = sparse ? w_.value : dense_weight();
     const Index G = options_.groups, outg = out_channels() / G, K = fan_in();
-    const Index chunk = chunk_size(P, batch);
-    for (Index b0 = 0; b0 < batch; b0 += chunk) {
-      const Index bc = std::min(chunk, batch - b0);
+    const Index chunk = chunk_size(P, batch), chunks = (batch + chunk - 1) / chunk;
+    const int threads = chunk_threads(chunks, 2.0 * double(sparse ? w_.nnz : w.size()) * double(P) * double(batch));
+    prepare_scratch(threads, [&](Scratch& s) {
+      buffer(s.col, chunk * P * K);
+      buffer(s.z, chunk * P * outg);
+    });
+    run_chunks(batch, chunk, chunks, threads, [&](Index b0, Index bc, Index, Scratch& s) {
+      Eigen::Map<Matrix> col(buffer(s.col, bc * P * K), bc * P, K);
       for (Index g = 0; g < G; ++g) {
-        im2col(x, in, out, b0, bc, g, sparse ? &used_[static_cast<std::size_t>(g)] : nullptr);
+        im2col(x, in, out, b0, bc, g, sparse ? &used_[static_cast<std::size_t>(g)] : nullptr, col);
         // The group's outputs for the chunk: (bc * P) x outg, row bl * P + p.
         const bool direct = bc == 1 && G == 1;
-        Eigen::Map<Matrix> z(direct ? y.col(b0).data() : buffer(z_, bc * P * outg), bc * P, outg);
+        Eigen::Map<Matrix> z(direct ? y.col(b0).data() : buffer(s.z, bc * P * outg), bc * P, outg);
         if (sparse) {
-          z.setZero();
-          for (Index ol = 0; ol < outg; ++ol) {
-            const Index o = g * outg + ol;
-            for (Index e = csr_row_[static_cast<std::size_t>(o)]; e < csr_row_[static_cast<std::size_t>(o + 1)]; ++e)
-              z.col(ol).noalias() += csr_value_[static_cast<std::size_t>(e)] * col_.col(csr_col_[static_cast<std::size_t>(e)]);
-          }
+          sparse_rows_product(col, g, outg, z);
         } else {
-          z.noalias() = col_.leftCols(K) * w.middleRows(g * outg, outg).transpose();
+          detail::gemm(detail::gemm_operand(col), detail::gemm_transposed(w.middleRows(g * outg, outg)), z.data(), z.rows(), false);
         }
         for (Index bl = 0; bl < bc; ++bl)
           for (Index ol = 0; ol < outg; ++ol) {
@@ -248,7 +250,7 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
             if (options_.bias) dst.array() += bias_[o];
           }
       }
-    }
+    });
   }
 
   /// Backward for the images x (shape `in`) that forward saw: adds dL/dW (zero behind the mask)
@@ -272,44 +274,54 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
     }
     const Matrix& w = sparse ? w_.value : dense_weight();
     const Index G = options_.groups, outg = out_channels() / G, K = fan_in();
-    const Index chunk = chunk_size(P, batch);
+    const Index chunk = chunk_size(P, batch), chunks = (batch + chunk - 1) / chunk;
     // Dense weight gradients: GEMMs into dW (masked at the end), or into the dense gradient.
-    Matrix& dw = dense_weight_grad();
-    for (Index b0 = 0; b0 < batch; b0 += chunk) {
-      const Index bc = std::min(chunk, batch - b0);
+    const bool dense_grad = !sparse || dense_.on;
+    Matrix& dw = dense_grad ? dense_weight_grad() : weight_grad_;
+    const double flops = 2.0 * double(sparse ? w_.nnz : w.size()) * double(P) * double(batch) * (grad_x != nullptr ? 2.0 : 1.0);
+    const int groups = gradient_groups(chunks, flops), threads = chunk_threads(groups, flops);
+    prepare_scratch(threads, [&](Scratch& s) {
+      buffer(s.col, chunk * P * K);
+      buffer(s.gz, chunk * P * outg);
+    });
+    run_chunks(batch, chunk, groups, threads, [&](Index b0, Index bc, Index group, Scratch& s) {
+      Matrix& wsum = group == 0 ? dw : sums_[static_cast<std::size_t>(group - 1)].w;
+      Vector& bsum = group == 0 ? bias_grad_ : sums_[static_cast<std::size_t>(group - 1)].b;
+      Eigen::Map<Matrix> col(buffer(s.col, bc * P * K), bc * P, K);
       for (Index g = 0; g < G; ++g) {
-        const bool all_columns = !sparse || dense_.on;
-        im2col(x, in, out, b0, bc, g, all_columns ? nullptr : &used_[static_cast<std::size_t>(g)]);
-        Eigen::Map<Matrix> gz(buffer(gz_, bc * P * outg), bc * P, outg);
+        im2col(x, in, out, b0, bc, g, dense_grad ? nullptr : &used_[static_cast<std::size_t>(g)], col);
+        Eigen::Map<Matrix> gz(buffer(s.gz, bc * P * outg), bc * P, outg);
         for (Index bl = 0; bl < bc; ++bl)
           for (Index ol = 0; ol < outg; ++ol) gz.col(ol).segment(bl * P, P) = grad_y.col(b0 + bl).segment((g * outg + ol) * P, P);
         if (options_.bias)
-          for (Index ol = 0; ol < outg; ++ol) bias_grad_[g * outg + ol] += gz.col(ol).sum();
-        if (!sparse || dense_.on) dw.middleRows(g * outg, outg).noalias() += gz.transpose() * col_.leftCols(K);
-        if (sparse && !dense_.on) {
+          for (Index ol = 0; ol < outg; ++ol) bsum[g * outg + ol] += gz.col(ol).sum();
+        if (dense_grad) {
+          detail::gemm(detail::gemm_transposed(gz), detail::gemm_operand(col), wsum.data() + g * outg, wsum.rows(), true);
+        } else {
           for (Index ol = 0; ol < outg; ++ol) {
             const Index o = g * outg + ol;
             for (Index e = csr_row_[static_cast<std::size_t>(o)]; e < csr_row_[static_cast<std::size_t>(o + 1)]; ++e)
-              weight_grad_.data()[csr_pos_[static_cast<std::size_t>(e)]] += gz.col(ol).dot(col_.col(csr_col_[static_cast<std::size_t>(e)]));
+              wsum.data()[csr_pos_[static_cast<std::size_t>(e)]] += gz.col(ol).dot(col.col(csr_col_[static_cast<std::size_t>(e)]));
           }
         }
         if (grad_x == nullptr) continue;
         if (sparse) {
           const std::vector<char>& used = used_[static_cast<std::size_t>(g)];
           for (Index k = 0; k < K; ++k)
-            if (used[static_cast<std::size_t>(k)]) col_.col(k).setZero();
+            if (used[static_cast<std::size_t>(k)]) col.col(k).setZero();
           for (Index ol = 0; ol < outg; ++ol) {
             const Index o = g * outg + ol;
             for (Index e = csr_row_[static_cast<std::size_t>(o)]; e < csr_row_[static_cast<std::size_t>(o + 1)]; ++e)
-              col_.col(csr_col_[static_cast<std::size_t>(e)]).noalias() += csr_value_[static_cast<std::size_t>(e)] * gz.col(ol);
+              col.col(csr_col_[static_cast<std::size_t>(e)]).noalias() += csr_value_[static_cast<std::size_t>(e)] * gz.col(ol);
           }
-          col2im(*grad_x, in, out, b0, bc, g, &used);
+          col2im(*grad_x, in, out, b0, bc, g, &used, col);
         } else {
-          col_.leftCols(K).noalias() = gz * w.middleRows(g * outg, outg);
-          col2im(*grad_x, in, out, b0, bc, g, nullptr);
+          detail::gemm(detail::gemm_operand(gz), detail::gemm_operand(w.middleRows(g * outg, outg)), col.data(), col.rows(), false);
+          col2im(*grad_x, in, out, b0, bc, g, nullptr, col);
         }
       }
-    }
+    });
+    add_gradient_sums(groups, dw, bias_grad_);
     finish_weight_grad(sparse);
   }
 
@@ -400,10 +412,13 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
     if (Wp > Wo && Ho > 1) StridedMap(dst + Wo, Wp - Wo, Ho - 1, Eigen::OuterStride<>(Wp)).setZero();
   }
 
-  /// Zero-padded planes of image b of x: C planes of Hp x Wp into xpad_.
-  void pad_image(const ConstMatrixRef& x, const ImageShape& in, Index b, Index Hp, Index Wp) {
-    xpad_.resize(in.channels * Hp * Wp, 1);
-    for (Index c = 0; c < in.channels; ++c) pad_plane(x.col(b).data() + c * in.plane(), in.height, in.width, xpad_.data() + c * Hp * Wp);
+  /// Zero-padded planes of images b0..b0+bc-1 of x, C planes of Hp x Wp each, one image after
+  /// another (in.channels * Hp * Wp apart) at dst.
+  void pad_images(const ConstMatrixRef& x, const ImageShape& in, Index b0, Index bc, Index Hp, Index Wp, Scalar* dst) const {
+    const Index plane = in.channels * Hp * Wp;
+    for (Index bl = 0; bl < bc; ++bl)
+      for (Index c = 0; c < in.channels; ++c)
+        pad_plane(x.col(b0 + bl).data() + c * in.plane(), in.height, in.width, dst + bl * plane + c * Hp * Wp);
   }
   /// Offsets of every active weight's tap into the padded planes.
   void tap_offsets(Index Hp, Index Wp) {
@@ -420,46 +435,84 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
 
   void direct_forward(const ConstMatrixRef& x, const ImageShape& in, const ImageShape& out, Matrix& y) {
     const Index Hp = in.height + 2 * options_.padding[0], Wp = in.width + 2 * options_.padding[1];
-    const Index L = (out.height - 1) * Wp + out.width, P = out.plane();
+    const Index L = (out.height - 1) * Wp + out.width, P = out.plane(), plane = in.channels * Hp * Wp, batch = x.cols();
     tap_offsets(Hp, Wp);
-    acc_.resize(L, 1);
-    for (Index b = 0; b < x.cols(); ++b) {
-      pad_image(x, in, b, Hp, Wp);
-      const Scalar* xp = xpad_.data();
-      for (Index o = 0; o < out_channels(); ++o) {
-        acc_.setZero();
-        for (Index e = csr_row_[static_cast<std::size_t>(o)]; e < csr_row_[static_cast<std::size_t>(o + 1)]; ++e)
-          acc_.col(0).noalias() += csr_value_[static_cast<std::size_t>(e)] * Eigen::Map<const Vector>(xp + offset_[static_cast<std::size_t>(e)], L);
-        crop_rows(acc_.data(), out.height, out.width, Wp, options_.bias ? bias_[o] : Scalar(0), y.col(b).data() + o * P);
-      }
+    const int threads = chunk_threads(batch, 2.0 * double(w_.nnz) * double(P) * double(batch));
+    prepare_scratch(threads, [&](Scratch& s) {
+      buffer(s.xpad, plane);
+      buffer(s.acc, L);
+    });
+    run_chunks(batch, 1, batch, threads, [&](Index b, Index, Index, Scratch& s) {
+      Scalar* xp = buffer(s.xpad, plane);
+      pad_images(x, in, b, 1, Hp, Wp, xp);
+      direct_forward_image(xp, out, Wp, L, buffer(s.acc, L), y.col(b).data());
+    });
+  }
+  /// z = the receptive-field rows col times group g's active weights (transposed), one axpy per
+  /// active weight.
+  void sparse_rows_product(const Eigen::Map<Matrix>& col, Index g, Index outg, Eigen::Map<Matrix>& z) const {
+    z.setZero();
+    for (Index ol = 0; ol < outg; ++ol) {
+      const Index o = g * outg + ol;
+      for (Index e = csr_row_[static_cast<std::size_t>(o)]; e < csr_row_[static_cast<std::size_t>(o + 1)]; ++e)
+        z.col(ol).noalias() += csr_value_[static_cast<std::size_t>(e)] * col.col(csr_col_[static_cast<std::size_t>(e)]);
+    }
+  }
+  /// direct_forward of one image, padded at xp, into its output column y (acc: L scalars).
+  void direct_forward_image(const Scalar* xp, const ImageShape& out, Index Wp, Index L, Scalar* acc_data, Scalar* y) const {
+    const Index P = out.plane();
+    Eigen::Map<Vector> acc(acc_data, L);
+    for (Index o = 0; o < out_channels(); ++o) {
+      acc.setZero();
+      for (Index e = csr_row_[static_cast<std::size_t>(o)]; e < csr_row_[static_cast<std::size_t>(o + 1)]; ++e)
+        acc.noalias() += csr_value_[static_cast<std::size_t>(e)] * Eigen::Map<const Vector>(xp + offset_[static_cast<std::size_t>(e)], L);
+      crop_rows(acc.data(), out.height, out.width, Wp, options_.bias ? bias_[o] : Scalar(0), y + o * P);
     }
   }
 
   void direct_backward(const ConstMatrixRef& x, const ImageShape& in, const ImageShape& out, const ConstMatrixRef& grad_y, Matrix* grad_x) {
     const Index Hp = in.height + 2 * options_.padding[0], Wp = in.width + 2 * options_.padding[1];
-    const Index L = (out.height - 1) * Wp + out.width, P = out.plane();
+    const Index L = (out.height - 1) * Wp + out.width, P = out.plane(), plane = in.channels * Hp * Wp, batch = x.cols();
     tap_offsets(Hp, Wp);
-    for (Index b = 0; b < x.cols(); ++b) {
-      pad_image(x, in, b, Hp, Wp);
-      // The output gradients in rows Wp wide, zeros beyond Wo (they must not contribute).
-      gpad_.resize(L, out_channels());
-      for (Index o = 0; o < out_channels(); ++o) widen_rows(grad_y.col(b).data() + o * P, out.height, out.width, Wp, gpad_.col(o).data());
-      if (options_.bias) bias_grad_ += gpad_.colwise().sum().transpose();
-      const Scalar* xp = xpad_.data();
-      for (Index o = 0; o < out_channels(); ++o)
-        for (Index e = csr_row_[static_cast<std::size_t>(o)]; e < csr_row_[static_cast<std::size_t>(o + 1)]; ++e)
-          weight_grad_.data()[csr_pos_[static_cast<std::size_t>(e)]] +=
-              gpad_.col(o).dot(Eigen::Map<const Vector>(xp + offset_[static_cast<std::size_t>(e)], L));
-      if (grad_x == nullptr) continue;
-      dxpad_.setZero(in.channels * Hp * Wp, 1);
-      Scalar* dp = dxpad_.data();
-      for (Index o = 0; o < out_channels(); ++o)
-        for (Index e = csr_row_[static_cast<std::size_t>(o)]; e < csr_row_[static_cast<std::size_t>(o + 1)]; ++e)
-          Eigen::Map<Vector>(dp + offset_[static_cast<std::size_t>(e)], L).noalias() += csr_value_[static_cast<std::size_t>(e)] * gpad_.col(o);
-      const Index first = options_.padding[0] * Wp + options_.padding[1];
-      for (Index c = 0; c < in.channels; ++c)
-        crop_rows(dxpad_.data() + c * Hp * Wp + first, in.height, in.width, Wp, Scalar(0), grad_x->col(b).data() + c * in.plane());
-    }
+    const double flops = 2.0 * double(w_.nnz) * double(P) * double(batch) * (grad_x != nullptr ? 2.0 : 1.0);
+    const int groups = gradient_groups(batch, flops), threads = chunk_threads(groups, flops);
+    prepare_scratch(threads, [&](Scratch& s) {
+      buffer(s.xpad, plane);
+      buffer(s.gz, L * out_channels());
+      if (grad_x != nullptr) buffer(s.dxpad, plane);
+    });
+    run_chunks(batch, 1, groups, threads, [&](Index b, Index, Index group, Scratch& s) {
+      Scalar* xp = buffer(s.xpad, plane);
+      pad_images(x, in, b, 1, Hp, Wp, xp);
+      direct_backward_image(xp, in, out, Hp, Wp, L, grad_y.col(b).data(), buffer(s.gz, L * out_channels()),
+                            grad_x != nullptr ? buffer(s.dxpad, plane) : nullptr, grad_x != nullptr ? grad_x->col(b).data() : nullptr,
+                            group == 0 ? weight_grad_ : sums_[static_cast<std::size_t>(group - 1)].w,
+                            group == 0 ? bias_grad_ : sums_[static_cast<std::size_t>(group - 1)].b);
+    });
+    add_gradient_sums(groups, weight_grad_, bias_grad_);
+  }
+  /// direct_backward of one image, padded at xp, with output gradient g: its weight and bias
+  /// gradients added to wsum and bsum, its input gradient into gx unless null (gpad: L x out
+  /// scalars, dxpad: the padded image's size).
+  void direct_backward_image(const Scalar* xp, const ImageShape& in, const ImageShape& out, Index Hp, Index Wp, Index L, const Scalar* g,
+                             Scalar* gpad_data, Scalar* dxpad_data, Scalar* gx, Matrix& wsum, Vector& bsum) const {
+    const Index P = out.plane();
+    // The output gradients in rows Wp wide, zeros beyond Wo (they must not contribute).
+    Eigen::Map<Matrix> gpad(gpad_data, L, out_channels());
+    for (Index o = 0; o < out_channels(); ++o) widen_rows(g + o * P, out.height, out.width, Wp, gpad.col(o).data());
+    if (options_.bias) bsum += gpad.colwise().sum().transpose();
+    for (Index o = 0; o < out_channels(); ++o)
+      for (Index e = csr_row_[static_cast<std::size_t>(o)]; e < csr_row_[static_cast<std::size_t>(o + 1)]; ++e)
+        wsum.data()[csr_pos_[static_cast<std::size_t>(e)]] += gpad.col(o).dot(Eigen::Map<const Vector>(xp + offset_[static_cast<std::size_t>(e)], L));
+    if (gx == nullptr) return;
+    Eigen::Map<Vector> dxpad(dxpad_data, in.channels * Hp * Wp);
+    dxpad.setZero();
+    Scalar* dp = dxpad.data();
+    for (Index o = 0; o < out_channels(); ++o)
+      for (Index e = csr_row_[static_cast<std::size_t>(o)]; e < csr_row_[static_cast<std::size_t>(o + 1)]; ++e)
+        Eigen::Map<Vector>(dp + offset_[static_cast<std::size_t>(e)], L).noalias() += csr_value_[static_cast<std::size_t>(e)] * gpad.col(o);
+    const Index first = options_.padding[0] * Wp + options_.padding[1];
+    for (Index c = 0; c < in.channels; ++c) crop_rows(dp + c * Hp * Wp + first, in.height, in.width, Wp, Scalar(0), gx + c * in.plane());
   }
 
   // ---- the dense path with stride 1 ---------------------------------------------------------
@@ -468,26 +521,17 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
   // is the L contiguous values from the tap's offset (rows Wp wide, as the direct sparse path), so
   // building them is K copies per image, and their transpose K vector additions.
 
-  /// The padded planes of images b0..b0+bc-1 of x, one after another, into xpads_.
-  void pad_images(const ConstMatrixRef& x, const ImageShape& in, Index b0, Index bc, Index Hp, Index Wp) {
-    const Index plane = in.channels * Hp * Wp;
-    if (xpads_.size() < plane * bc) xpads_.resize(plane * bc, 1);
-    for (Index bl = 0; bl < bc; ++bl)
-      for (Index c = 0; c < in.channels; ++c)
-        pad_plane(x.col(b0 + bl).data() + c * in.plane(), in.height, in.width, xpads_.data() + bl * plane + c * Hp * Wp);
-  }
   /// Offset of column k's tap into a group's padded planes.
   Index tap_offset(Index k, Index Hp, Index Wp) const {
     const Index kh = options_.kernel[0], kw = options_.kernel[1];
     return (k / (kh * kw)) * Hp * Wp + ((k / kw) % kh) * options_.dilation[0] * Wp + (k % kw) * options_.dilation[1];
   }
-  /// col_ (bc * L x K) for group g from xpads_.
-  void padded_rows(Index bc, Index g, Index Hp, Index Wp, Index L, Index plane) {
+  /// col (bc * L x K) for group g from the padded images at xpads (plane apart).
+  void padded_rows(Index bc, Index g, Index Hp, Index Wp, Index L, Index plane, const Scalar* xpads, Eigen::Map<Matrix>& col) const {
     const Index K = fan_in(), g0 = g * (in_channels_ / options_.groups) * Hp * Wp;
-    if (col_.rows() != bc * L || col_.cols() < K) col_.resize(bc * L, K);
     for (Index k = 0; k < K; ++k) {
       const Index off = g0 + tap_offset(k, Hp, Wp);
-      for (Index bl = 0; bl < bc; ++bl) col_.col(k).segment(bl * L, L) = Eigen::Map<const Vector>(xpads_.data() + bl * plane + off, L);
+      for (Index bl = 0; bl < bc; ++bl) col.col(k).segment(bl * L, L) = Eigen::Map<const Vector>(xpads + bl * plane + off, L);
     }
   }
 
@@ -496,21 +540,28 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
     const Index L = (out.height - 1) * Wp + out.width, P = out.plane(), plane = in.channels * Hp * Wp;
     const Index G = options_.groups, outg = out_channels() / G, K = fan_in(), batch = x.cols();
     const Matrix& w = dense_weight();
-    const Index chunk = chunk_size(L, batch);
-    for (Index b0 = 0; b0 < batch; b0 += chunk) {
-      const Index bc = std::min(chunk, batch - b0);
-      pad_images(x, in, b0, bc, Hp, Wp);
+    const Index chunk = chunk_size(L, batch), chunks = (batch + chunk - 1) / chunk;
+    const int threads = chunk_threads(chunks, 2.0 * double(w.size()) * double(P) * double(batch));
+    prepare_scratch(threads, [&](Scratch& s) {
+      buffer(s.xpad, plane * chunk);
+      buffer(s.col, chunk * L * K);
+      buffer(s.z, chunk * L * outg);
+    });
+    run_chunks(batch, chunk, chunks, threads, [&](Index b0, Index bc, Index, Scratch& s) {
+      Scalar* xpads = buffer(s.xpad, plane * bc);
+      pad_images(x, in, b0, bc, Hp, Wp, xpads);
+      Eigen::Map<Matrix> col(buffer(s.col, bc * L * K), bc * L, K);
       for (Index g = 0; g < G; ++g) {
-        padded_rows(bc, g, Hp, Wp, L, plane);
-        Eigen::Map<Matrix> z(buffer(z_, bc * L * outg), bc * L, outg);
-        z.noalias() = col_.leftCols(K) * w.middleRows(g * outg, outg).transpose();
+        padded_rows(bc, g, Hp, Wp, L, plane, xpads, col);
+        Eigen::Map<Matrix> z(buffer(s.z, bc * L * outg), bc * L, outg);
+        detail::gemm(detail::gemm_operand(col), detail::gemm_transposed(w.middleRows(g * outg, outg)), z.data(), z.rows(), false);
         for (Index bl = 0; bl < bc; ++bl)
           for (Index ol = 0; ol < outg; ++ol) {
             const Index o = g * outg + ol;
             crop_rows(z.col(ol).data() + bl * L, out.height, out.width, Wp, options_.bias ? bias_[o] : Scalar(0), y.col(b0 + bl).data() + o * P);
           }
       }
-    }
+    });
   }
 
   void padded_backward(const ConstMatrixRef& x, const ImageShape& in, const ImageShape& out, const ConstMatrixRef& grad_y, Matrix* grad_x) {
@@ -519,35 +570,48 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
     const Index G = options_.groups, outg = out_channels() / G, K = fan_in(), batch = x.cols();
     const Matrix& w = dense_weight();
     Matrix& dw = dense_weight_grad();
-    const Index chunk = chunk_size(L, batch);
-    for (Index b0 = 0; b0 < batch; b0 += chunk) {
-      const Index bc = std::min(chunk, batch - b0);
-      pad_images(x, in, b0, bc, Hp, Wp);
-      if (grad_x != nullptr) dxpads_.setZero(plane * bc, 1);
+    const Index chunk = chunk_size(L, batch), chunks = (batch + chunk - 1) / chunk;
+    const double flops = 2.0 * double(w.size()) * double(P) * double(batch) * (grad_x != nullptr ? 2.0 : 1.0);
+    const int groups = gradient_groups(chunks, flops), threads = chunk_threads(groups, flops);
+    prepare_scratch(threads, [&](Scratch& s) {
+      buffer(s.xpad, plane * chunk);
+      buffer(s.col, chunk * L * K);
+      buffer(s.gz, chunk * L * outg);
+      if (grad_x != nullptr) buffer(s.dxpad, plane * chunk);
+    });
+    run_chunks(batch, chunk, groups, threads, [&](Index b0, Index bc, Index group, Scratch& s) {
+      Matrix& wsum = group == 0 ? dw : sums_[static_cast<std::size_t>(group - 1)].w;
+      Vector& bsum = group == 0 ? bias_grad_ : sums_[static_cast<std::size_t>(group - 1)].b;
+      Scalar* xpads = buffer(s.xpad, plane * bc);
+      pad_images(x, in, b0, bc, Hp, Wp, xpads);
+      Eigen::Map<Vector> dxpads(grad_x != nullptr ? buffer(s.dxpad, plane * bc) : nullptr, grad_x != nullptr ? plane * bc : 0);
+      dxpads.setZero();
+      Eigen::Map<Matrix> col(buffer(s.col, bc * L * K), bc * L, K);
       for (Index g = 0; g < G; ++g) {
         // The output gradients in rows Wp wide, zeros beyond Wo.
-        Eigen::Map<Matrix> gz(buffer(gz_, bc * L * outg), bc * L, outg);
+        Eigen::Map<Matrix> gz(buffer(s.gz, bc * L * outg), bc * L, outg);
         for (Index bl = 0; bl < bc; ++bl)
           for (Index ol = 0; ol < outg; ++ol)
             widen_rows(grad_y.col(b0 + bl).data() + (g * outg + ol) * P, out.height, out.width, Wp, gz.col(ol).data() + bl * L);
-        if (options_.bias) bias_grad_.segment(g * outg, outg) += gz.colwise().sum().transpose();
-        padded_rows(bc, g, Hp, Wp, L, plane);
-        dw.middleRows(g * outg, outg).noalias() += gz.transpose() * col_.leftCols(K);
+        if (options_.bias) bsum.segment(g * outg, outg) += gz.colwise().sum().transpose();
+        padded_rows(bc, g, Hp, Wp, L, plane, xpads, col);
+        detail::gemm(detail::gemm_transposed(gz), detail::gemm_operand(col), wsum.data() + g * outg, wsum.rows(), true);
         if (grad_x == nullptr) continue;
-        col_.leftCols(K).noalias() = gz * w.middleRows(g * outg, outg);
+        detail::gemm(detail::gemm_operand(gz), detail::gemm_operand(w.middleRows(g * outg, outg)), col.data(), col.rows(), false);
         const Index g0 = g * (in_channels_ / G) * Hp * Wp;
         for (Index k = 0; k < K; ++k) {
           const Index off = g0 + tap_offset(k, Hp, Wp);
-          for (Index bl = 0; bl < bc; ++bl) Eigen::Map<Vector>(dxpads_.data() + bl * plane + off, L) += col_.col(k).segment(bl * L, L);
+          for (Index bl = 0; bl < bc; ++bl) Eigen::Map<Vector>(dxpads.data() + bl * plane + off, L) += col.col(k).segment(bl * L, L);
         }
       }
-      if (grad_x == nullptr) continue;
+      if (grad_x == nullptr) return;
       const Index first = options_.padding[0] * Wp + options_.padding[1];
       for (Index bl = 0; bl < bc; ++bl)
         for (Index c = 0; c < in.channels; ++c)
-          crop_rows(dxpads_.data() + bl * plane + c * Hp * Wp + first, in.height, in.width, Wp, Scalar(0),
+          crop_rows(dxpads.data() + bl * plane + c * Hp * Wp + first, in.height, in.width, Wp, Scalar(0),
                     grad_x->col(b0 + bl).data() + c * in.plane());
-    }
+    });
+    add_gradient_sums(groups, dw, bias_grad_);
     finish_weight_grad(false);
   }
 
@@ -573,20 +637,81 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
     return m.data();
   }
 
-  /// col_ (bc * P x K): row bl * P + p is the receptive field of output position p of image b0 + bl
+  // ---- threads ----------------------------------------------------------------------------------
+  //
+  // The images of a batch are cut into chunks (chunk_size), and the chunks, not the products,
+  // are shared among threads: each chunk's products are single-threaded GEMMs (detail::gemm,
+  // with buffers each thread keeps), so a call opens at most one parallel region, with one
+  // barrier, and none below the work threshold (threads.hpp). The outputs and input gradients of
+  // a chunk are its own columns. The weight and bias gradients are summed per group of
+  // consecutive chunks (detail::work_pieces: fixed by the work alone up to 2 threads), and the
+  // groups' sums added in order, so 1 and 2 threads give the same bits.
+
+  /// One thread's scratch, grown and never shrunk: the receptive-field rows of a chunk (col), its
+  /// outputs (z) and output gradients (gz, also the stride-1 sparse path's widened gradients),
+  /// padded images (xpad), the sparse path's output rows (acc) and padded input gradients (dxpad).
+  struct Scratch {
+    Matrix col, z, gz, xpad, acc, dxpad;
+  };
+  /// The weight and bias gradients summed by one group of chunks after the first.
+  struct GradientSum {
+    Matrix w;
+    Vector b;
+  };
+
+  /// Threads for `pieces` pieces of work of `flops` operations in all.
+  static int chunk_threads(Index pieces, double flops) {
+    return static_cast<int>(std::max<Index>(1, std::min<Index>(pieces, detail::threads_for(flops))));
+  }
+  /// Scratch for `threads` threads, each grown by grow(scratch) here, before any thread starts: an
+  /// allocation that fails throws from the calling thread, not inside a parallel region.
+  template <typename Grow>
+  void prepare_scratch(int threads, Grow&& grow) {
+    if (scratch_.size() < static_cast<std::size_t>(threads)) scratch_.resize(static_cast<std::size_t>(threads));
+    for (int t = 0; t < threads; ++t) grow(scratch_[static_cast<std::size_t>(t)]);
+  }
+  /// Groups of chunks for a backward of `flops` operations over `chunks` chunks, with the sums of
+  /// the groups after the first zeroed.
+  int gradient_groups(Index chunks, double flops) {
+    const int groups = detail::work_pieces(flops, chunks);
+    if (sums_.size() < static_cast<std::size_t>(groups - 1)) sums_.resize(static_cast<std::size_t>(groups - 1));
+    for (int g = 1; g < groups; ++g) {
+      sums_[static_cast<std::size_t>(g - 1)].w.setZero(w_.value.rows(), w_.value.cols());
+      sums_[static_cast<std::size_t>(g - 1)].b.setZero(bias_.size());
+    }
+    return groups;
+  }
+  /// Adds the sums of groups 1..groups-1 to w and b, in order.
+  void add_gradient_sums(int groups, Matrix& w, Vector& b) const {
+    for (int g = 1; g < groups; ++g) {
+      w += sums_[static_cast<std::size_t>(g - 1)].w;
+      if (b.size() != 0) b += sums_[static_cast<std::size_t>(g - 1)].b;
+    }
+  }
+  /// body(b0, bc, piece, scratch) for the chunks of `chunk` images (the last may have fewer) of a
+  /// batch, cut into `pieces` runs of consecutive chunks, on up to `threads` threads.
+  template <typename Body>
+  void run_chunks(Index batch, Index chunk, Index pieces, int threads, Body&& body) {
+    const Index chunks = (batch + chunk - 1) / chunk;
+    detail::for_each_piece(pieces, threads, [&](Index p, int tid) {
+      Scratch& s = scratch_[static_cast<std::size_t>(tid)];
+      for (Index c = chunks * p / pieces, c1 = chunks * (p + 1) / pieces; c < c1; ++c) body(c * chunk, std::min(chunk, batch - c * chunk), p, s);
+    });
+  }
+
+  /// col (bc * P x K): row bl * P + p is the receptive field of output position p of image b0 + bl
   /// in group g's input channels, column (c, i, j) = c * kh * kw + i * kw + j; zeros where the
   /// kernel reads padding. With `used`, only the columns it marks are filled.
   void im2col(const ConstMatrixRef& x, const ImageShape& in, const ImageShape& out, Index b0, Index bc, Index g,
-              const std::vector<char>* used) {
-    const Index K = fan_in(), P = out.plane(), ld = bc * P, Cg = in_channels_ / options_.groups;
+              const std::vector<char>* used, Eigen::Map<Matrix>& col) const {
+    const Index P = out.plane(), Cg = in_channels_ / options_.groups;
     const Index kh = options_.kernel[0], kw = options_.kernel[1];
-    if (col_.rows() != ld || col_.cols() < K) col_.resize(ld, K);
     for (Index cl = 0; cl < Cg; ++cl)
       for (Index i = 0; i < kh; ++i)
         for (Index j = 0; j < kw; ++j) {
           const Index k = (cl * kh + i) * kw + j;
           if (used != nullptr && !(*used)[static_cast<std::size_t>(k)]) continue;
-          Scalar* dst = col_.col(k).data();
+          Scalar* dst = col.col(k).data();
           const Index off = j * options_.dilation[1] - options_.padding[1];
           Index lo, hi;
           valid_range(off, in.width, out.width, lo, hi);
@@ -612,8 +737,9 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
         }
   }
 
-  /// The transpose of im2col, accumulated: grad_x += col2im(col_) for the chunk and group.
-  void col2im(Matrix& grad_x, const ImageShape& in, const ImageShape& out, Index b0, Index bc, Index g, const std::vector<char>* used) const {
+  /// The transpose of im2col, accumulated: grad_x += col2im(col) for the chunk and group.
+  void col2im(Matrix& grad_x, const ImageShape& in, const ImageShape& out, Index b0, Index bc, Index g, const std::vector<char>* used,
+              const Eigen::Map<Matrix>& col) const {
     const Index P = out.plane(), Cg = in_channels_ / options_.groups;
     const Index kh = options_.kernel[0], kw = options_.kernel[1];
     for (Index cl = 0; cl < Cg; ++cl)
@@ -621,7 +747,7 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
         for (Index j = 0; j < kw; ++j) {
           const Index k = (cl * kh + i) * kw + j;
           if (used != nullptr && !(*used)[static_cast<std::size_t>(k)]) continue;
-          const Scalar* srcc = col_.col(k).data();
+          const Scalar* srcc = col.col(k).data();
           const Index off = j * options_.dilation[1] - options_.padding[1];
           Index lo, hi;
           valid_range(off, in.width, out.width, lo, hi);
@@ -702,10 +828,10 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
   std::vector<Scalar> csr_value_;
   std::vector<std::vector<char>> used_;
   bool sparse_pattern_stale_ = true, sparse_values_stale_ = true;
-  // Scratch: the im2col rows of a chunk, a chunk's outputs and output gradients; the direct
-  // sparse path's padded image, output rows, padded gradients and tap offsets.
-  Matrix col_, z_, gz_;
-  Matrix xpad_, acc_, gpad_, dxpad_, xpads_, dxpads_;
+  // Scratch of each thread (see Scratch), the gradient sums of the groups of chunks after the
+  // first, and the stride-1 sparse path's tap offsets.
+  std::vector<Scratch> scratch_;
+  std::vector<GradientSum> sums_;
   std::vector<Index> offset_;
   detail::DenseGradient<Scalar> dense_;
 };

@@ -5,9 +5,9 @@
 /// The library's one thread setting: deepstruct::set_num_threads(n), or the environment variable
 /// DEEPSTRUCT_NUM_THREADS read on first use; without either, OpenMP's omp_get_max_threads() (1
 /// without OpenMP). It caps every parallel region deepstruct opens - the sparse kernels, the
-/// dense products of MaskedLinear (split into chunks by deepstruct, detail/gemm.hpp), the
-/// optimizers' chunks - and set_num_threads also sets Eigen's (Eigen::setNbThreads) for the
-/// products outside deepstruct.
+/// dense products of MaskedLinear (split into chunks by deepstruct, detail/gemm.hpp), the chunks
+/// of images of MaskedConv2d, the optimizers' chunks - and set_num_threads also sets Eigen's
+/// (Eigen::setNbThreads) for the products outside deepstruct.
 ///
 /// Below a measured amount of work (detail::parallel_work_threshold) deepstruct runs on the
 /// calling thread alone: a parallel region has to wait for its slowest thread, and on a machine
@@ -116,7 +116,8 @@ inline int threads_for(double flops) {
 /// thread number, below `threads`), which take the pieces one at a time (dynamic schedule, so a
 /// thread that lost its core leaves its remaining pieces to the others), or in order on the
 /// calling thread (thread 0). The one parallel loop of the kernels: the chunks of a dense
-/// product, the batch tiles of the sparse forward, the tile groups of the sparse backward.
+/// product, the batch tiles of the sparse forward, the tile groups of the sparse backward, the
+/// chunks of images of a convolution.
 template <typename Body>
 void for_each_piece(Eigen::Index n, int threads, Body&& body) {
 #if defined(_OPENMP)
