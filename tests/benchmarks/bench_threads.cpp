@@ -3,9 +3,9 @@
 // run, on 1 and on 2 threads. The steps (zero_grad, forward, loss, backward, Adam): a
 // MaskedDeepDAN<float> (Watts-Strogatz(200, 3, 0.8), batch 64), one dense 1000 x 1000
 // MaskedLinear<float> (batch 512), and a DeepCellDAN<float> (bench_cell_dan's: RandWire's
-// Watts-Strogatz(32, 4, 0.75) cells, width 8, 1x28x28 images, batch 32). Prints the median and the 90th percentile of
-// the step and the ratio loaded / alone. The target (the issue's): beside 4 compile loops a step
-// takes at most 3x its time alone. Reported as PASS/MISS, never asserted.
+// Watts-Strogatz(32, 4, 0.75) cells, width 8, 1x28x28 images, batch 32). Prints the median and
+// the 90th percentile of the step and the ratio loaded / alone. The target (the issue's): beside
+// 4 compile loops a step takes at most 3x its time alone. Reported as PASS/MISS, never asserted.
 //
 //   bench_threads                 4 compile loops (c++ -O2 -c of a generated test file), ~60 s
 //   bench_threads --load N        N loops instead
