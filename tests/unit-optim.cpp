@@ -1,6 +1,7 @@
 // Tests of <deepstruct/optim.hpp> (and parameter.hpp) against PyTorch's optimizers
 // (tests/data/torch_training.json): SGD with momentum, dampening, nesterov, weight decay;
 // Adam with weight decay; AdamW. Masked weights under every optimizer; all-or-nothing steps.
+#include <deepstruct/masked_deep_dan.hpp>
 #include <deepstruct/masked_deep_ffn.hpp>
 #include <deepstruct/masked_linear.hpp>
 #include <deepstruct/optim.hpp>
@@ -706,4 +707,52 @@ TEST_CASE("threads: an FFN with dense and sparse layers trains to the same bits 
     INFO("layer " << k);
     CHECK(w2[k] == w1[k]);
   }
+}
+
+TEST_CASE("threads: a DAN with a skip connection and a sparse layer trains to the same bits on one thread and on two",
+          "[optim][threads]") {
+  // Hidden layers of 500, 400 and 300 neurons: main connections 600 -> 500 (dense), 500 -> 400
+  // (half the weights masked) and 400 -> 300 (10%: the sparse kernels), and a skip 500 -> 300
+  // (20%); batch 512, so the larger products carry more than twice the work threshold and, with
+  // OpenMP, run on both threads. Without OpenMP both runs are one thread.
+  const test::RestoreThreads restore;
+  deepstruct::DanDescription d;
+  d.layer_sizes = {500, 400, 300};
+  deepstruct::Generator mask_gen(17);
+  auto connection = [&](std::size_t source, std::size_t target, double density) {
+    deepstruct::DanDescription::Connection c;
+    c.source_layer = source;
+    c.target_layer = target;
+    c.mask.resize(static_cast<Eigen::Index>(d.layer_sizes[target]), static_cast<Eigen::Index>(d.layer_sizes[source]));
+    for (Eigen::Index i = 0; i < c.mask.size(); ++i) c.mask.data()[i] = deepstruct::random::bernoulli(mask_gen, density);
+    return c;
+  };
+  d.connections = {connection(0, 1, 0.5), connection(0, 2, 0.2), connection(1, 2, 0.1)};
+  deepstruct::Generator data_gen(6);
+  Eigen::MatrixXf x(600, 512);
+  for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(deepstruct::random::uniform(data_gen, -1.0, 1.0));
+  Eigen::VectorXi y(512);
+  for (Eigen::Index i = 0; i < y.size(); ++i) y[i] = static_cast<int>(deepstruct::random::uniform_index(data_gen, 10));
+  auto train = [&](int threads, std::vector<double>& losses) {
+    deepstruct::set_num_threads(threads);
+    deepstruct::DANOptions options;
+    options.seed = 4;
+    deepstruct::MaskedDeepDAN<float> model(600, 10, d, options);
+    for (auto* layer : model.maskable_layers())
+      if (layer->density(0) <= 0.1) layer->set_execution(deepstruct::Execution::sparse);
+    deepstruct::AdamOptions o;
+    o.lr = 1e-3;
+    deepstruct::Adam<float> adam(o);
+    for (int step = 0; step < 3; ++step) losses.push_back(deepstruct::train_step(model, adam, x, y));
+    std::vector<Eigen::MatrixXf> w;
+    for (const auto* layer : model.maskable_layers()) w.push_back(layer->weight(0));
+    return w;
+  };
+  std::vector<double> loss1, loss2;
+  const std::vector<Eigen::MatrixXf> w1 = train(1, loss1), w2 = train(2, loss2);
+  CHECK(loss1 == loss2);
+  REQUIRE(w1.size() == w2.size());
+  REQUIRE(w1.size() >= 5);
+  for (std::size_t k = 0; k < w1.size(); ++k) CHECK(w1[k] == w2[k]);
+  CHECK(loss1.back() < loss1.front());
 }
