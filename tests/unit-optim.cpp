@@ -664,22 +664,52 @@ TEST_CASE("threads: models trained at once from two std::threads after set_num_t
   CHECK(weights(par_b) == weights(seq_b));
 }
 
+namespace {
+
+/// A seeded classification batch: features x batch inputs uniform in [-1, 1], labels 0..9.
+struct Batch {
+  Eigen::MatrixXf x;
+  Eigen::VectorXi y;
+};
+Batch random_batch(std::uint64_t seed, Eigen::Index features, Eigen::Index batch) {
+  deepstruct::Generator gen(seed);
+  Batch b{Eigen::MatrixXf(features, batch), Eigen::VectorXi(batch)};
+  for (Eigen::Index i = 0; i < b.x.size(); ++i) b.x.data()[i] = static_cast<float>(deepstruct::random::uniform(gen, -1.0, 1.0));
+  for (Eigen::Index i = 0; i < batch; ++i) b.y[i] = static_cast<int>(deepstruct::random::uniform_index(gen, 10));
+  return b;
+}
+
+/// Whether a 1-against-2-threads test can tell anything: with one thread (no OpenMP, or
+/// OMP_NUM_THREADS=1) both runs would be the same run.
+bool two_threads_available() {
+  if (deepstruct::num_threads() >= 2) return true;
+  WARN("one thread: the check needs deepstruct::num_threads() >= 2 (unit-optim-openmp)");
+  return false;
+}
+
+/// Trains `model` for 3 Adam steps on `data`, returning the losses and the masked weights.
+template <typename Model>
+std::vector<Eigen::MatrixXf> train_three_steps(Model& model, const Batch& data, std::vector<double>& losses) {
+  deepstruct::AdamOptions o;
+  o.lr = 1e-3;
+  deepstruct::Adam<float> adam(o);
+  for (int step = 0; step < 3; ++step) losses.push_back(deepstruct::train_step(model, adam, data.x, data.y));
+  std::vector<Eigen::MatrixXf> w;
+  for (const auto* layer : model.maskable_layers()) w.push_back(layer->weight(0));
+  return w;
+}
+
+}  // namespace
+
 TEST_CASE("threads: an FFN with dense and sparse layers trains to the same bits on one thread and on two", "[optim][threads]") {
   // The dense products are split into chunks and the sparse backward's batch tiles into groups
   // that depend on the shapes alone on 1 or 2 threads (detail/gemm.hpp, detail/sparse_kernels.hpp),
   // so a seed gives the same weights whatever the thread setting. Products here are above the
   // work threshold; with OpenMP and 2 threads (unit-optim-openmp) they use both.
-  if (deepstruct::num_threads() < 2) {
-    WARN("one thread: the check needs deepstruct::num_threads() >= 2 (unit-optim-openmp)");
-    return;
-  }
+  if (!two_threads_available()) return;
   const test::RestoreThreads restore;
   using Model = deepstruct::MaskedDeepFFN<float>;
-  deepstruct::Generator data_gen(5);
-  Eigen::MatrixXf x(600, 512);
-  for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(deepstruct::random::uniform(data_gen, -1.0, 1.0));
-  Eigen::VectorXi y(512);
-  for (Eigen::Index i = 0; i < y.size(); ++i) y[i] = static_cast<int>(deepstruct::random::uniform_index(data_gen, 10));
+  const Batch data = random_batch(5, 600, 512);
   auto train = [&](int threads, std::vector<double>& losses) {
     deepstruct::set_num_threads(threads);
     deepstruct::FFNOptions options;
@@ -691,13 +721,7 @@ TEST_CASE("threads: an FFN with dense and sparse layers trains to the same bits 
     for (Eigen::Index i = 0; i < mask.size(); ++i) mask.data()[i] = deepstruct::random::bernoulli(mask_gen, 0.2);
     model.layer(1).set_mask(mask);
     model.layer(1).set_execution(deepstruct::Execution::sparse);
-    deepstruct::AdamOptions o;
-    o.lr = 1e-3;
-    deepstruct::Adam<float> adam(o);
-    for (int step = 0; step < 3; ++step) losses.push_back(deepstruct::train_step(model, adam, x, y));
-    std::vector<Eigen::MatrixXf> w;
-    for (std::size_t k = 0; k < model.num_layers(); ++k) w.push_back(model.layer(k).weight());
-    return w;
+    return train_three_steps(model, data, losses);
   };
   std::vector<double> loss1, loss2;
   const std::vector<Eigen::MatrixXf> w1 = train(1, loss1), w2 = train(2, loss2);
@@ -714,7 +738,8 @@ TEST_CASE("threads: a DAN with a skip connection and a sparse layer trains to th
   // Hidden layers of 500, 400 and 300 neurons: main connections 600 -> 500 (dense), 500 -> 400
   // (half the weights masked) and 400 -> 300 (10%: the sparse kernels), and a skip 500 -> 300
   // (20%); batch 512, so the larger products carry more than twice the work threshold and, with
-  // OpenMP, run on both threads. Without OpenMP both runs are one thread.
+  // OpenMP and 2 threads (unit-optim-openmp), use both.
+  if (!two_threads_available()) return;
   const test::RestoreThreads restore;
   deepstruct::DanDescription d;
   d.layer_sizes = {500, 400, 300};
@@ -728,25 +753,23 @@ TEST_CASE("threads: a DAN with a skip connection and a sparse layer trains to th
     return c;
   };
   d.connections = {connection(0, 1, 0.5), connection(0, 2, 0.2), connection(1, 2, 0.1)};
-  deepstruct::Generator data_gen(6);
-  Eigen::MatrixXf x(600, 512);
-  for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(deepstruct::random::uniform(data_gen, -1.0, 1.0));
-  Eigen::VectorXi y(512);
-  for (Eigen::Index i = 0; i < y.size(); ++i) y[i] = static_cast<int>(deepstruct::random::uniform_index(data_gen, 10));
+  const Batch data = random_batch(6, 600, 512);
   auto train = [&](int threads, std::vector<double>& losses) {
     deepstruct::set_num_threads(threads);
     deepstruct::DANOptions options;
     options.seed = 4;
     deepstruct::MaskedDeepDAN<float> model(600, 10, d, options);
+    // The 10% layer on the sparse kernels (the 20% skip and the rest stay dense).
+    int sparse = 0;
     for (auto* layer : model.maskable_layers())
-      if (layer->density(0) <= 0.1) layer->set_execution(deepstruct::Execution::sparse);
-    deepstruct::AdamOptions o;
-    o.lr = 1e-3;
-    deepstruct::Adam<float> adam(o);
-    for (int step = 0; step < 3; ++step) losses.push_back(deepstruct::train_step(model, adam, x, y));
-    std::vector<Eigen::MatrixXf> w;
-    for (const auto* layer : model.maskable_layers()) w.push_back(layer->weight(0));
-    return w;
+      if (layer->density(0) < 0.15) {
+        layer->set_execution(deepstruct::Execution::sparse);
+        ++sparse;
+      } else {
+        layer->set_execution(deepstruct::Execution::dense);
+      }
+    REQUIRE(sparse == 1);
+    return train_three_steps(model, data, losses);
   };
   std::vector<double> loss1, loss2;
   const std::vector<Eigen::MatrixXf> w1 = train(1, loss1), w2 = train(2, loss2);
