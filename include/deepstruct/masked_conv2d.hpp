@@ -228,7 +228,7 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
     const int threads = chunk_threads(chunks, 2.0 * double(sparse ? w_.nnz : w.size()) * double(P) * double(batch));
     prepare_scratch(threads, [&](Scratch& s) {
       buffer(s.col, chunk * P * K);
-      buffer(s.z, chunk * P * outg);
+      if (chunk > 1 || G > 1) buffer(s.z, chunk * P * outg);  // (one image, one group: straight into y)
     });
     run_chunks(batch, chunk, chunks, threads, [&](Index b0, Index bc, Index, Scratch& s) {
       Eigen::Map<Matrix> col(buffer(s.col, bc * P * K), bc * P, K);
@@ -279,7 +279,7 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
     const bool dense_grad = !sparse || dense_.on;
     Matrix& dw = dense_grad ? dense_weight_grad() : weight_grad_;
     const double flops = 2.0 * double(sparse ? w_.nnz : w.size()) * double(P) * double(batch) * (grad_x != nullptr ? 2.0 : 1.0);
-    const int groups = gradient_groups(chunks, flops), threads = chunk_threads(groups, flops);
+    const int groups = prepare_gradient_groups(chunks, flops), threads = chunk_threads(groups, flops);
     prepare_scratch(threads, [&](Scratch& s) {
       buffer(s.col, chunk * P * K);
       buffer(s.gz, chunk * P * outg);
@@ -475,7 +475,7 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
     const Index L = (out.height - 1) * Wp + out.width, P = out.plane(), plane = in.channels * Hp * Wp, batch = x.cols();
     tap_offsets(Hp, Wp);
     const double flops = 2.0 * double(w_.nnz) * double(P) * double(batch) * (grad_x != nullptr ? 2.0 : 1.0);
-    const int groups = gradient_groups(batch, flops), threads = chunk_threads(groups, flops);
+    const int groups = prepare_gradient_groups(batch, flops), threads = chunk_threads(groups, flops);
     prepare_scratch(threads, [&](Scratch& s) {
       buffer(s.image, plane);
       buffer(s.gpad, L * out_channels());
@@ -572,7 +572,7 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
     Matrix& dw = dense_weight_grad();
     const Index chunk = chunk_size(L, batch), chunks = (batch + chunk - 1) / chunk;
     const double flops = 2.0 * double(w.size()) * double(P) * double(batch) * (grad_x != nullptr ? 2.0 : 1.0);
-    const int groups = gradient_groups(chunks, flops), threads = chunk_threads(groups, flops);
+    const int groups = prepare_gradient_groups(chunks, flops), threads = chunk_threads(groups, flops);
     prepare_scratch(threads, [&](Scratch& s) {
       buffer(s.xpad, plane * chunk);
       buffer(s.col, chunk * L * K);
@@ -644,7 +644,7 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
   // with buffers each thread keeps), so a call opens at most one parallel region, with one
   // barrier, and none below the work threshold (threads.hpp). The outputs and input gradients of
   // a chunk are its own columns. The weight and bias gradients are summed per group of
-  // consecutive chunks (detail::work_pieces: fixed by the work alone up to 2 threads), and the
+  // consecutive chunks (detail::gradient_groups: fixed by the work alone up to 2 threads), and the
   // groups' sums added in order, so 1 and 2 threads give the same bits.
 
   /// One thread's scratch, grown and never shrunk. The dense paths': the receptive-field rows of a
@@ -675,8 +675,8 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
   }
   /// Groups of chunks for a backward of `flops` operations over `chunks` chunks, with the sums of
   /// the groups after the first zeroed.
-  int gradient_groups(Index chunks, double flops) {
-    const int groups = detail::work_pieces(flops, chunks);
+  int prepare_gradient_groups(Index chunks, double flops) {
+    const int groups = detail::gradient_groups(flops, chunks);
     if (sums_.size() < static_cast<std::size_t>(groups - 1)) sums_.resize(static_cast<std::size_t>(groups - 1));
     for (int g = 1; g < groups; ++g) {
       sums_[static_cast<std::size_t>(g - 1)].w.setZero(w_.value.rows(), w_.value.cols());

@@ -445,16 +445,9 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
   }
 
   /// Groups of batch tiles in the sparse backward, each summing its weight gradients on its own
-  /// (detail::sparse_backward): detail::work_pieces(), at most one per tile, so that 1 and 2
-  /// threads give the same bits. One without OpenMP.
+  /// (detail::sparse_backward): detail::gradient_groups(), at most one per tile.
   int sparse_groups(Index batch, double flops) const {
-#if defined(_OPENMP)
-    return detail::work_pieces(flops, (batch + detail::batch_tile<Scalar> - 1) / detail::batch_tile<Scalar>);
-#else
-    (void)batch;
-    (void)flops;
-    return 1;
-#endif
+    return detail::gradient_groups(flops, (batch + detail::batch_tile<Scalar> - 1) / detail::batch_tile<Scalar>);
   }
 
   /// Floating-point operations of one sparse product over `batch` samples, with the tile

@@ -153,5 +153,19 @@ inline int work_pieces(double flops, Eigen::Index most) {
   return static_cast<int>(std::max<Eigen::Index>(1, std::min<Eigen::Index>(pieces, most)));
 }
 
+/// Groups to sum gradients in, each on its own before the groups' sums are added in order (the
+/// batch tiles of MaskedLinear's sparse backward, the chunks of images of MaskedConv2d's): with
+/// OpenMP work_pieces(flops, most), so that 1 and 2 threads give the same bits; without OpenMP,
+/// where one thread runs everything, one group.
+inline int gradient_groups(double flops, Eigen::Index most) {
+#if defined(_OPENMP)
+  return work_pieces(flops, most);
+#else
+  (void)flops;
+  (void)most;
+  return 1;
+#endif
+}
+
 }  // namespace detail
 }  // namespace deepstruct
