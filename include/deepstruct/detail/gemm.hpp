@@ -189,6 +189,7 @@ void split_product(Dst&& dst, const GemmView<Scalar, LhsOrder>& lhs, const GemmV
   });
 #else
   // One thread: chunks would only pack the shared operand again.
+  (void)m, (void)n, (void)k;  // (only the assertion reads them)
   gemm(lhs, rhs, dst.data(), dst.outerStride(), accumulate);
 #endif
 }
