@@ -936,6 +936,44 @@ TEMPLATE_TEST_CASE("MaskedLinear: blocked sparse kernels on layers wide enough f
   }
 }
 
+TEMPLATE_TEST_CASE("MaskedLinear: the sparse forward starts every row from its bias, whichever feature block it starts in",
+                   "[masked_linear][sparse]", float, double) {
+  // The forward kernel starts the rows of its first feature block from the bias in registers and
+  // sets the rows between them on the way (detail::blocked_times_tile). Rows here: a third with
+  // entries only in the last quarter of the features (they start in a later block), a third
+  // without entries (bias alone; the last row among them) and a third dense
+  // enough for several blocks; several tiles, so a row not started would keep the previous
+  // tile's sums. Against the definition, written out.
+  using Mat = Eigen::Matrix<TestType, -1, -1>;
+  std::mt19937_64 gen(73);
+  const Eigen::Index in = 1600, out = 302;
+  typename MaskedLinear<TestType>::Mask mask(out, in);
+  mask.setConstant(false);
+  for (Eigen::Index o = 0; o < out; ++o)
+    for (Eigen::Index i = 0; i < in; ++i) {
+      if (o % 3 == 0) mask(o, i) = i >= 3 * in / 4 && deepstruct::random::bernoulli(gen, 0.3);
+      if (o % 3 == 2) mask(o, i) = deepstruct::random::bernoulli(gen, 0.2);
+    }
+  for (const bool bias : {true, false}) {
+    MaskedLinear<TestType> layer(random_matrix<TestType>(out, in, gen),
+                                 bias ? Eigen::Matrix<TestType, -1, 1>(random_matrix<TestType>(out, 1, gen))
+                                      : Eigen::Matrix<TestType, -1, 1>(),
+                                 mask);
+    layer.set_execution(Execution::sparse);
+    REQUIRE(layer.uses_sparse_path());
+    const Mat x = random_matrix<TestType>(in, deepstruct::detail::batch_tile<TestType> * 3 + 5, gen);
+    Mat y;
+    layer.forward(x, y);
+    const Mat again = y;
+    layer.forward(x, y);  // the tile buffers now hold the sums of the first call
+    INFO("bias " << bias);
+    CHECK(test::max_rel_diff(y, again) == 0);
+    CHECK(test::max_rel_diff(y.template cast<double>().eval(), reference_forward(layer, x)) <= test::tol<TestType>(4.0 * in));
+    for (Eigen::Index o = 1; o < out; o += 3)
+      for (Eigen::Index b = 0; b < x.cols(); ++b) CHECK(y(o, b) == (bias ? layer.bias()[o] : TestType(0)));
+  }
+}
+
 TEST_CASE("MaskedLinear: at batch 1 the automatic forward gives the definition on either side of single_sample_sparse_threshold",
           "[masked_linear][sparse]") {
   std::mt19937_64 gen(5);
