@@ -7,7 +7,9 @@
 #include <deepstruct/optim.hpp>
 #include <deepstruct/train.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -317,9 +319,11 @@ TEMPLATE_TEST_CASE("optimizers: a step on another model throws and changes neith
 }
 
 TEST_CASE("optimizers: large tensors (chunked across threads with OpenMP) follow the scalar rule", "[optim]") {
-  // 100,003 scalars: several chunks and a ragged last one. A plain scalar loop is the reference.
+  // 1,000,003 scalars: above the work threshold for 2 threads (130 flops an entry; 100,003 were
+  // not, and ran on one), 62 chunks and a ragged last one. A plain scalar loop is the reference.
   VectorModel<double> model;
-  const Eigen::Index n = 100003;
+  const Eigen::Index n = 1000003;
+  if (deepstruct::num_threads() >= 2) REQUIRE(deepstruct::detail::threads_for(double(n) * 130.0) >= 2);
   model.value = Eigen::VectorXd::LinSpaced(n, -1.0, 1.0);
   model.mask = Eigen::Matrix<bool, -1, 1>::Constant(n, true);
   deepstruct::AdamOptions o;
@@ -340,6 +344,34 @@ TEST_CASE("optimizers: large tensors (chunked across threads with OpenMP) follow
     }
   }
   CHECK(test::max_rel_diff(model.value, Eigen::Map<Eigen::VectorXd>(p.data(), n)) <= 1e-12);
+}
+
+TEST_CASE("threads: an exception thrown inside a parallel region reaches the caller", "[optim][threads]") {
+  // detail::for_each_piece is the one parallel loop (kernels, products, convolutions, the
+  // optimizers' chunks). An exception that reached the end of an OpenMP region would end the
+  // program (std::terminate); it must leave on the calling thread as without threads. Without
+  // OpenMP the loop runs in order and the exception leaves as any other.
+  using deepstruct::detail::for_each_piece;
+  const int threads = std::min(2, deepstruct::num_threads());
+  CHECK_THROWS_WITH(for_each_piece(64, threads,
+                                   [](Eigen::Index i, int) {
+                                     if (i == 40) throw std::runtime_error("piece 40");
+                                   }),
+                    "piece 40");
+  // Thrown on every thread at once: one of them reaches the caller.
+  CHECK_THROWS_AS(for_each_piece(64, threads, [](Eigen::Index, int) { throw std::length_error("every piece"); }),
+                  std::length_error);
+  // The loop runs every piece afterwards.
+  std::vector<int> runs(64, 0);
+  for_each_piece(64, threads, [&](Eigen::Index i, int) { runs[static_cast<std::size_t>(i)] += 1; });
+  CHECK(std::count(runs.begin(), runs.end(), 1) == 64);
+  // The optimizers' chunks, above the work threshold: the same.
+  CHECK_THROWS_WITH(deepstruct::detail::parallel_chunks(1000003, 130.0,
+                                                        [](Eigen::Index first, Eigen::Index count) {
+                                                          if (first <= 500000 && 500000 < first + count)
+                                                            throw std::runtime_error("chunk");
+                                                        }),
+                    "chunk");
 }
 
 // Two parameters with constant gradients (after a reset, an entry behaves like a fresh one).

@@ -167,21 +167,18 @@ class OptimizerBase {
 
 /// Calls fn(first, n) on consecutive chunks of [0, size), `flops_per_entry` work each: in
 /// parallel on up to num_threads() threads when the work is large enough to pay for it even on a
-/// shared machine (detail::threads_for, threads.hpp), in one call otherwise.
+/// shared machine (detail::threads_for, threads.hpp), in one call otherwise. The chunks go
+/// through for_each_piece, a run of consecutive chunks per thread (an exception reaches the
+/// caller).
 template <typename Fn>
 void parallel_chunks(Eigen::Index size, double flops_per_entry, Fn&& fn) {
-#if defined(_OPENMP)
   const int threads = threads_for(static_cast<double>(size) * flops_per_entry);
   if (threads > 1) {
     constexpr Eigen::Index chunk = 16384;
     const Eigen::Index chunks = (size + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (Eigen::Index c = 0; c < chunks; ++c) fn(c * chunk, std::min(chunk, size - c * chunk));
+    for_each_piece<false>(chunks, threads, [&](Eigen::Index c, int) { fn(c * chunk, std::min(chunk, size - c * chunk)); });
     return;
   }
-#else
-  (void)flops_per_entry;
-#endif
   fn(Eigen::Index{0}, size);
 }
 
