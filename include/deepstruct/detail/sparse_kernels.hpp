@@ -295,7 +295,7 @@ struct SparseBlocks {
 
 /// Software prefetches over a contiguous range, a few cache lines at a time, so that a kernel can
 /// spread them over its work: while the multiply-adds of one tile run, the next tile's inputs
-/// come into L2 and the lines of the tile's output are fetched for writing, instead of the
+/// come into cache and the lines of the tile's output are fetched for writing, instead of the
 /// transposes waiting on memory before and after them.
 struct LineStream {
   const char* next = nullptr;
