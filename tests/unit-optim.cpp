@@ -8,10 +8,17 @@
 #include <deepstruct/train.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <memory>
 #include <stdexcept>
 #include <thread>
 #include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
 
 #include "test_support.hpp"
 
@@ -372,6 +379,87 @@ TEST_CASE("threads: an exception thrown inside a parallel region reaches the cal
                                                             throw std::runtime_error("chunk");
                                                         }),
                     "chunk");
+}
+
+TEST_CASE("threads: the loop's threads - every piece once, a thread number never in two places, nested and concurrent regions, "
+          "a forked child",
+          "[optim][threads]") {
+  // With OpenMP, for_each_piece runs on deepstruct's pool (detail::PiecePool): the caller takes
+  // pieces as thread 0, workers as 1..; the caller waits only for pieces a worker has begun. The
+  // kernels keep scratch per thread number, so a number must never run two pieces at once.
+  // (Catch's assertions are not thread-safe: the pieces count, the checks run after.)
+  using deepstruct::detail::for_each_piece;
+  const int threads = std::min(2, deepstruct::num_threads());
+  constexpr Eigen::Index pieces = 1000;
+  std::vector<std::atomic<int>> runs(pieces);
+  std::vector<std::atomic<int>> busy(static_cast<std::size_t>(threads));
+  std::atomic<int> bad_thread{0}, overlaps{0};
+  auto piece = [&](Eigen::Index i, int t) {
+    if (t < 0 || t >= threads) {
+      bad_thread.fetch_add(1);
+      return;
+    }
+    if (busy[static_cast<std::size_t>(t)].exchange(1) != 0) overlaps.fetch_add(1);
+    volatile double x = 0;
+    for (int k = 0; k < 2000; ++k) x = x + 1e-3 * static_cast<double>(k);  // a few microseconds
+    runs[static_cast<std::size_t>(i)].fetch_add(1);
+    busy[static_cast<std::size_t>(t)].store(0);
+  };
+  for (int round = 0; round < 20; ++round) {
+    for_each_piece(pieces, threads, piece);
+    for_each_piece<false>(pieces, threads, piece);  // runs of consecutive pieces
+  }
+  CHECK(bad_thread.load() == 0);
+  CHECK(overlaps.load() == 0);
+  CHECK(std::all_of(runs.begin(), runs.end(), [](const std::atomic<int>& r) { return r.load() == 40; }));
+
+  // A region inside a piece runs on that piece's thread, as thread 0.
+  std::atomic<int> inner_elsewhere{0}, inner_pieces{0};
+  for_each_piece(8, threads, [&](Eigen::Index, int) {
+    const std::thread::id outer = std::this_thread::get_id();
+    for_each_piece(16, threads, [&](Eigen::Index, int t) {
+      if (t != 0 || std::this_thread::get_id() != outer) inner_elsewhere.fetch_add(1);
+      inner_pieces.fetch_add(1);
+    });
+  });
+  CHECK(inner_elsewhere.load() == 0);
+  CHECK(inner_pieces.load() == 8 * 16);
+
+  // Regions from two std::threads at once: one has the pool, the other runs on its caller; both
+  // give every piece once.
+  auto sums = [&](std::vector<double>& out) {
+    for (int round = 0; round < 200; ++round) {
+      std::vector<double> part(64, 0.0);
+      for_each_piece(64, threads, [&](Eigen::Index i, int) { part[static_cast<std::size_t>(i)] = static_cast<double>(i + round); });
+      double total = 0;
+      for (double v : part) total += v;
+      out.push_back(total);
+    }
+  };
+  std::vector<double> a, b;
+  std::thread first([&] { sums(a); }), second([&] { sums(b); });
+  first.join();
+  second.join();
+  REQUIRE(a.size() == 200);
+  CHECK(a == b);
+  CHECK(a[7] == 64.0 * 63.0 / 2.0 + 64.0 * 7.0);
+
+#if defined(__unix__) || defined(__APPLE__)
+  // A child of fork() has none of the workers: its regions run on its caller (and do not wait
+  // for a worker that does not exist; alarm ends a child that hangs).
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    alarm(20);
+    std::vector<int> child_runs(64, 0);
+    for_each_piece(64, threads, [&](Eigen::Index i, int) { child_runs[static_cast<std::size_t>(i)] += 1; });
+    _exit(std::count(child_runs.begin(), child_runs.end(), 1) == 64 ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+#endif
 }
 
 // Two parameters with constant gradients (after a reset, an entry behaves like a fresh one).

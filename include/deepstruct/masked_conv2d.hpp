@@ -642,7 +642,7 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
   // The images of a batch are cut into chunks (chunk_size), and the chunks, not the products,
   // are shared among threads: each chunk's products are single-threaded GEMMs (detail::gemm,
   // with buffers each thread keeps), so a call opens at most one parallel region, with one
-  // barrier, and none below the work threshold (threads.hpp). The outputs and input gradients of
+  // wait at its end, and none below the work threshold (threads.hpp). The outputs and input gradients of
   // a chunk are its own columns. The weight and bias gradients are summed per group of
   // consecutive chunks (detail::gradient_groups: fixed by the work alone up to 2 threads), and the
   // groups' sums added in order, so 1 and 2 threads give the same bits.
