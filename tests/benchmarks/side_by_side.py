@@ -240,7 +240,7 @@ def main() -> None:
     ours_cmd = [ours_bin, "--reps", str(a.reps)]
     import torch  # for the header line only
 
-    print(f"deepstruct on torch {torch.__version__} ({a.threads} threads) vs deepstruct C++ ({a.threads} OpenMP threads); "
+    print(f"deepstruct on torch {torch.__version__} ({a.threads} threads) vs deepstruct C++ ({a.threads} threads); "
           f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}; {a.rounds} rounds, alternating", flush=True)
     theirs, ours = {}, {}
     for r in range(a.rounds):
