@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <thread>
@@ -443,6 +444,18 @@ TEST_CASE("threads: the loop's threads - every piece once, a thread number never
   REQUIRE(a.size() == 200);
   CHECK(a == b);
   CHECK(a[7] == 64.0 * 63.0 / 2.0 + 64.0 * 7.0);
+
+#if defined(_OPENMP)
+  // Workers spin 100 us after a region, then sleep; under OMP_WAIT_POLICY=passive they sleep at
+  // once (ctest runs these cases again so: unit-optim-openmp-passive, every region waking them).
+  using Pool = deepstruct::detail::PiecePool;
+  CHECK(Pool::spin_for_policy(nullptr).count() == 100);
+  CHECK(Pool::spin_for_policy("active").count() == 100);
+  CHECK(Pool::spin_for_policy("PASSIVE").count() == 0);
+  CHECK(Pool::spin_for_policy("passive").count() == 0);
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  CHECK(Pool::worker_spin() == Pool::spin_for_policy(policy));
+#endif
 
 #if defined(__unix__) || defined(__APPLE__)
   // A child of fork() has none of the workers: its regions run on its caller (and do not wait

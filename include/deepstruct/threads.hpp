@@ -19,6 +19,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cstdlib>
 #include <exception>
 #include <string>
@@ -145,7 +146,7 @@ inline void cpu_relax() {
 /// from 3e7 to 3e6 flops (docs/benchmarks.md, "Threads on a shared machine").
 ///
 /// Workers start on first use (one fewer than the largest team asked for), spin for
-/// worker_spin after each region waiting for the next, then sleep until one comes. They are
+/// worker_spin() after each region waiting for the next, then sleep until one comes. They are
 /// detached and the pool is never destroyed (a static destructor cannot then find it gone). One
 /// region at a time: a region asked for while another runs (from another std::thread) runs on its
 /// caller alone, as does every region in a child process after fork().
@@ -153,8 +154,17 @@ class PiecePool {
  public:
   using Call = void (*)(void*, Eigen::Index, int);
 
-  /// How long an idle worker spins waiting for the next region before it sleeps.
-  static constexpr std::chrono::microseconds worker_spin{100};
+  /// How long an idle worker spins waiting for the next region before it sleeps: 100 us, none
+  /// under OMP_WAIT_POLICY=passive (any case; read once), as OpenMP's own threads would not spin.
+  static std::chrono::microseconds worker_spin() {
+    static const std::chrono::microseconds spin = spin_for_policy(std::getenv("OMP_WAIT_POLICY"));
+    return spin;
+  }
+  static std::chrono::microseconds spin_for_policy(const char* policy) {
+    std::string p = policy != nullptr ? policy : "";
+    for (char& c : p) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return std::chrono::microseconds(p == "passive" ? 0 : 100);
+  }
 
   static PiecePool& get() {
     static PiecePool* const pool = new PiecePool();
@@ -252,6 +262,7 @@ class PiecePool {
   }
 
   void work() {
+    const std::chrono::microseconds spin = worker_spin();
     std::uint64_t seen = 0;
     for (;;) {
       std::uint64_t g = generation_.load(std::memory_order_acquire);
@@ -259,7 +270,7 @@ class PiecePool {
         const auto start = std::chrono::steady_clock::now();
         for (unsigned spins = 1; (g = generation_.load(std::memory_order_acquire)) == seen; ++spins) {
           cpu_relax();
-          if (spins % 256 == 0 && std::chrono::steady_clock::now() - start > worker_spin) {
+          if (spins % 256 == 0 && std::chrono::steady_clock::now() - start >= spin) {
             std::unique_lock<std::mutex> lock(sleep_mutex_);
             sleepers_.fetch_add(1, std::memory_order_seq_cst);
             wake_.wait(lock, [&] { return generation_.load(std::memory_order_seq_cst) != seen; });
