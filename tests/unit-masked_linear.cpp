@@ -1056,10 +1056,7 @@ TEST_CASE("MaskedLinear: the dense products and the sparse kernels give the same
   // deepstruct's chunks (detail::split_product) depend on the shape alone. The sparse backward
   // summed each thread's weight gradients; now each fixed group of batch tiles sums its own.
   // Needs OpenMP and 2 threads (the -native build of this test) to compare anything.
-  if (deepstruct::num_threads() < 2) {
-    WARN("one thread: the check needs deepstruct::num_threads() >= 2 (the -native build of this test)");
-    return;
-  }
+  if (!test::two_threads_available("the -native build of this test")) return;
   const test::RestoreThreads restore;
   using Mat = Eigen::MatrixXf;
   std::mt19937_64 gen(17);
@@ -1103,10 +1100,7 @@ TEST_CASE("MaskedLinear: the sparse kernels take no more threads, and scratch, t
   // the weight gradients) was sized by the work alone, so a large layer on a machine with many
   // cores held a tile buffer per core for a small batch. Here 2 threads (the OpenMP build of this
   // test; with one thread there is nothing to share) and a product above the work threshold.
-  if (deepstruct::num_threads() < 2) {
-    WARN("one thread: the check needs deepstruct::num_threads() >= 2 (the -native build of this test)");
-    return;
-  }
+  if (!test::two_threads_available("the -native build of this test")) return;
   using Layer = deepstruct::MaskedLinear<float>;
   const Eigen::Index n = 2000, tile = deepstruct::detail::batch_tile<float>;
   Layer layer(n, n, true, 3);

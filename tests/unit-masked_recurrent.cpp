@@ -46,12 +46,7 @@ Eigen::Matrix<Scalar, -1, -1> sequences(const nlohmann::json& x, bool batch_firs
   return out;
 }
 
-template <typename Scalar>
-Eigen::Matrix<Scalar, -1, -1> random_matrix(Eigen::Index r, Eigen::Index c, deepstruct::Generator& gen) {
-  Eigen::Matrix<Scalar, -1, -1> m(r, c);
-  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<Scalar>(deepstruct::random::normal(gen));
-  return m;
-}
+using test::random_matrix;
 
 }  // namespace
 

@@ -11,7 +11,6 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
-#include <memory>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -812,14 +811,6 @@ Batch random_batch(std::uint64_t seed, Eigen::Index features, Eigen::Index batch
   return b;
 }
 
-/// Whether a 1-against-2-threads test can tell anything: with one thread (no OpenMP, or
-/// OMP_NUM_THREADS=1) both runs would be the same run.
-bool two_threads_available() {
-  if (deepstruct::num_threads() >= 2) return true;
-  WARN("one thread: the check needs deepstruct::num_threads() >= 2 (unit-optim-openmp)");
-  return false;
-}
-
 /// Trains `model` for 3 Adam steps on `data`, returning the losses and the masked weights.
 template <typename Model>
 std::vector<Eigen::MatrixXf> train_three_steps(Model& model, const Batch& data, std::vector<double>& losses) {
@@ -839,7 +830,7 @@ TEST_CASE("threads: an FFN with dense and sparse layers trains to the same bits 
   // that depend on the shapes alone on 1 or 2 threads (detail/gemm.hpp, detail/sparse_kernels.hpp),
   // so a seed gives the same weights whatever the thread setting. Products here are above the
   // work threshold; with OpenMP and 2 threads (unit-optim-openmp) they use both.
-  if (!two_threads_available()) return;
+  if (!test::two_threads_available("unit-optim-openmp")) return;
   const test::RestoreThreads restore;
   using Model = deepstruct::MaskedDeepFFN<float>;
   const Batch data = random_batch(5, 600, 512);
@@ -872,7 +863,7 @@ TEST_CASE("threads: a DAN with a skip connection and a sparse layer trains to th
   // (half the weights masked) and 400 -> 300 (10%: the sparse kernels), and a skip 500 -> 300
   // (20%); batch 512, so the larger products carry more than twice the work threshold and, with
   // OpenMP and 2 threads (unit-optim-openmp), use both.
-  if (!two_threads_available()) return;
+  if (!test::two_threads_available("unit-optim-openmp")) return;
   const test::RestoreThreads restore;
   deepstruct::DanDescription d;
   d.layer_sizes = {500, 400, 300};

@@ -23,12 +23,6 @@ namespace {
 
 using Matrix = Eigen::MatrixXf;
 
-bool two_threads_available() {
-  if (deepstruct::num_threads() >= 2) return true;
-  WARN("one thread: the check needs deepstruct::num_threads() >= 2 (an OpenMP build on 2 or more cores)");
-  return false;
-}
-
 /// Three Adam steps of `model` on (x, y) with `threads` threads: the losses and the state_dict.
 template <typename Model>
 deepstruct::StateDict<float> train_three_steps(Model model, const Matrix& x, const deepstruct::Labels& y, int threads,
@@ -61,12 +55,6 @@ void check_same_bits(const deepstruct::StateDict<float>& one, const deepstruct::
   }
 }
 
-Matrix random_matrix(Eigen::Index rows, Eigen::Index cols, deepstruct::Generator& gen) {
-  Matrix m(rows, cols);
-  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<float>(deepstruct::random::normal(gen));
-  return m;
-}
-
 deepstruct::Labels labels(Eigen::Index n, int classes) {
   deepstruct::Labels y(n);
   for (Eigen::Index j = 0; j < n; ++j) y[j] = static_cast<int>(j % classes);
@@ -77,7 +65,7 @@ deepstruct::Labels labels(Eigen::Index n, int classes) {
 
 TEST_CASE("threads: a DeepCellDAN (dense and sparse convolutions, batch norm) trains to the same bits on one thread and on two",
           "[threads][deep_cell_dan]") {
-  if (!two_threads_available()) return;
+  if (!test::two_threads_available("an OpenMP build on 2 or more cores")) return;
   const test::RestoreThreads restore;
   // Width 16 on 1 x 28 x 28 images at batch 32: a 3 x 3 convolution of a keep-size cell is
   // 2 * 16 * 16 * 9 * 784 * 32 = 116 MFLOP, above twice the work threshold, so its chunks of images
@@ -101,7 +89,7 @@ TEST_CASE("threads: a DeepCellDAN (dense and sparse convolutions, batch norm) tr
   }
   REQUIRE(sparse >= 2);
   deepstruct::Generator gen(7);
-  const Matrix x = random_matrix(784, 32, gen);
+  const Matrix x = test::random_matrix<float>(784, 32, gen);
   const deepstruct::Labels y = labels(32, 10);
   std::vector<double> loss1, loss2;
   const auto one = train_three_steps(model, x, y, 1, loss1);
@@ -113,7 +101,7 @@ TEST_CASE("threads: a DeepCellDAN (dense and sparse convolutions, batch norm) tr
 
 TEST_CASE("threads: an LSTM with a sparse hidden-to-hidden weight trains to the same bits on one thread and on two",
           "[threads][recurrent]") {
-  if (!two_threads_available()) return;
+  if (!test::two_threads_available("an OpenMP build on 2 or more cores")) return;
   const test::RestoreThreads restore;
   // 32 features, 384 hidden units, batch 128: one step's hidden-to-hidden product is
   // 2 * 4 * 384 * 384 * 128 = 151 MFLOP, above twice the work threshold; the input-to-hidden
@@ -136,7 +124,7 @@ TEST_CASE("threads: an LSTM with a sparse hidden-to-hidden weight trains to the 
   layer.set_mask(hh, mask);
   layer.set_execution(deepstruct::Execution::sparse);
   deepstruct::Generator gen(10);
-  const Matrix x = random_matrix(steps * features, batch, gen);
+  const Matrix x = test::random_matrix<float>(steps * features, batch, gen);
   const deepstruct::Labels y = labels(batch, 4);
   for (auto* model : {&dense_model, &sparse_model}) {
     INFO((model == &dense_model ? "dense" : "sparse hidden-to-hidden weight"));

@@ -10,6 +10,7 @@ using Catch::Approx;
 
 #include <Eigen/Core>
 #include <deepstruct/dan_description.hpp>
+#include <deepstruct/random.hpp>
 #include <deepstruct/state_dict.hpp>
 #include <deepstruct/threads.hpp>
 #include <cmath>
@@ -23,6 +24,23 @@ using Catch::Approx;
 #include <vector>
 
 namespace test {
+
+/// Whether deepstruct may use 2 threads here, so that a 1-against-2-threads test can tell
+/// anything (with one thread - no OpenMP, or OMP_NUM_THREADS=1 - both runs are the same run);
+/// otherwise a WARN naming the build that checks it (`build`, e.g. "unit-optim-openmp"), and false.
+inline bool two_threads_available(const char* build) {
+  if (deepstruct::num_threads() >= 2) return true;
+  WARN(std::string("one thread: the check needs deepstruct::num_threads() >= 2 (") + build + ")");
+  return false;
+}
+
+/// A rows x cols matrix of standard normal entries drawn from gen.
+template <typename Scalar>
+Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> random_matrix(Eigen::Index rows, Eigen::Index cols, deepstruct::Generator& gen) {
+  Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> m(rows, cols);
+  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<Scalar>(deepstruct::random::normal(gen));
+  return m;
+}
 
 /// A string matcher "contains this substring" under either Catch2 (v3 renamed it).
 inline auto contains(const std::string& part) {
