@@ -229,35 +229,29 @@ int main(int argc, char** argv) {
   std::vector<Run> runs;
   for (const char* workload : {"DAN", "dense", "cells"})
     for (const int threads : thread_counts) runs.push_back(Run{workload, threads, {}, {}, {}});
+  // Training steps of a classifier on a copy of base_model: zero_grad, forward, cross-entropy, backward, Adam.
+  auto classifier_steps = [&](const auto& base_model, const Matrix& inputs, const deepstruct::Labels& labels, double s, int min_steps) {
+    auto model = base_model;
+    deepstruct::Adam<Scalar> adam;
+    Matrix grad;
+    return time_steps(
+        [&] {
+          model.zero_grad();
+          sink += deepstruct::cross_entropy(model.forward(inputs), labels, &grad);
+          model.backward(inputs, grad);
+          adam.step(model);
+        },
+        s, min_steps);
+  };
   auto measure = [&](Run& run, Timing Run::*into) {
     deepstruct::set_num_threads(run.threads);
     const bool dan = std::strcmp(run.workload, "DAN") == 0, cells = std::strcmp(run.workload, "cells") == 0;
     const double s = dan ? seconds : seconds / 2;
     Timing t;
     if (cells) {
-      deepstruct::DeepCellDAN<Scalar> model = cells_base;
-      deepstruct::Adam<Scalar> adam;
-      Matrix grad;
-      t = time_steps(
-          [&] {
-            model.zero_grad();
-            sink += deepstruct::cross_entropy(model.forward(cx), cy, &grad);
-            model.backward(cx, grad);
-            adam.step(model);
-          },
-          s, 5);
+      t = classifier_steps(cells_base, cx, cy, s, 5);
     } else if (dan) {
-      Model model = base;
-      deepstruct::Adam<Scalar> adam;
-      Matrix grad;
-      t = time_steps(
-          [&] {
-            model.zero_grad();
-            sink += deepstruct::cross_entropy(model.forward(x), y, &grad);
-            model.backward(x, grad);
-            adam.step(model);
-          },
-          s, 20);
+      t = classifier_steps(base, x, y, s, 20);
     } else {
       deepstruct::MaskedLinear<Scalar> layer = dense_base;
       deepstruct::Adam<Scalar> adam;
