@@ -11,7 +11,7 @@
 // its time alone. Reported as PASS/MISS, never asserted, beside the ratio that a fair share of the
 // cores gives the step.
 //
-//   bench_threads                 4 compile loops (c++ -O2 -c of a generated test file), ~100 s
+//   bench_threads                 4 compile loops (c++ -O2 -c of a generated test file), ~55 s
 //   bench_threads --load N        N loops instead
 //   bench_threads --spin N        N busy loops (pure CPU load, no short-lived processes) instead
 //   bench_threads --quick         1 loop, short timings: the ctest smoke test
