@@ -415,3 +415,47 @@ TEMPLATE_TEST_CASE("MaskedDeepFFN: copies and moves are independent networks (ru
   c.predict(x, logits);
   CHECK(logits.rows() == 2);
 }
+
+TEMPLATE_TEST_CASE("MaskedDeepFFN: predict runs sparse layers as chains of tiles and gives the logits of forward",
+                   "[masked_deep_ffn][sparse]", float, double) {
+  // predict() sends every batch tile through each run of consecutive sparse layers while it is in
+  // cache (MaskedLinear::forward_chain); forward() runs layer by layer for the backward. Runs of
+  // every length: all layers sparse, a dense layer in the middle, only the output layer dense.
+  deepstruct::Generator gen(5);
+  const Eigen::Index T = deepstruct::detail::batch_tile<TestType>;
+  for (const Activation activation : {Activation::relu, Activation::leaky_relu, Activation::tanh, Activation::sigmoid}) {
+    FFNOptions options;
+    options.activation = activation;
+    options.seed = 11;
+    MaskedDeepFFN<TestType> model(50, 7, {60, 45, 80}, options);
+    for (std::size_t k = 0; k < model.num_layers(); ++k) {
+      auto& layer = model.layer(k);
+      typename MaskedDeepFFN<TestType>::Layer::Mask mask(layer.out_features(), layer.in_features());
+      for (Eigen::Index i = 0; i < mask.size(); ++i) mask.data()[i] = deepstruct::random::bernoulli(gen, 0.3);
+      layer.set_mask(mask);
+    }
+    const std::vector<std::vector<Execution>> plans{
+        {Execution::sparse, Execution::sparse, Execution::sparse, Execution::sparse},
+        {Execution::sparse, Execution::sparse, Execution::dense, Execution::sparse},
+        {Execution::sparse, Execution::sparse, Execution::sparse, Execution::dense},
+        {Execution::automatic, Execution::automatic, Execution::automatic, Execution::automatic}};
+    for (const auto& plan : plans) {
+      for (std::size_t k = 0; k < model.num_layers(); ++k) model.layer(k).set_execution(plan[k]);
+      for (const Eigen::Index batch : {Eigen::Index(1), Eigen::Index(2), T + 3}) {
+        INFO(deepstruct::to_string(activation) << ", batch " << batch << ", layer 2 "
+                                               << (plan[2] == Execution::dense ? "dense" : "not dense"));
+        const Eigen::Matrix<TestType, -1, -1> x = test::random_matrix<TestType>(50, batch, gen);
+        const Eigen::Matrix<TestType, -1, -1> out = model.forward(x);
+        Eigen::Matrix<TestType, -1, -1> predicted;
+        model.predict(x, predicted);
+        REQUIRE(predicted.rows() == 7);
+        REQUIRE(predicted.cols() == batch);
+        if (activation == Activation::tanh || activation == Activation::sigmoid)
+          // Eigen computes the last values of a whole matrix without SIMD, the tiles with SIMD.
+          CHECK((predicted - out).cwiseAbs().maxCoeff() <= 64 * std::numeric_limits<TestType>::epsilon());
+        else
+          CHECK(predicted == out);
+      }
+    }
+  }
+}

@@ -1123,3 +1123,130 @@ TEST_CASE("MaskedLinear: the sparse kernels take no more threads, and scratch, t
   CHECK_NOTHROW(layer.forward(x, y));
   CHECK_NOTHROW(layer.backward(x, g, &gx));
 }
+
+namespace {
+
+// The chain the old way: each layer's forward, then activate() over the whole output.
+template <typename Scalar>
+Eigen::Matrix<Scalar, -1, -1> chain_layer_by_layer(const std::vector<MaskedLinear<Scalar>*>& chain, deepstruct::Activation f,
+                                                   bool activate_output, const Eigen::Matrix<Scalar, -1, -1>& x) {
+  Eigen::Matrix<Scalar, -1, -1> h = x, y;
+  for (std::size_t l = 0; l < chain.size(); ++l) {
+    chain[l]->forward(h, y);
+    if (l + 1 < chain.size() || activate_output) deepstruct::activate(f, y, y);
+    h = y;
+  }
+  return h;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("MaskedLinear::forward_chain: each tile through the whole chain gives the layers' forwards with f between them",
+                   "[masked_linear][sparse]", float, double) {
+  using Layer = MaskedLinear<TestType>;
+  using Mat = Eigen::Matrix<TestType, -1, -1>;
+  using deepstruct::Activation;
+  const Eigen::Index T = deepstruct::detail::batch_tile<TestType>;
+  std::mt19937_64 gen(41);
+  // 45 -> 37 -> 70 -> 9 features (no SIMD multiple; the widest layer in the middle), a layer wide
+  // enough for several feature blocks in front, and a single layer.
+  struct Shape {
+    std::vector<Eigen::Index> features;
+    double density;
+  };
+  for (const Shape& shape : {Shape{{45, 37, 70, 9}, 0.3}, Shape{{1500, 300, 40}, 0.1}, Shape{{33, 20}, 0.5}}) {
+    std::vector<Layer> layers;
+    for (std::size_t l = 0; l + 1 < shape.features.size(); ++l) {
+      const Eigen::Index in = shape.features[l], out = shape.features[l + 1];
+      layers.emplace_back(random_matrix<TestType>(out, in, gen), typename Layer::Vector(random_matrix<TestType>(out, 1, gen)),
+                          random_mask<TestType>(out, in, shape.density, gen));
+      layers.back().set_execution(Execution::sparse);
+    }
+    layers.back().set_bias(Layer::Vector::Zero(layers.back().out_features()));  // also with a zero bias
+    std::vector<Layer*> chain;
+    for (Layer& l : layers) chain.push_back(&l);
+    for (const Eigen::Index batch : {Eigen::Index(1), Eigen::Index(3), T - 1, T, 2 * T + 5}) {
+      // x a block of a larger matrix: its columns are not contiguous.
+      const Mat big = random_matrix<TestType>(shape.features[0] + 3, batch, gen);
+      const Mat x = big.topRows(shape.features[0]);
+      for (const Activation f : {Activation::relu, Activation::leaky_relu, Activation::identity, Activation::gelu,
+                                 Activation::tanh, Activation::sigmoid})
+        for (const bool activate_output : {false, true}) {
+          INFO("features " << shape.features.size() << " layers, batch " << batch << ", activation "
+                           << deepstruct::to_string(f) << ", activate_output " << activate_output);
+          const Mat expected = chain_layer_by_layer(chain, f, activate_output, x);
+          Mat y;
+          Layer::forward_chain(chain.data(), chain.size(), f, activate_output, big.topRows(shape.features[0]), y);
+          REQUIRE(y.rows() == expected.rows());
+          REQUIRE(y.cols() == expected.cols());
+          if (f == Activation::tanh || f == Activation::sigmoid) {
+            // Eigen computes the last size % packet values of a whole matrix without SIMD, the
+            // tiles all with SIMD: the same function to the last bit or two.
+            CHECK((y - expected).cwiseAbs().maxCoeff() <= 8 * std::numeric_limits<TestType>::epsilon());
+          } else {
+            CHECK(y == expected);
+          }
+        }
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("MaskedLinear::forward_chain: a chain with a dense layer runs layer by layer; bad chains throw",
+                   "[masked_linear]", float, double) {
+  using Layer = MaskedLinear<TestType>;
+  using Mat = Eigen::Matrix<TestType, -1, -1>;
+  std::mt19937_64 gen(43);
+  Layer a(random_matrix<TestType>(30, 20, gen), typename Layer::Vector(random_matrix<TestType>(30, 1, gen)),
+          random_mask<TestType>(30, 20, 0.2, gen));
+  Layer b(random_matrix<TestType>(10, 30, gen), typename Layer::Vector(random_matrix<TestType>(10, 1, gen)),
+          random_mask<TestType>(10, 30, 0.9, gen));
+  a.set_execution(Execution::sparse);
+  b.set_execution(Execution::dense);
+  std::vector<Layer*> chain{&a, &b};
+  const Mat x = random_matrix<TestType>(20, 100, gen);
+  Mat y;
+  Layer::forward_chain(chain.data(), 2, deepstruct::Activation::relu, true, x, y);
+  CHECK(y == chain_layer_by_layer(chain, deepstruct::Activation::relu, true, x));
+  CHECK_FALSE(b.runs_sparse_forward(100));
+  CHECK(a.runs_sparse_forward(100));
+
+  // Errors name what was expected and what was found.
+  CHECK_THROWS_WITH(Layer::forward_chain(chain.data(), 0, deepstruct::Activation::relu, false, x, y),
+                    test::contains("expected at least one layer"));
+  std::vector<Layer*> with_null{&a, nullptr};
+  CHECK_THROWS_WITH(Layer::forward_chain(with_null.data(), 2, deepstruct::Activation::relu, false, x, y),
+                    test::contains("expected a layer at position 1, found null"));
+  std::vector<Layer*> mismatched{&a, &a};
+  CHECK_THROWS_WITH(Layer::forward_chain(mismatched.data(), 2, deepstruct::Activation::relu, false, x, y),
+                    test::contains("expected layer 1 to take the 30 outputs of layer 0, found 20 inputs"));
+  CHECK_THROWS_AS(Layer::forward_chain(chain.data(), 2, deepstruct::Activation::relu, false, Mat(21, 100), y),
+                  deepstruct::shape_error);
+  Mat same = random_matrix<TestType>(20, 100, gen);
+  CHECK_THROWS_AS(Layer::forward_chain(chain.data(), 2, deepstruct::Activation::relu, false, same, same), deepstruct::shape_error);
+}
+
+TEST_CASE("MaskedLinear::forward_chain: the same bits on one thread and on two", "[masked_linear][threads]") {
+  if (!test::two_threads_available("the -native build of this test")) return;
+  const test::RestoreThreads restore;
+  using Layer = MaskedLinear<float>;
+  std::mt19937_64 gen(47);
+  std::vector<Layer> layers;
+  const std::vector<Eigen::Index> features{1200, 1300, 1100, 50};
+  for (std::size_t l = 0; l + 1 < features.size(); ++l)
+    layers.emplace_back(random_matrix<float>(features[l + 1], features[l], gen),
+                        Eigen::VectorXf(random_matrix<float>(features[l + 1], 1, gen)),
+                        random_mask<float>(features[l + 1], features[l], 0.1, gen));
+  std::vector<Layer*> chain;
+  for (Layer& l : layers) chain.push_back(&l);
+  const Eigen::MatrixXf x = random_matrix<float>(features[0], 1037, gen);
+  double work = 0;
+  for (const Layer& l : layers) work += 2.0 * double(l.nnz()) * 1037;
+  REQUIRE(work >= 2.0 * deepstruct::detail::parallel_work_threshold);  // 2 threads by work
+  Eigen::MatrixXf y[2];
+  for (int t = 0; t < 2; ++t) {
+    deepstruct::set_num_threads(t + 1);
+    Layer::forward_chain(chain.data(), chain.size(), deepstruct::Activation::relu, false, x, y[t]);
+  }
+  CHECK(y[1] == y[0]);
+  CHECK(y[0] == chain_layer_by_layer(chain, deepstruct::Activation::relu, false, Eigen::MatrixXf(x)));
+}

@@ -174,7 +174,8 @@ class MaskedDeepDAN : public ModelBase<MaskedDeepDAN<Scalar_>, Scalar_> {
   const Matrix& forward(const Eigen::Ref<const Matrix>& x);
 
   /// Forward for evaluation into a caller-owned matrix. Keeps nothing and changes nothing
-  /// backward() uses: a backward after predict is still that of the last forward.
+  /// backward() uses: a backward after predict is still that of the last forward. Without skips
+  /// and LayerNorm, runs of consecutive sparse layers go through MaskedLinear::forward_chain.
   void predict(const Eigen::Ref<const Matrix>& x, Matrix& logits);
 
   /// Backpropagates dL/dlogits (outputs x batch) through the network of the last forward, whose
@@ -260,6 +261,10 @@ class MaskedDeepDAN : public ModelBase<MaskedDeepDAN<Scalar_>, Scalar_> {
                                         ": expected input with " + std::to_string(inputs()) +
                                         " rows (flattened features x batch, one sample per column), found " +
                                         detail::shape_str(x.rows(), x.cols()));
+    if (!training && skips_.empty() && !options_.use_layer_norm) {
+      predict_chain(x, a, logits);
+      return;
+    }
     const std::size_t L = num_hidden_layers();
     a.main_pre.resize(L);
     a.main_post.resize(L);
@@ -302,6 +307,30 @@ class MaskedDeepDAN : public ModelBase<MaskedDeepDAN<Scalar_>, Scalar_> {
       }
     }
     layers_.back().forward(a.hidden[L - 1], logits);
+  }
+
+  /// predict() of a chain (no skips, no LayerNorm): every run of consecutive layers that take
+  /// their sparse path for this batch goes through MaskedLinear::forward_chain, each batch tile
+  /// through the whole run, activations included, while it is in cache; the other layers run
+  /// forward() and activate() as in training. The same logits as the forward of training.
+  void predict_chain(const Eigen::Ref<const Matrix>& x, Activations& a, Matrix& logits) {
+    const std::size_t L = num_hidden_layers();  // layers_: the mains 0..L-1, then the output layer
+    const Index batch = x.cols();
+    const bool tiled = batch > detail::per_sample_batch<Scalar>;  // a few samples run one layer at a time
+    a.hidden.resize(L);
+    std::vector<Layer*> chain(L + 1);
+    for (std::size_t t = 0; t <= L; ++t) chain[t] = &layers_[t];
+    for (std::size_t i = 0; i <= L;) {
+      std::size_t j = i;  // the run [i, j]
+      if (tiled && layers_[i].runs_sparse_forward(batch))
+        while (j < L && layers_[j + 1].runs_sparse_forward(batch)) ++j;
+      Matrix& out = j == L ? logits : a.hidden[j];
+      if (i == 0)
+        Layer::forward_chain(&chain[i], j - i + 1, options_.activation, j < L, x, out);
+      else
+        Layer::forward_chain(&chain[i], j - i + 1, options_.activation, j < L, a.hidden[i - 1], out);
+      i = j + 1;
+    }
   }
 
   /// True if the activation's derivative is computed from its output (tanh, sigmoid); the others

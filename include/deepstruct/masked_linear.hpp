@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "deepstruct/activation.hpp"
 #include "deepstruct/detail/gemm.hpp"
 #include "deepstruct/detail/memory.hpp"
 #include "deepstruct/detail/sparse_kernels.hpp"
@@ -209,6 +210,76 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
     Matrix y;
     forward(x, y);
     return y;
+  }
+
+  /// Whether forward() over `batch` samples runs the sparse kernels (execution(), the mask's
+  /// density and sparse_threshold(); a single sample under Execution::automatic has a threshold
+  /// of its own, detail::single_sample_sparse_threshold).
+  bool runs_sparse_forward(Index batch) const { return sparse_forward_path(batch); }
+
+  /// The forward of a chain of n layers with an activation f between them: y = L_n(f(... f(L_1
+  /// x))), and f of that too when activate_output (chain[l + 1]'s inputs are chain[l]'s outputs).
+  /// The results of the layers' forward() with activate() between them. When every layer runs its
+  /// sparse forward for this batch and the batch is more than a few samples, each tile of the
+  /// batch goes through all n layers while it is in cache (detail::sparse_chain_forward): no hidden
+  /// layer is transposed, written to memory or activated in a pass of its own. MaskedDeepDAN's
+  /// predict() runs its layers this way. y must not share memory with x.
+  static void forward_chain(MaskedLinear* const* chain, std::size_t n, Activation f, bool activate_output,
+                            const ConstMatrixRef& x, Matrix& y) {
+    if (n == 0 || chain == nullptr)
+      DEEPSTRUCT_THROW(shape_error, "MaskedLinear::forward_chain: expected at least one layer, found none");
+    for (std::size_t l = 0; l < n; ++l) {
+      if (chain[l] == nullptr)
+        DEEPSTRUCT_THROW(shape_error, "MaskedLinear::forward_chain: expected a layer at position " + std::to_string(l) + ", found null");
+      if (l > 0 && chain[l]->in_features() != chain[l - 1]->out_features())
+        DEEPSTRUCT_THROW(shape_error, "MaskedLinear::forward_chain: expected layer " + std::to_string(l) + " to take the " +
+                                          std::to_string(chain[l - 1]->out_features()) + " outputs of layer " +
+                                          std::to_string(l - 1) + ", found " + std::to_string(chain[l]->in_features()) +
+                                          " inputs");
+    }
+    MaskedLinear& first = *chain[0];
+    first.check_input(x, "forward_chain");
+    check_no_alias(x, y, "forward_chain", "y", "x");
+    const Index batch = x.cols();
+    bool tiled = batch > detail::per_sample_batch<Scalar>;
+    for (std::size_t l = 0; l < n && tiled; ++l) tiled = chain[l]->sparse_forward_path(batch);
+    if (!tiled) {
+      Matrix hidden[2];
+      for (std::size_t l = 0; l < n; ++l) {
+        Matrix& out = l + 1 == n ? y : hidden[l % 2];
+        if (l == 0)
+          chain[l]->forward(x, out);
+        else
+          chain[l]->forward(hidden[(l - 1) % 2], out);
+        if (l + 1 < n || activate_output) activate(f, out, out);
+      }
+      return;
+    }
+    y.resize(chain[n - 1]->out_features(), batch);
+    std::vector<detail::ChainLayer<Scalar>> layers(n);
+    Index widest = 0;
+    double flops = 0;
+    for (std::size_t l = 0; l < n; ++l) {
+      MaskedLinear& layer = *chain[l];
+      layer.refresh_sparse();
+      layers[l].blocks = &layer.fwd_;
+      layers[l].bias = layer.has_bias_ ? layer.bias_.data() : nullptr;
+      layers[l].out = layer.out_features();
+      widest = std::max(widest, layer.out_features());
+      flops += layer.sparse_flops(batch);
+    }
+    const int threads = first.sparse_threads(batch, flops);
+    first.scratch_.prepare_chain(first.in_features(), widest, threads);
+    constexpr Index T = detail::batch_tile<Scalar>;
+    detail::sparse_chain_forward<Scalar>(layers.data(), n, activate_output, x.data(), x.outerStride(), first.in_features(),
+                                         batch, y.data(), y.outerStride(), first.scratch_, threads,
+                                         [f](Scalar* tile, Index rows, Index columns) {
+                                           // rows x columns of a row-major tile: a columns x rows
+                                           // column-major block; f is elementwise
+                                           Eigen::Map<Matrix, 0, Eigen::OuterStride<>> block(tile, columns, rows,
+                                                                                             Eigen::OuterStride<>(T));
+                                           activate(f, block, block);
+                                         });
   }
 
   // ---- backward -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -180,6 +181,57 @@ Measurement measure(Layer& layer, const Matrix& w, const Matrix& x, const Matrix
   return m;
 }
 
+/// The layer as a network runs it: a chain of `layers.size()` such layers (the same density, the
+/// later ones out x out; ReLU between them; each output the next one's input) through
+/// MaskedLinear::forward_chain, where every batch tile goes through all of them while it is in
+/// cache. Timed in rounds after a dense forward of the first layer, as the single layer's sparse
+/// forward is (same cache state for x); the ratio is chain time per layer over that round's dense
+/// forward. Also checks the chain against the layers' own forwards with ReLU between them.
+struct ChainMeasurement {
+  double per_layer_ms = 0, per_layer_ratio = 0;  // ratio: per-layer time / dense forward time
+  double diff = 0;                               // largest relative difference to layer by layer
+};
+
+ChainMeasurement measure_chain(std::vector<Layer>& layers, const Matrix& x, int reps) {
+  std::vector<Layer*> chain;
+  for (Layer& l : layers) {
+    l.set_execution(Execution::sparse);
+    chain.push_back(&l);
+  }
+  const double n = static_cast<double>(layers.size());
+  Matrix y, y_dense, h, expected;
+  auto run = [&] { Layer::forward_chain(chain.data(), chain.size(), deepstruct::Activation::relu, false, x, y); };
+  auto dense_first = [&] {
+    layers[0].set_execution(Execution::dense);
+    layers[0].forward(x, y_dense);
+    layers[0].set_execution(Execution::sparse);
+  };
+  run();
+  dense_first();
+  std::vector<double> t, r;
+  for (int k = 0; k < reps; ++k) {
+    const double dense_ms = time_ms(dense_first);
+    t.push_back(time_ms(run) / n);
+    r.push_back(t.back() / dense_ms);
+  }
+  // Layer by layer, the definition of the chain.
+  h = x;
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    layers[l].forward(h, expected);
+    if (l + 1 < layers.size()) expected = expected.cwiseMax(Scalar(0));
+    h = expected;
+  }
+  ChainMeasurement m;
+  m.per_layer_ms = median(t);
+  m.per_layer_ratio = median(r);
+  double worst = 0;
+  for (Index i = 0; i < y.size(); ++i)
+    worst = std::max(worst, std::abs(double(y.data()[i]) - double(expected.data()[i])) / std::max(1.0, std::abs(double(expected.data()[i]))));
+  m.diff = y.size() == expected.size() ? worst : HUGE_VAL;
+  sink += static_cast<double>(y(0, 0)) + static_cast<double>(y_dense(0, 0));
+  return m;
+}
+
 /// Largest |a - b| / max(1, |b|); infinite when the shapes differ.
 template <typename A, typename B>
 double max_rel_diff(const Eigen::MatrixBase<A>& a, const Eigen::MatrixBase<B>& b) {
@@ -276,6 +328,7 @@ int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   const Config c = quick ? quick_config() : Config{};
   const double tol = 1e-4;  // float results summed in different orders
+  const std::size_t chain_layers = 3;  // the "in chain" rows
   bool parity_ok = true;
 
   std::printf("MaskedLinear<float> benchmark%s: %lldx%lld layer (out x in), median of %d rounds\n",
@@ -288,7 +341,10 @@ int main(int argc, char** argv) {
               "limit: the FLOP limit, dense time x density (dense measured in the same round);\n"
               "s/lim: sparse time / limit (median of the per-round ratios);\n"
               "floor: the memory floor, a copy of x into y (fwd; + x into dL/dx and a pass over g for fwd+bwd) after a dense pass,\n"
-              "       over the limit: the least any kernel can reach once x and y, not the multiply-adds, take the time.\n\n");
+              "       over the limit: the least any kernel can reach once x and y, not the multiply-adds, take the time;\n"
+              "in chain: the forward per layer of %zu such layers in a chain (MaskedLinear::forward_chain, ReLU between),\n"
+              "       as a network's predict runs them: x transposed into tiles once, y out of them once.\n\n",
+              chain_layers);
 
   deepstruct::Generator gen(12345);
   const Matrix w = random_matrix(c.out, c.in, gen);
@@ -327,6 +383,22 @@ int main(int argc, char** argv) {
       if (density < 1.0)
         std::printf("%7s %6s %-10s %10.3f %10s %12.3f %12s %9.2f %9.2f\n", "", "", "floor", m.floor_fwd_ms, "", m.floor_fb_ms,
                     "", floor_fwd, floor_fb);
+      double chain_lim = 0;
+      if (density < 1.0) {
+        std::vector<Layer> layers;
+        layers.push_back(std::move(layer));
+        Config square = c;  // the layers after the first take its outputs
+        square.in = c.out;
+        for (std::size_t k = 1; k < chain_layers; ++k) layers.push_back(make_layer(square, density, 7 + k));
+        const ChainMeasurement cm = measure_chain(layers, x, c.reps);
+        if (!(cm.diff <= tol)) {
+          parity_ok = false;
+          std::printf("ERROR: forward_chain and the layers' forwards differ by %g at density %g\n", cm.diff, density);
+        }
+        chain_lim = cm.per_layer_ratio / d;
+        std::printf("%7s %6s %-10s %10.3f %10.2f %12s %12s %9.2f\n", "", "", "in chain", cm.per_layer_ms,
+                    gflops(sparse_flop, cm.per_layer_ms), "", "", chain_lim);
+      }
       if (with_gemm && density == 1.0) {
         const double r = 1.0 / m.dense_over_gemm;  // GF/s ratio = inverse time ratio
         std::snprintf(line, sizeof line, "dense forward GF/s / Eigen GEMM GF/s, batch %5lld: %6.3f (target >= 0.8)  %s",
@@ -339,6 +411,9 @@ int main(int argc, char** argv) {
         std::snprintf(line, sizeof line, "sparse / FLOP limit, density %5g, batch %lld: fwd %6.2f (target <= %g) %s, fwd+bwd %6.2f (target <= %g) %s",
                       density, static_cast<long long>(batch), fwd_lim, lf, verdict(fwd_lim <= lf), fb_lim, lb,
                       verdict(fb_lim <= lb));
+        targets.emplace_back(line);
+        std::snprintf(line, sizeof line, "    in a chain of %zu such layers (forward_chain, per layer): fwd %6.2f %s", chain_layers,
+                      chain_lim, verdict(chain_lim <= lf));
         targets.emplace_back(line);
         // A target under the memory floor cannot be met by any kernel that reads x and writes y.
         const double floor_fwd = m.floor_fwd_ratio / d, floor_fb = m.floor_fb_ratio / d;

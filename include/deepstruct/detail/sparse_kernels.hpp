@@ -737,7 +737,70 @@ struct SparseScratch {
       grow(y_tile, n * static_cast<std::size_t>(out * T));
     }
   }
+
+  /// For sparse_chain_forward: x tiles of `in_features`, two hidden tiles (y_tile, chain_tile) of
+  /// the widest layer's outputs and a stage of either, per thread.
+  void prepare_chain(Eigen::Index in_features, Eigen::Index widest, int thread_count) {
+    prepare(in_features, widest, 0, thread_count, false);
+    const auto size = static_cast<std::size_t>(threads) * static_cast<std::size_t>(widest * TileShape<Scalar>::width);
+    if (chain_tile.size() < size) chain_tile.resize(size);
+  }
+  TileBuffer<Scalar> chain_tile;
 };
+
+/// One layer of sparse_chain_forward: its blocked CSR, its bias (or null), its output features.
+template <typename Scalar>
+struct ChainLayer {
+  const SparseBlocks<Scalar>* blocks = nullptr;
+  const Scalar* bias = nullptr;
+  Eigen::Index out = 0;
+};
+
+/// y = L_n(f(... f(L_1 x))) (and f of that too when activate_last) for n layers y = W x + b with
+/// blocked CSRs, where f is `between(tile, rows, columns)`, an elementwise function applied in place
+/// to rows x columns of a tile (row stride TileShape::width). Every tile of the batch goes through
+/// all n layers while it is in cache: x is transposed into tiles once, y out of them once, and the
+/// hidden values never leave the tile buffers. Each layer's tile is the one sparse_forward computes
+/// (the same kernel on the same tile rows), so the results are those of the layers' sparse
+/// forwards with f applied between them; only the padding columns of a last, partial tile, which
+/// are never stored, differ. batch > per_sample_batch; `scratch` was prepared with prepare_chain
+/// for in, the widest layer and at least `threads` threads.
+template <typename Scalar, typename Between>
+void sparse_chain_forward(const ChainLayer<Scalar>* layers, std::size_t n, bool activate_last, const Scalar* x,
+                          Eigen::Index ld_x, Eigen::Index in, Eigen::Index batch, Scalar* y, Eigen::Index ld_y,
+                          SparseScratch<Scalar>& scratch, int threads, Between&& between) {
+  constexpr Eigen::Index T = TileShape<Scalar>::width, P = TileShape<Scalar>::packet;
+  threads = std::min(threads, scratch.threads);
+  const Eigen::Index widest = scratch.out, last_out = layers[n - 1].out;
+  const Eigen::Index tiles = (batch + T - 1) / T, stage_size = std::max(in, widest) * T;
+  for_each_piece(tiles, threads, [&](Eigen::Index t, int tid) {
+    Scalar* x_tile = scratch.x_tile.data() + tid * in * T;
+    Scalar* tile[2] = {scratch.y_tile.data() + tid * widest * T, scratch.chain_tile.data() + tid * widest * T};
+    Scalar* stage = scratch.stage.data() + tid * stage_size;
+    const Eigen::Index b0 = t * T;
+    const Eigen::Index width = b0 + T <= batch ? T : batch - b0;
+    const Eigen::Index next_width = threads > 1 ? 0 : std::min(T, batch - b0 - width);
+    load_transposed_tile<Scalar>(x + b0 * ld_x, ld_x, in, width, x_tile);
+    const Scalar* src = x_tile;
+    dispatch_packets<Scalar>(width, [&](auto rc) {
+      constexpr int R = decltype(rc)::value;
+      for (std::size_t l = 0; l < n; ++l) {
+        // The prefetches of sparse_forward: the next tile's inputs while the first layer runs,
+        // this tile's output lines while the last one does.
+        TilePrefetch prefetch;
+        if (l == 0 && next_width > 0 && ld_x == in)
+          prefetch.in = LineStream(x + (b0 + T) * ld_x, static_cast<std::size_t>(in * next_width) * sizeof(Scalar), false);
+        if (l + 1 == n && ld_y == last_out)
+          prefetch.out = LineStream(y + b0 * ld_y, static_cast<std::size_t>(last_out * width) * sizeof(Scalar), true);
+        Scalar* dst = tile[l % 2];
+        blocked_times_tile<Scalar, R>(*layers[l].blocks, src, dst, layers[l].out, layers[l].bias, &prefetch);
+        if (l + 1 < n || activate_last) between(dst, layers[l].out, static_cast<Eigen::Index>(R) * P);
+        src = dst;
+      }
+    });
+    store_tile_out<Scalar>(src, last_out, width, y + b0 * ld_y, ld_y, stage);
+  });
+}
 
 /// y = W x + b for a features x batch x (column-major, leading dimension ld_x), with the blocked
 /// CSR `s`. `bias` may be null. `scratch` was prepared for in, out and at least `threads` threads.
