@@ -22,7 +22,6 @@
 #endif
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <new>
 #include <type_traits>
 #include <utility>
@@ -393,14 +392,21 @@ DEEPSTRUCT_FLATTEN void load_transposed_tile(const Scalar* x, Eigen::Index ld, E
 
 /// Writes rows [0, rows) x columns [0, width) of buf (row stride T) into a column-major matrix y
 /// (leading dimension ld) at the same positions, transposing packet x packet blocks in registers.
+/// One packet of columns at a time, down all rows: each of those columns of y is written in
+/// order, one stream per column. Row blocks outside (every column of the tile getting one packet
+/// of a row block in turn, a stream per column of the tile) took twice as long into a y that is
+/// not in cache, which a copy through a staging buffer had worked around; column blocks outside
+/// need no stage (1000 x 1000 layer, batch 1024, after a dense pass, Zen 5: the forward at
+/// density 0.01 took 0.61-0.64 ms against 0.68-0.73 ms with the stage, 0.05 1.20-1.29 against
+/// 1.30-1.34 ms, 0.001 0.45 against 0.56 ms).
 template <typename Scalar>
 DEEPSTRUCT_FLATTEN void store_transposed_tile(const Scalar* buf, Eigen::Index rows, Eigen::Index width, Scalar* y, Eigen::Index ld) {
   using Shape = TileShape<Scalar>;
   using Packet = typename Shape::Packet;
   constexpr Eigen::Index T = Shape::width, P = Shape::packet;
   const Eigen::Index rp = rows - rows % P, wp = width - width % P;
-  for (Eigen::Index r0 = 0; r0 < rp; r0 += P)
-    for (Eigen::Index j0 = 0; j0 < wp; j0 += P) {
+  for (Eigen::Index j0 = 0; j0 < wp; j0 += P)
+    for (Eigen::Index r0 = 0; r0 < rp; r0 += P) {
       Eigen::internal::PacketBlock<Packet, Shape::packet> block;
       unrolled<Shape::packet>([&](auto q) { block.packet[q] = Eigen::internal::ploadu<Packet>(buf + (r0 + q) * T + j0); });
       Eigen::internal::ptranspose(block);
@@ -427,22 +433,6 @@ DEEPSTRUCT_FLATTEN void store_transposed_tile(const Scalar* buf, Eigen::Index ro
   for (Eigen::Index j = wp; j < width; ++j) {
     Scalar* col = y + j * ld;
     for (Eigen::Index r = 0; r < rows; ++r) col[r] = buf[r * T + j];
-  }
-}
-
-/// store_transposed_tile into y, through `stage` (rows * width scalars) when y's columns are
-/// contiguous (ld == rows): transposed into the stage in cache, then copied out in one
-/// sequential stream. Written straight into a y that is not in cache, the transposed blocks
-/// (one 64-byte piece per column) took twice as long: 0.31 against 0.16 ms for a 1000 x 1024
-/// float output (Zen 5). Outputs under 64 KiB per tile are written directly.
-template <typename Scalar>
-void store_tile_out(const Scalar* buf, Eigen::Index rows, Eigen::Index width, Scalar* y, Eigen::Index ld, Scalar* stage) {
-  // Only outputs too large for L1 pay for the extra copy (the small layers of a DAN do not).
-  if (stage != nullptr && ld == rows && rows * width * static_cast<Eigen::Index>(sizeof(Scalar)) >= 64 * 1024) {
-    store_transposed_tile<Scalar>(buf, rows, width, stage, rows);
-    std::memcpy(y, stage, static_cast<std::size_t>(rows * width) * sizeof(Scalar));
-  } else {
-    store_transposed_tile<Scalar>(buf, rows, width, y, ld);
   }
 }
 
@@ -710,7 +700,7 @@ void sparse_backward_per_sample(const SparseBlocks<Scalar>& s, const Scalar* x, 
 /// its own nnz values, added up at the end (cache-line aligned buffers, see TileBuffer).
 template <typename Scalar>
 struct SparseScratch {
-  TileBuffer<Scalar> x_tile, g_tile, y_tile, gx_tile, stage, bias_tile, grad_value;
+  TileBuffer<Scalar> x_tile, g_tile, y_tile, gx_tile, bias_tile, grad_value;
   Eigen::Index in = 0, out = 0, nnz = 0;
   int threads = 1;
 
@@ -726,7 +716,6 @@ struct SparseScratch {
       if (b.size() < size) b.resize(size);
     };
     grow(x_tile, n * static_cast<std::size_t>(in * T));
-    grow(stage, n * static_cast<std::size_t>(std::max(in, out) * T));
     if (backward) {
       const auto g = static_cast<std::size_t>(std::max(1, groups));
       grow(g_tile, n * static_cast<std::size_t>(out * T));
@@ -739,7 +728,7 @@ struct SparseScratch {
   }
 
   /// For sparse_chain_forward: x tiles of `in_features`, two hidden tiles (y_tile, chain_tile) of
-  /// the widest layer's outputs and a stage of either, per thread.
+  /// the widest layer's outputs, per thread.
   void prepare_chain(Eigen::Index in_features, Eigen::Index widest, int thread_count) {
     prepare(in_features, widest, 0, thread_count, false);
     const auto size = static_cast<std::size_t>(threads) * static_cast<std::size_t>(widest * TileShape<Scalar>::width);
@@ -772,11 +761,10 @@ void sparse_chain_forward(const ChainLayer<Scalar>* layers, std::size_t n, bool 
   constexpr Eigen::Index T = TileShape<Scalar>::width, P = TileShape<Scalar>::packet;
   threads = std::min(threads, scratch.threads);
   const Eigen::Index widest = scratch.out, last_out = layers[n - 1].out;
-  const Eigen::Index tiles = (batch + T - 1) / T, stage_size = std::max(in, widest) * T;
+  const Eigen::Index tiles = (batch + T - 1) / T;
   for_each_piece(tiles, threads, [&](Eigen::Index t, int tid) {
     Scalar* x_tile = scratch.x_tile.data() + tid * in * T;
     Scalar* tile[2] = {scratch.y_tile.data() + tid * widest * T, scratch.chain_tile.data() + tid * widest * T};
-    Scalar* stage = scratch.stage.data() + tid * stage_size;
     const Eigen::Index b0 = t * T;
     const Eigen::Index width = b0 + T <= batch ? T : batch - b0;
     const Eigen::Index next_width = threads > 1 ? 0 : std::min(T, batch - b0 - width);
@@ -798,7 +786,7 @@ void sparse_chain_forward(const ChainLayer<Scalar>* layers, std::size_t n, bool 
         src = dst;
       }
     });
-    store_tile_out<Scalar>(src, last_out, width, y + b0 * ld_y, ld_y, stage);
+    store_transposed_tile<Scalar>(src, last_out, width, y + b0 * ld_y, ld_y);
   });
 }
 
@@ -814,11 +802,10 @@ void sparse_forward(const SparseBlocks<Scalar>& s, const Scalar* bias, const Sca
     return;
   }
   threads = std::min(threads, scratch.threads);
-  const Eigen::Index tiles = (batch + T - 1) / T, stage_size = std::max(in, out) * T;
+  const Eigen::Index tiles = (batch + T - 1) / T;
   for_each_piece(tiles, threads, [&](Eigen::Index t, int tid) {
     Scalar* x_tile = scratch.x_tile.data() + tid * in * T;
     Scalar* y_tile = scratch.y_tile.data() + tid * out * T;
-    Scalar* stage = scratch.stage.data() + tid * stage_size;
     const Eigen::Index b0 = t * T;
     const Eigen::Index width = b0 + T <= batch ? T : batch - b0;
     const Eigen::Index next_width = threads > 1 ? 0 : std::min(T, batch - b0 - width);
@@ -832,7 +819,7 @@ void sparse_forward(const SparseBlocks<Scalar>& s, const Scalar* bias, const Sca
     dispatch_packets<Scalar>(width, [&](auto rc) {
       blocked_times_tile<Scalar, decltype(rc)::value>(s, x_tile, y_tile, out, bias, &prefetch);
     });
-    store_tile_out<Scalar>(y_tile, out, width, y + b0 * ld_y, ld_y, stage);
+    store_transposed_tile<Scalar>(y_tile, out, width, y + b0 * ld_y, ld_y);
   });
 }
 
@@ -859,7 +846,7 @@ void sparse_backward(const SparseBlocks<Scalar>& s, const Scalar* x, Eigen::Inde
     sparse_backward_per_sample(s, x, ld_x, g, ld_g, in, batch, grad_value, grad_x, ld_gx);
     return;
   }
-  const Eigen::Index tiles = (batch + T - 1) / T, stage_size = std::max(in, out) * T, nnz = s.nnz();
+  const Eigen::Index tiles = (batch + T - 1) / T, nnz = s.nnz();
   groups = static_cast<int>(std::max<Eigen::Index>(1, std::min<Eigen::Index>(groups, tiles)));
   threads = std::max(1, std::min({threads, scratch.threads, groups}));
   if (grad_bias != nullptr)
@@ -870,7 +857,6 @@ void sparse_backward(const SparseBlocks<Scalar>& s, const Scalar* x, Eigen::Inde
     Scalar* x_tile = scratch.x_tile.data() + tid * in * T;
     Scalar* g_tile = scratch.g_tile.data() + tid * out * T;
     Scalar* gx_tile = scratch.gx_tile.data() + tid * in * T;
-    Scalar* stage = scratch.stage.data() + tid * stage_size;
     Scalar* bias_tile = grad_bias == nullptr ? nullptr : scratch.bias_tile.data() + grp * out * P;
     Scalar* gv = grad_value == nullptr ? nullptr : grp == 0 ? grad_value : scratch.grad_value.data() + (grp - 1) * nnz;
     const Eigen::Index b0 = t * T;
@@ -906,7 +892,7 @@ void sparse_backward(const SparseBlocks<Scalar>& s, const Scalar* x, Eigen::Inde
         blocked_backward_tile<Scalar, R, true, false>(s, x_tile, g_tile, gv, gx_tile, &prefetch);
       }
     });
-    if (grad_x != nullptr) store_tile_out<Scalar>(gx_tile, in, width, grad_x + b0 * ld_gx, ld_gx, stage);
+    if (grad_x != nullptr) store_transposed_tile<Scalar>(gx_tile, in, width, grad_x + b0 * ld_gx, ld_gx);
   };
   for_each_piece(groups, threads, [&](Eigen::Index grp, int tid) {
     const Eigen::Index t0 = tiles * grp / groups, t1 = tiles * (grp + 1) / groups;
