@@ -28,3 +28,36 @@ TEMPLATE_TEST_CASE("activation: values and derivatives match PyTorch", "[activat
   CHECK(out == id);
   CHECK_THROWS_AS(deepstruct::activation_from_string("swish"), deepstruct::value_error);
 }
+
+TEMPLATE_TEST_CASE("activation: a value's activation does not depend on where it is in a matrix", "[activation]", float, double) {
+  // Eigen evaluates the last size % packet values of an array without SIMD, whose tanh and exp
+  // are not the SIMD ones; activate_values puts them through a zero-padded packet instead, so
+  // that a batch tile and a whole matrix (predict and forward) agree bit for bit.
+  using Mat = Eigen::Matrix<TestType, -1, -1>;
+  deepstruct::Generator gen(3);
+  const Mat values = test::random_matrix<TestType>(37, 1, gen) * TestType(3);
+  for (const deepstruct::Activation a : {deepstruct::Activation::relu, deepstruct::Activation::tanh, deepstruct::Activation::sigmoid,
+                                         deepstruct::Activation::gelu, deepstruct::Activation::leaky_relu, deepstruct::Activation::identity}) {
+    INFO(deepstruct::to_string(a));
+    // Each value alone, at the start of a full packet (the SIMD path).
+    Mat alone(64, values.size());
+    for (Eigen::Index j = 0; j < values.size(); ++j) alone.col(j).setConstant(values(j));
+    deepstruct::activate(a, alone, alone);
+    // All 37 in one column: most in packets, the last few in the tail.
+    Mat column = values, out;
+    deepstruct::activate(a, column, out);
+    REQUIRE(out.rows() == 37);  // resized
+    for (Eigen::Index j = 0; j < values.size(); ++j) CHECK(out(j) == alone(0, j));
+    // activate_values on a part of a buffer, and activate on an expression (a block).
+    std::vector<TestType> buf(values.data(), values.data() + values.size());
+    deepstruct::activate_values(a, buf.data() + 5, buf.data() + 5, 30);
+    for (Eigen::Index j = 5; j < 35; ++j) CHECK(buf[static_cast<std::size_t>(j)] == alone(0, j));
+    CHECK(buf[0] == values(0));
+    CHECK(buf[36] == values(36));
+    Mat big = Mat::Zero(40, 2), block_out(37, 1);
+    big.topLeftCorner(37, 1) = values;
+    deepstruct::activate(a, big.topLeftCorner(37, 1), block_out);
+    if (a != deepstruct::Activation::tanh && a != deepstruct::Activation::sigmoid) CHECK(block_out == out);
+    else CHECK((block_out - out).cwiseAbs().maxCoeff() <= 4 * std::numeric_limits<TestType>::epsilon());
+  }
+}

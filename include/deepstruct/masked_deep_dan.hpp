@@ -255,16 +255,16 @@ class MaskedDeepDAN : public ModelBase<MaskedDeepDAN<Scalar_>, Scalar_> {
     }
   }
 
-  void run_forward(const Eigen::Ref<const Matrix>& x, Activations& a, Matrix& logits, bool training) {
+  void check_input(const Eigen::Ref<const Matrix>& x, bool training) const {
     if (x.rows() != inputs())
       DEEPSTRUCT_THROW(shape_error, std::string(name_) + "::" + (training ? "forward" : "predict") +
                                         ": expected input with " + std::to_string(inputs()) +
                                         " rows (flattened features x batch, one sample per column), found " +
                                         detail::shape_str(x.rows(), x.cols()));
-    if (!training && skips_.empty() && !options_.use_layer_norm) {
-      predict_chain(x, a, logits);
-      return;
-    }
+  }
+
+  void run_forward(const Eigen::Ref<const Matrix>& x, Activations& a, Matrix& logits, bool training) {
+    check_input(x, training);
     const std::size_t L = num_hidden_layers();
     a.main_pre.resize(L);
     a.main_post.resize(L);
@@ -314,6 +314,7 @@ class MaskedDeepDAN : public ModelBase<MaskedDeepDAN<Scalar_>, Scalar_> {
   /// through the whole run, activations included, while it is in cache; the other layers run
   /// forward() and activate() as in training. The same logits as the forward of training.
   void predict_chain(const Eigen::Ref<const Matrix>& x, Activations& a, Matrix& logits) {
+    check_input(x, false);
     const std::size_t L = num_hidden_layers();  // layers_: the mains 0..L-1, then the output layer
     const Index batch = x.cols();
     const bool tiled = batch > detail::per_sample_batch<Scalar>;  // a few samples run one layer at a time
@@ -443,7 +444,13 @@ auto MaskedDeepDAN<Scalar_>::forward(const Eigen::Ref<const Matrix>& x) -> const
 }
 
 template <typename Scalar_>
-void MaskedDeepDAN<Scalar_>::predict(const Eigen::Ref<const Matrix>& x, Matrix& logits) { run_forward(x, eval_, logits, false); }
+void MaskedDeepDAN<Scalar_>::predict(const Eigen::Ref<const Matrix>& x, Matrix& logits) {
+  // Here, not in run_forward: a program that only trains does not compile the chains.
+  if (skips_.empty() && !options_.use_layer_norm)
+    predict_chain(x, eval_, logits);
+  else
+    run_forward(x, eval_, logits, false);
+}
 
 template <typename Scalar_>
 void MaskedDeepDAN<Scalar_>::backward(const Eigen::Ref<const Matrix>& x, const Eigen::Ref<const Matrix>& grad_logits,

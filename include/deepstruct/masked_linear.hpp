@@ -274,11 +274,13 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
     detail::sparse_chain_forward<Scalar>(layers.data(), n, activate_output, x.data(), x.outerStride(), first.in_features(),
                                          batch, y.data(), y.outerStride(), first.scratch_, threads,
                                          [f](Scalar* tile, Index rows, Index columns) {
-                                           // rows x columns of a row-major tile: a columns x rows
-                                           // column-major block; f is elementwise
-                                           Eigen::Map<Matrix, 0, Eigen::OuterStride<>> block(tile, columns, rows,
-                                                                                             Eigen::OuterStride<>(T));
-                                           activate(f, block, block);
+                                           // rows x columns of a row-major tile with row stride T:
+                                           // all of it in one run when the tile is full
+                                           if (columns == T) {
+                                             activate_values(f, tile, tile, rows * T);
+                                           } else {
+                                             for (Index r = 0; r < rows; ++r) activate_values(f, tile + r * T, tile + r * T, columns);
+                                           }
                                          });
   }
 
