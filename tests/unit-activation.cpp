@@ -59,5 +59,12 @@ TEMPLATE_TEST_CASE("activation: a value's activation does not depend on where it
     deepstruct::activate(a, big.topLeftCorner(37, 1), block_out);
     if (a != deepstruct::Activation::tanh && a != deepstruct::Activation::sigmoid) CHECK(block_out == out);
     else CHECK((block_out - out).cwiseAbs().maxCoeff() <= 4 * std::numeric_limits<TestType>::epsilon());
+    // Plain matrices of different storage orders: element by element, not memory order.
+    const Mat square = test::random_matrix<TestType>(5, 7, gen);
+    const Eigen::Matrix<TestType, -1, -1, Eigen::RowMajor> row_major = square;
+    Mat from_row_major, from_col_major;
+    deepstruct::activate(a, row_major, from_row_major);
+    deepstruct::activate(a, square, from_col_major);
+    CHECK((from_row_major - from_col_major).cwiseAbs().maxCoeff() <= 4 * std::numeric_limits<TestType>::epsilon());
   }
 }

@@ -453,6 +453,13 @@ TEMPLATE_TEST_CASE("MaskedDeepFFN: predict runs sparse layers as chains of tiles
         CHECK(predicted == out);  // bit for bit, whatever the activation
       }
     }
+    // predict(m, m): the logits replace the input, as they did layer by layer.
+    for (std::size_t k = 0; k < model.num_layers(); ++k) model.layer(k).set_execution(Execution::sparse);
+    const Eigen::Matrix<TestType, -1, -1> x = test::random_matrix<TestType>(50, T + 3, gen);
+    const Eigen::Matrix<TestType, -1, -1> expected = model.forward(x);
+    Eigen::Matrix<TestType, -1, -1> m = x;
+    model.predict(m, m);
+    CHECK(m == expected);
     // A wrong input is the model's error, named as such, on the chain path too.
     Eigen::Matrix<TestType, -1, -1> logits;
     CHECK_THROWS_WITH(model.predict(Eigen::Matrix<TestType, -1, -1>::Zero(49, 3), logits),

@@ -105,9 +105,11 @@ void activate_values(Activation a, const Scalar* in, Scalar* out, Eigen::Index n
 }
 
 /// out = act(in), elementwise; out may alias in. A plain matrix `out` is resized to in's shape.
+/// Plain matrices of one storage order go through activate_values, anything else through Eigen's
+/// expressions.
 template <typename In, typename Out>
 void activate(Activation a, const Eigen::MatrixBase<In>& in, Eigen::MatrixBase<Out>& out) {
-  if constexpr (detail::is_plain_object<In> && detail::is_plain_object<Out>) {
+  if constexpr (detail::is_plain_object<In> && detail::is_plain_object<Out> && bool(In::IsRowMajor) == bool(Out::IsRowMajor)) {
     out.derived().resize(in.rows(), in.cols());
     activate_values(a, in.derived().data(), out.derived().data(), in.size());
   } else {

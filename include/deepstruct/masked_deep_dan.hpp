@@ -198,6 +198,7 @@ class MaskedDeepDAN : public ModelBase<MaskedDeepDAN<Scalar_>, Scalar_> {
   /// sigmoid, whose derivative reads them), the hidden layers, the logits, the batch size.
   struct Activations {
     std::vector<Matrix> main_pre, main_post, skip_pre, skip_post, hidden;
+    std::vector<Layer*> chain;  // predict_chain's layer pointers, set on every call (copies of a model point elsewhere)
     Matrix logits;
     Index batch = -1;           // of the last complete forward; -1: none
     Probe probe;                // a few entries of its input (fingerprint)
@@ -319,17 +320,23 @@ class MaskedDeepDAN : public ModelBase<MaskedDeepDAN<Scalar_>, Scalar_> {
     const Index batch = x.cols();
     const bool tiled = batch > detail::per_sample_batch<Scalar>;  // a few samples run one layer at a time
     a.hidden.resize(L);
-    std::vector<Layer*> chain(L + 1);
-    for (std::size_t t = 0; t <= L; ++t) chain[t] = &layers_[t];
+    a.chain.resize(L + 1);
+    for (std::size_t t = 0; t <= L; ++t) a.chain[t] = &layers_[t];
+    // predict(m, m) worked layer by layer (x read by the first layer, logits written by the last);
+    // a single run reads x and writes the logits in one call, so it writes a buffer of its own.
+    const Scalar* x_end = x.data() + (x.cols() > 0 ? x.outerStride() * (x.cols() - 1) + x.rows() : 0);
+    const bool logits_overlap_x = x.size() > 0 && logits.size() > 0 && logits.data() < x_end && x.data() < logits.data() + logits.size();
     for (std::size_t i = 0; i <= L;) {
       std::size_t j = i;  // the run [i, j]
       if (tiled && layers_[i].runs_sparse_forward(batch))
         while (j < L && layers_[j + 1].runs_sparse_forward(batch)) ++j;
-      Matrix& out = j == L ? logits : a.hidden[j];
+      const bool via_buffer = j == L && i == 0 && logits_overlap_x;
+      Matrix& out = j < L ? a.hidden[j] : via_buffer ? a.logits : logits;
       if (i == 0)
-        Layer::forward_chain(&chain[i], j - i + 1, options_.activation, j < L, x, out);
+        Layer::forward_chain(&a.chain[i], j - i + 1, options_.activation, j < L, x, out);
       else
-        Layer::forward_chain(&chain[i], j - i + 1, options_.activation, j < L, a.hidden[i - 1], out);
+        Layer::forward_chain(&a.chain[i], j - i + 1, options_.activation, j < L, a.hidden[i - 1], out);
+      if (via_buffer) logits = a.logits;
       i = j + 1;
     }
   }

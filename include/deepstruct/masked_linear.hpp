@@ -256,7 +256,8 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
       return;
     }
     y.resize(chain[n - 1]->out_features(), batch);
-    std::vector<detail::ChainLayer<Scalar>> layers(n);
+    std::vector<detail::ChainLayer<Scalar>>& layers = first.scratch_.chain;  // no allocation once sized
+    layers.resize(n);
     Index widest = 0;
     double flops = 0;
     for (std::size_t l = 0; l < n; ++l) {
@@ -269,7 +270,7 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
       flops += layer.sparse_flops(batch);
     }
     const int threads = first.sparse_threads(batch, flops);
-    first.scratch_.prepare_chain(first.in_features(), widest, threads);
+    first.scratch_.prepare_chain(first.in_features(), widest, threads, n);
     constexpr Index T = detail::batch_tile<Scalar>;
     detail::sparse_chain_forward<Scalar>(layers.data(), n, activate_output, x.data(), x.outerStride(), first.in_features(),
                                          batch, y.data(), y.outerStride(), first.scratch_, threads,

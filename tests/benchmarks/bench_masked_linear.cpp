@@ -396,8 +396,10 @@ int main(int argc, char** argv) {
           std::printf("ERROR: forward_chain and the layers' forwards differ by %g at density %g\n", cm.diff, density);
         }
         chain_lim = cm.per_layer_ratio / d;
+        double chain_flop = 0;  // GF/s of the whole chain (the --quick layers differ in size)
+        for (const Layer& l : layers) chain_flop += 2.0 * double(l.nnz()) * double(batch);
         std::printf("%7s %6s %-10s %10.3f %10.2f %12s %12s %9.2f\n", "", "", "in chain", cm.per_layer_ms,
-                    gflops(sparse_flop, cm.per_layer_ms), "", "", chain_lim);
+                    gflops(chain_flop, cm.per_layer_ms * double(layers.size())), "", "", chain_lim);
       }
       if (with_gemm && density == 1.0) {
         const double r = 1.0 / m.dense_over_gemm;  // GF/s ratio = inverse time ratio

@@ -695,6 +695,14 @@ void sparse_backward_per_sample(const SparseBlocks<Scalar>& s, const Scalar* x, 
   }
 }
 
+/// One layer of sparse_chain_forward: its blocked CSR, its bias (or null), its output features.
+template <typename Scalar>
+struct ChainLayer {
+  const SparseBlocks<Scalar>* blocks = nullptr;
+  const Scalar* bias = nullptr;
+  Eigen::Index out = 0;
+};
+
 /// Scratch of the tile kernels, for up to `threads` threads: every thread transposes into its
 /// own tiles; in the backward, each group of tiles after the first sums its weight gradients into
 /// its own nnz values, added up at the end (cache-line aligned buffers, see TileBuffer).
@@ -727,22 +735,15 @@ struct SparseScratch {
     }
   }
 
-  /// For sparse_chain_forward: x tiles of `in_features`, two hidden tiles (y_tile, chain_tile) of
-  /// the widest layer's outputs, per thread.
-  void prepare_chain(Eigen::Index in_features, Eigen::Index widest, int thread_count) {
+  /// For sparse_chain_forward over `layers` layers: x tiles of `in_features` and the hidden
+  /// tiles of the widest layer's outputs (y_tile, and chain_tile for a second layer), per thread.
+  void prepare_chain(Eigen::Index in_features, Eigen::Index widest, int thread_count, std::size_t layers) {
     prepare(in_features, widest, 0, thread_count, false);
     const auto size = static_cast<std::size_t>(threads) * static_cast<std::size_t>(widest * TileShape<Scalar>::width);
-    if (chain_tile.size() < size) chain_tile.resize(size);
+    if (layers > 1 && chain_tile.size() < size) chain_tile.resize(size);
   }
   TileBuffer<Scalar> chain_tile;
-};
-
-/// One layer of sparse_chain_forward: its blocked CSR, its bias (or null), its output features.
-template <typename Scalar>
-struct ChainLayer {
-  const SparseBlocks<Scalar>* blocks = nullptr;
-  const Scalar* bias = nullptr;
-  Eigen::Index out = 0;
+  std::vector<ChainLayer<Scalar>> chain;  // the layers of the last chain (reused: no allocation per call)
 };
 
 /// y = L_n(f(... f(L_1 x))) (and f of that too when activate_last) for n layers y = W x + b with
@@ -764,7 +765,7 @@ void sparse_chain_forward(const ChainLayer<Scalar>* layers, std::size_t n, bool 
   const Eigen::Index tiles = (batch + T - 1) / T;
   for_each_piece(tiles, threads, [&](Eigen::Index t, int tid) {
     Scalar* x_tile = scratch.x_tile.data() + tid * in * T;
-    Scalar* tile[2] = {scratch.y_tile.data() + tid * widest * T, scratch.chain_tile.data() + tid * widest * T};
+    Scalar* tile[2] = {scratch.y_tile.data() + tid * widest * T, n > 1 ? scratch.chain_tile.data() + tid * widest * T : nullptr};
     const Eigen::Index b0 = t * T;
     const Eigen::Index width = b0 + T <= batch ? T : batch - b0;
     const Eigen::Index next_width = threads > 1 ? 0 : std::min(T, batch - b0 - width);
