@@ -32,6 +32,19 @@
 #include "deepstruct/threads.hpp"
 
 namespace deepstruct {
+namespace detail {
+
+/// Whether n scalars from `out` overlap a rows x cols column-major block at `in` with leading
+/// dimension ld (its columns and the gaps between them: a conservative, O(1) test).
+template <typename Scalar>
+bool memory_overlaps(const Scalar* in, Eigen::Index rows, Eigen::Index cols, Eigen::Index ld, const Scalar* out, Eigen::Index n) {
+  if (rows * cols == 0 || n == 0) return false;
+  const Scalar* in_end = in + (cols - 1) * ld + rows;
+  const std::less<const Scalar*> before;  // a total order, also for pointers into different arrays
+  return before(in, out + n) && before(out, in_end);
+}
+
+}  // namespace detail
 
 template <typename Scalar_>
 class MaskedLinear : public MaskedLayer<Scalar_> {
@@ -504,13 +517,7 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
   /// it is read, or resizing `out` would free it.
   static void check_no_alias(const ConstMatrixRef& in, const Matrix& out, const char* where, const char* out_name,
                              const char* in_name) {
-    if (in.size() == 0 || out.size() == 0) return;
-    const Scalar* in_begin = in.data();
-    const Scalar* in_end = in.data() + (in.cols() - 1) * in.outerStride() + in.rows();
-    const Scalar* out_begin = out.data();
-    const Scalar* out_end = out.data() + out.size();
-    const std::less<const Scalar*> before;  // a total order, also for pointers into different arrays
-    if (before(in_begin, out_end) && before(out_begin, in_end))
+    if (detail::memory_overlaps(in.data(), in.rows(), in.cols(), in.outerStride(), out.data(), out.size()))
       DEEPSTRUCT_THROW(shape_error, std::string("MaskedLinear::") + where + ": expected " + out_name +
                                         " not to share memory with " + in_name + ", found " + out_name + " (" +
                                         detail::shape_str(out.rows(), out.cols()) + ") overlapping " + in_name + " (" +

@@ -793,35 +793,18 @@ void sparse_chain_forward(const ChainLayer<Scalar>* layers, std::size_t n, bool 
 
 /// y = W x + b for a features x batch x (column-major, leading dimension ld_x), with the blocked
 /// CSR `s`. `bias` may be null. `scratch` was prepared for in, out and at least `threads` threads.
+/// A chain of one layer without activation (sparse_chain_forward), or the per-sample kernel for a
+/// few samples.
 template <typename Scalar>
 void sparse_forward(const SparseBlocks<Scalar>& s, const Scalar* bias, const Scalar* x, Eigen::Index ld_x, Eigen::Index in,
                     Eigen::Index out, Eigen::Index batch, Scalar* y, Eigen::Index ld_y, SparseScratch<Scalar>& scratch,
                     int threads = 1) {
-  constexpr Eigen::Index T = TileShape<Scalar>::width;
   if (batch <= per_sample_batch<Scalar>) {
     sparse_forward_per_sample(s, bias, x, ld_x, out, batch, y, ld_y);
     return;
   }
-  threads = std::min(threads, scratch.threads);
-  const Eigen::Index tiles = (batch + T - 1) / T;
-  for_each_piece(tiles, threads, [&](Eigen::Index t, int tid) {
-    Scalar* x_tile = scratch.x_tile.data() + tid * in * T;
-    Scalar* y_tile = scratch.y_tile.data() + tid * out * T;
-    const Eigen::Index b0 = t * T;
-    const Eigen::Index width = b0 + T <= batch ? T : batch - b0;
-    const Eigen::Index next_width = threads > 1 ? 0 : std::min(T, batch - b0 - width);
-    load_transposed_tile<Scalar>(x + b0 * ld_x, ld_x, in, width, x_tile);
-    // While the kernel runs: this tile's output lines, and (one thread: the next tile is known)
-    // the next tile's inputs, when they are contiguous ranges.
-    TilePrefetch prefetch;
-    if (ld_y == out) prefetch.out = LineStream(y + b0 * ld_y, static_cast<std::size_t>(out * width) * sizeof(Scalar), true);
-    if (next_width > 0 && ld_x == in)
-      prefetch.in = LineStream(x + (b0 + T) * ld_x, static_cast<std::size_t>(in * next_width) * sizeof(Scalar), false);
-    dispatch_packets<Scalar>(width, [&](auto rc) {
-      blocked_times_tile<Scalar, decltype(rc)::value>(s, x_tile, y_tile, out, bias, &prefetch);
-    });
-    store_transposed_tile<Scalar>(y_tile, out, width, y + b0 * ld_y, ld_y);
-  });
+  const ChainLayer<Scalar> layer{&s, bias, out};
+  sparse_chain_forward<Scalar>(&layer, 1, false, x, ld_x, in, batch, y, ld_y, scratch, threads, [](Scalar*, Eigen::Index, Eigen::Index) {});
 }
 
 /// Backward through y = W x + b with the blocked CSC `s` (see SparseBlocks), for the batch in
