@@ -936,6 +936,35 @@ TEMPLATE_TEST_CASE("MaskedLinear: blocked sparse kernels on layers wide enough f
   }
 }
 
+TEMPLATE_TEST_CASE("detail::spread_prefetch_pays: a kernel prefetches for the tile copies only when its block of tile rows nearly fits in L1",
+                   "[masked_linear][sparse]", float, double) {
+  // Where the kernel does not (one 1000-feature block of 256 KiB), the copies prefetch along
+  // their columns themselves; the 1600 x 1500 layer of the test above is such a layer, and the
+  // small layers of the other tests are not, so the kernels run both ways in these tests.
+  using deepstruct::detail::batch_tile;
+  std::mt19937_64 gen(5);
+  auto pays = [&](Eigen::Index out, Eigen::Index in, double density) {
+    deepstruct::detail::CsrWeights<TestType> csr;
+    csr.build_pattern(random_mask<TestType>(out, in, density, gen));
+    deepstruct::detail::SparseBlocks<TestType> blocks;
+    blocks.build(out, in, csr.row_start.data(), csr.col.data(), batch_tile<TestType>,
+                 [&](Eigen::Index o, Eigen::Index i) { return o + i * out; });
+    INFO(out << " x " << in << " at density " << density << ": blocks of " << blocks.block << " features");
+    const bool fits = blocks.block * batch_tile<TestType> * Eigen::Index(sizeof(TestType)) <= 64 * 1024;
+    CHECK(deepstruct::detail::spread_prefetch_pays(blocks, batch_tile<TestType>) == fits);
+    return fits;
+  };
+  const bool avx512 = batch_tile<TestType> * Eigen::Index(sizeof(TestType)) == 256;  // 4 packets of 64 bytes
+  if (avx512) {  // the measured cases (docs/benchmarks.md)
+    CHECK_FALSE(pays(1000, 1000, 0.01));  // one block of 1000 features
+    CHECK_FALSE(pays(1000, 1000, 0.04));  // 3 blocks of 334
+    CHECK(pays(1000, 1000, 0.05));        // 4 blocks of 250
+    CHECK(pays(1000, 1000, 0.1));
+    CHECK_FALSE(pays(1500, 1600, 0.05));
+  }
+  CHECK(pays(37, 45, 0.3));
+}
+
 TEMPLATE_TEST_CASE("MaskedLinear: the sparse forward starts every row from its bias, whichever feature block it starts in",
                    "[masked_linear][sparse]", float, double) {
   // The forward kernel starts the rows of its first feature block from the bias in registers and

@@ -299,6 +299,20 @@ struct SparseBlocks {
   }
 };
 
+/// Prefetches the line at p for reading (Write = false) or for writing, without temporal
+/// locality (prefetchnta on x86 for reads). The forward of a 1000 x 1000 layer at batch 1024
+/// after a dense pass (AMD Zen 5, medians of 9 interleaved runs, the spread prefetches of
+/// TilePrefetch): 0.75 ms at density 0.01 and 1.40 ms at 0.05 with these hints, 0.81 and 1.47 ms
+/// with prefetcht1 for the reads.
+template <bool Write>
+EIGEN_STRONG_INLINE void prefetch_line(const void* p) {
+#if defined(__GNUC__)
+  __builtin_prefetch(p, Write ? 1 : 0, 0);
+#else
+  Eigen::internal::prefetch(static_cast<const char*>(p));
+#endif
+}
+
 /// Software prefetches over a contiguous range, a few cache lines at a time, so that a kernel can
 /// spread them over its work: while the multiply-adds of one tile run, the next tile's inputs
 /// come into cache and the lines of the tile's output are fetched for writing, instead of the
@@ -314,18 +328,10 @@ struct LineStream {
   std::size_t lines() const { return next < end ? static_cast<std::size_t>(end - next + 63) / 64 : 0; }
   EIGEN_STRONG_INLINE void issue(Eigen::Index n) {
     for (; n > 0 && next < end; --n, next += 64) {
-#if defined(__GNUC__)
-      // Reads without temporal locality (prefetchnta on x86). The forward of a 1000 x 1000
-      // layer at batch 1024 after a dense pass (AMD Zen 5, medians of 9 interleaved runs): 0.75
-      // ms at density 0.01 and 1.40 ms at 0.05 with these prefetches, 0.81 and 1.47 ms with
-      // prefetcht1 for the reads, 0.79 and 1.54 ms without prefetches.
       if (write)
-        __builtin_prefetch(next, 1, 0);
+        prefetch_line<true>(next);
       else
-        __builtin_prefetch(next, 0, 0);
-#else
-      Eigen::internal::prefetch(next);
-#endif
+        prefetch_line<false>(next);
     }
   }
 };
@@ -348,20 +354,48 @@ struct TilePrefetch {
   }
 };
 
+/// Whether a kernel over `s` should carry the prefetches of TilePrefetch (the next tile's inputs,
+/// this tile's output lines): when its block of tile rows (s.block rows of `tile_width` scalars)
+/// takes at most 64 KiB, 4/3 of the L1 budget of SparseBlocks. Otherwise the tile copies
+/// prefetch along their columns themselves (prefetch_ahead). A prefetch holds one of the L1's few
+/// miss buffers until its line comes from memory; a kernel whose block does not fit in L1 waits
+/// on L2 through the same buffers and slows down by more than the prefetches save. 1000 x 1000
+/// float layer, batch 1024, after a dense pass, AMD Zen 5 (1 MiB L2), medians of 21 rounds that
+/// alternate the two ways in one process: forward at density 0.01 (one block of 256 KiB)
+/// 0.81-0.97 ms with the kernel's prefetches against 0.66-0.73 with the copies', at 0.04 (85
+/// KiB) 1.48-1.92 against 1.44-1.75; at 0.05 (64 KiB) 1.56-1.61 against 1.61-1.65, and the
+/// backward 3.16-3.21 against 3.38-3.40.
+template <typename Scalar>
+bool spread_prefetch_pays(const SparseBlocks<Scalar>& s, Eigen::Index tile_width) {
+  return s.block * tile_width * static_cast<Eigen::Index>(sizeof(Scalar)) <= 64 * 1024;
+}
+
+/// How far ahead (in scalars, 256 bytes) the tile copies prefetch along each column they read or
+/// write: every column is a stream of its own, one 64-byte piece per packet x packet block, and
+/// the hardware prefetchers follow 16 such streams late. 1000 x 1000 floats, batch 1024, Zen 5:
+/// the copy of x into the 16 tiles took 0.115 ms from L3 with these prefetches against 0.145
+/// without (0.18-0.19 against 0.21-0.24 from memory), the copy out of them 0.100 against 0.116
+/// (0.157-0.164 against 0.18-0.19); 128 and 32 bytes ahead did less well.
+template <typename Scalar>
+constexpr Eigen::Index prefetch_ahead = static_cast<Eigen::Index>(256 / sizeof(Scalar));
+
 /// Copies columns [0, width) of a features x width block of a column-major matrix (leading
 /// dimension ld) into tile (features x T, row-major), zero-padding columns width..T-1.
-/// Full packet x packet blocks are transposed in registers. (The tile's columns are short
-/// streams, one per sample, that the hardware prefetchers pick up late: the kernels prefetch the
-/// next tile while they run, TilePrefetch.)
+/// Full packet x packet blocks are transposed in registers, one packet of columns at a time
+/// down all features; with prefetch_columns each column is prefetched prefetch_ahead scalars
+/// ahead of its reads (without, when a kernel's TilePrefetch brought the lines already).
 template <typename Scalar>
 DEEPSTRUCT_FLATTEN void load_transposed_tile(const Scalar* x, Eigen::Index ld, Eigen::Index features, Eigen::Index width,
-                                             Scalar* tile) {
+                                             Scalar* tile, bool prefetch_columns) {
   using Shape = TileShape<Scalar>;
   using Packet = typename Shape::Packet;
   constexpr Eigen::Index T = Shape::width, P = Shape::packet;
+  constexpr Eigen::Index ahead = prefetch_ahead<Scalar>;
   const Eigen::Index fp = features - features % P, wp = width - width % P;
   for (Eigen::Index j0 = 0; j0 < wp; j0 += P)
     for (Eigen::Index f0 = 0; f0 < fp; f0 += P) {
+      if (prefetch_columns && f0 + ahead < fp)
+        unrolled<Shape::packet>([&](auto q) { prefetch_line<false>(x + (j0 + q) * ld + f0 + ahead); });
       Eigen::internal::PacketBlock<Packet, Shape::packet> block;
       unrolled<Shape::packet>([&](auto q) { block.packet[q] = Eigen::internal::ploadu<Packet>(x + (j0 + q) * ld + f0); });
       Eigen::internal::ptranspose(block);
@@ -398,15 +432,20 @@ DEEPSTRUCT_FLATTEN void load_transposed_tile(const Scalar* x, Eigen::Index ld, E
 /// not in cache, which a copy through a staging buffer had worked around; column blocks outside
 /// need no stage (1000 x 1000 layer, batch 1024, after a dense pass, Zen 5: the forward at
 /// density 0.01 took 0.61-0.64 ms against 0.68-0.73 ms with the stage, 0.05 1.20-1.29 against
-/// 1.30-1.34 ms, 0.001 0.45 against 0.56 ms).
+/// 1.30-1.34 ms, 0.001 0.45 against 0.56 ms). With prefetch_columns each column is prefetched
+/// for writing prefetch_ahead scalars ahead of its stores.
 template <typename Scalar>
-DEEPSTRUCT_FLATTEN void store_transposed_tile(const Scalar* buf, Eigen::Index rows, Eigen::Index width, Scalar* y, Eigen::Index ld) {
+DEEPSTRUCT_FLATTEN void store_transposed_tile(const Scalar* buf, Eigen::Index rows, Eigen::Index width, Scalar* y, Eigen::Index ld,
+                                              bool prefetch_columns) {
   using Shape = TileShape<Scalar>;
   using Packet = typename Shape::Packet;
   constexpr Eigen::Index T = Shape::width, P = Shape::packet;
+  constexpr Eigen::Index ahead = prefetch_ahead<Scalar>;
   const Eigen::Index rp = rows - rows % P, wp = width - width % P;
   for (Eigen::Index j0 = 0; j0 < wp; j0 += P)
     for (Eigen::Index r0 = 0; r0 < rp; r0 += P) {
+      if (prefetch_columns && r0 + ahead < rp)
+        unrolled<Shape::packet>([&](auto q) { prefetch_line<true>(y + (j0 + q) * ld + r0 + ahead); });
       Eigen::internal::PacketBlock<Packet, Shape::packet> block;
       unrolled<Shape::packet>([&](auto q) { block.packet[q] = Eigen::internal::ploadu<Packet>(buf + (r0 + q) * T + j0); });
       Eigen::internal::ptranspose(block);
@@ -763,31 +802,34 @@ void sparse_chain_forward(const ChainLayer<Scalar>* layers, std::size_t n, bool 
   threads = std::min(threads, scratch.threads);
   const Eigen::Index widest = scratch.out, last_out = layers[n - 1].out;
   const Eigen::Index tiles = (batch + T - 1) / T;
+  // The first layer prefetches the next tile's x while it runs, the last one this tile's lines
+  // of y, where their kernels can afford it (spread_prefetch_pays); the copies prefetch the rest.
+  const bool spread_first = spread_prefetch_pays(*layers[0].blocks, T);
+  const bool spread_last = spread_prefetch_pays(*layers[n - 1].blocks, T) && ld_y == last_out;
   for_each_piece(tiles, threads, [&](Eigen::Index t, int tid) {
     Scalar* x_tile = scratch.x_tile.data() + tid * in * T;
     Scalar* tile[2] = {scratch.y_tile.data() + tid * widest * T, n > 1 ? scratch.chain_tile.data() + tid * widest * T : nullptr};
     const Eigen::Index b0 = t * T;
     const Eigen::Index width = b0 + T <= batch ? T : batch - b0;
     const Eigen::Index next_width = threads > 1 ? 0 : std::min(T, batch - b0 - width);
-    load_transposed_tile<Scalar>(x + b0 * ld_x, ld_x, in, width, x_tile);
+    const bool x_prefetched = spread_first && threads == 1 && ld_x == in && t > 0;  // by tile t - 1
+    load_transposed_tile<Scalar>(x + b0 * ld_x, ld_x, in, width, x_tile, !x_prefetched);
     const Scalar* src = x_tile;
     dispatch_packets<Scalar>(width, [&](auto rc) {
       constexpr int R = decltype(rc)::value;
       for (std::size_t l = 0; l < n; ++l) {
-        // The prefetches of sparse_forward: the next tile's inputs while the first layer runs,
-        // this tile's output lines while the last one does.
         TilePrefetch prefetch;
-        if (l == 0 && next_width > 0 && ld_x == in)
+        const bool first = l == 0 && spread_first, last = l + 1 == n && spread_last;
+        if (first && next_width > 0 && ld_x == in)
           prefetch.in = LineStream(x + (b0 + T) * ld_x, static_cast<std::size_t>(in * next_width) * sizeof(Scalar), false);
-        if (l + 1 == n && ld_y == last_out)
-          prefetch.out = LineStream(y + b0 * ld_y, static_cast<std::size_t>(last_out * width) * sizeof(Scalar), true);
+        if (last) prefetch.out = LineStream(y + b0 * ld_y, static_cast<std::size_t>(last_out * width) * sizeof(Scalar), true);
         Scalar* dst = tile[l % 2];
-        blocked_times_tile<Scalar, R>(*layers[l].blocks, src, dst, layers[l].out, layers[l].bias, &prefetch);
+        blocked_times_tile<Scalar, R>(*layers[l].blocks, src, dst, layers[l].out, layers[l].bias, first || last ? &prefetch : nullptr);
         if (l + 1 < n || activate_last) between(dst, layers[l].out, static_cast<Eigen::Index>(R) * P);
         src = dst;
       }
     });
-    store_transposed_tile<Scalar>(src, last_out, width, y + b0 * ld_y, ld_y);
+    store_transposed_tile<Scalar>(src, last_out, width, y + b0 * ld_y, ld_y, !spread_last);
   });
 }
 
@@ -831,13 +873,14 @@ void sparse_backward(const SparseBlocks<Scalar>& s, const Scalar* x, Eigen::Inde
     return;
   }
   const Eigen::Index tiles = (batch + T - 1) / T, nnz = s.nnz();
+  const bool spread = spread_prefetch_pays(s, T);  // else the copies prefetch for themselves
   groups = static_cast<int>(std::max<Eigen::Index>(1, std::min<Eigen::Index>(groups, tiles)));
   threads = std::max(1, std::min({threads, scratch.threads, groups}));
   if (grad_bias != nullptr)
     for (Eigen::Index o = 0; o < groups * out * P; ++o) scratch.bias_tile[static_cast<std::size_t>(o)] = Scalar(0);
   if (grad_value != nullptr && groups > 1)
     std::fill(scratch.grad_value.begin(), scratch.grad_value.begin() + (groups - 1) * nnz, Scalar(0));
-  auto tile_body = [&](Eigen::Index t, Eigen::Index t_end, Eigen::Index grp, int tid) {
+  auto tile_body = [&](Eigen::Index t, Eigen::Index t_begin, Eigen::Index t_end, Eigen::Index grp, int tid) {
     Scalar* x_tile = scratch.x_tile.data() + tid * in * T;
     Scalar* g_tile = scratch.g_tile.data() + tid * out * T;
     Scalar* gx_tile = scratch.gx_tile.data() + tid * in * T;
@@ -846,10 +889,13 @@ void sparse_backward(const SparseBlocks<Scalar>& s, const Scalar* x, Eigen::Inde
     const Eigen::Index b0 = t * T;
     const Eigen::Index width = b0 + T <= batch ? T : batch - b0;
     const Eigen::Index next_width = t + 1 < t_end ? std::min(T, batch - b0 - width) : 0;
-    if (gv != nullptr) load_transposed_tile<Scalar>(x + b0 * ld_x, ld_x, in, width, x_tile);
-    load_transposed_tile<Scalar>(g + b0 * ld_g, ld_g, out, width, g_tile);
-    // While the kernel runs (see sparse_forward): the lines of this tile's dL/dx, and the next
-    // tile's x and g of this group.
+    // Prefetched while the kernel of the group's previous tile ran, when it could afford it
+    // (spread_prefetch_pays); else the copies prefetch for themselves.
+    const bool after_spread = spread && t > t_begin;
+    if (gv != nullptr) load_transposed_tile<Scalar>(x + b0 * ld_x, ld_x, in, width, x_tile, !(after_spread && ld_x == in));
+    load_transposed_tile<Scalar>(g + b0 * ld_g, ld_g, out, width, g_tile, !(after_spread && ld_g == out));
+    // While the kernel runs: the lines of this tile's dL/dx, and the next tile's x and g of this
+    // group.
     TilePrefetch prefetch;
     if (grad_x != nullptr && ld_gx == in)
       prefetch.out = LineStream(grad_x + b0 * ld_gx, static_cast<std::size_t>(in * width) * sizeof(Scalar), true);
@@ -869,18 +915,19 @@ void sparse_backward(const SparseBlocks<Scalar>& s, const Scalar* x, Eigen::Inde
         const Packet zero = Eigen::internal::pset1<Packet>(Scalar(0));
         for (Eigen::Index i = 0; i < in; ++i) unrolled<R>([&](auto r) { Eigen::internal::pstoreu(gx_tile + i * T + r * P, zero); });
         if (gv != nullptr)
-          blocked_backward_tile<Scalar, R, true, true>(s, x_tile, g_tile, gv, gx_tile, &prefetch);
+          blocked_backward_tile<Scalar, R, true, true>(s, x_tile, g_tile, gv, gx_tile, spread ? &prefetch : nullptr);
         else
-          blocked_backward_tile<Scalar, R, false, true>(s, x_tile, g_tile, gv, gx_tile, &prefetch);
+          blocked_backward_tile<Scalar, R, false, true>(s, x_tile, g_tile, gv, gx_tile, spread ? &prefetch : nullptr);
       } else if (gv != nullptr) {
-        blocked_backward_tile<Scalar, R, true, false>(s, x_tile, g_tile, gv, gx_tile, &prefetch);
+        blocked_backward_tile<Scalar, R, true, false>(s, x_tile, g_tile, gv, gx_tile, spread ? &prefetch : nullptr);
       }
     });
-    if (grad_x != nullptr) store_transposed_tile<Scalar>(gx_tile, in, width, grad_x + b0 * ld_gx, ld_gx);
+    if (grad_x != nullptr)
+      store_transposed_tile<Scalar>(gx_tile, in, width, grad_x + b0 * ld_gx, ld_gx, !(spread && ld_gx == in));
   };
   for_each_piece(groups, threads, [&](Eigen::Index grp, int tid) {
     const Eigen::Index t0 = tiles * grp / groups, t1 = tiles * (grp + 1) / groups;
-    for (Eigen::Index t = t0; t < t1; ++t) tile_body(t, t1, grp, tid);
+    for (Eigen::Index t = t0; t < t1; ++t) tile_body(t, t0, t1, grp, tid);
   });
   if (grad_value != nullptr)
     for (int grp = 1; grp < groups; ++grp) {
