@@ -806,23 +806,23 @@ void sparse_chain_forward(const ChainLayer<Scalar>* layers, std::size_t n, bool 
   const Eigen::Index tiles = (batch + T - 1) / T;
   // The first layer prefetches the next tile's x while it runs, the last one this tile's lines
   // of y, where their kernels can afford it (spread_prefetch_pays); the copies prefetch the rest.
-  const bool spread_first = spread_prefetch_pays(*layers[0].blocks, T);
+  // (The next tile is this thread's only on one thread: with more, the tiles are shared out.)
+  const bool spread_next_x = spread_prefetch_pays(*layers[0].blocks, T) && threads == 1 && ld_x == in;
   const bool spread_last = spread_prefetch_pays(*layers[n - 1].blocks, T) && ld_y == last_out;
   for_each_piece(tiles, threads, [&](Eigen::Index t, int tid) {
     Scalar* x_tile = scratch.x_tile.data() + tid * in * T;
     Scalar* tile[2] = {scratch.y_tile.data() + tid * widest * T, n > 1 ? scratch.chain_tile.data() + tid * widest * T : nullptr};
     const Eigen::Index b0 = t * T;
     const Eigen::Index width = b0 + T <= batch ? T : batch - b0;
-    const Eigen::Index next_width = threads > 1 ? 0 : std::min(T, batch - b0 - width);
-    const bool x_prefetched = spread_first && threads == 1 && ld_x == in && t > 0;  // by tile t - 1
-    load_transposed_tile<Scalar>(x + b0 * ld_x, ld_x, in, width, x_tile, !x_prefetched);
+    const Eigen::Index next_width = std::min(T, batch - b0 - width);
+    load_transposed_tile<Scalar>(x + b0 * ld_x, ld_x, in, width, x_tile, !(spread_next_x && t > 0));  // else by tile t - 1
     const Scalar* src = x_tile;
     dispatch_packets<Scalar>(width, [&](auto rc) {
       constexpr int R = decltype(rc)::value;
       for (std::size_t l = 0; l < n; ++l) {
         TilePrefetch prefetch;
-        const bool first = l == 0 && spread_first, last = l + 1 == n && spread_last;
-        if (first && next_width > 0 && ld_x == in)
+        const bool first = l == 0 && spread_next_x, last = l + 1 == n && spread_last;
+        if (first && next_width > 0)
           prefetch.in = LineStream(x + (b0 + T) * ld_x, static_cast<std::size_t>(in * next_width) * sizeof(Scalar), false);
         if (last) prefetch.out = LineStream(y + b0 * ld_y, static_cast<std::size_t>(last_out * width) * sizeof(Scalar), true);
         Scalar* dst = tile[l % 2];
@@ -899,11 +899,11 @@ void sparse_backward(const SparseBlocks<Scalar>& s, const Scalar* x, Eigen::Inde
     // While the kernel runs: the lines of this tile's dL/dx, and the next tile's x and g of this
     // group.
     TilePrefetch prefetch;
-    if (grad_x != nullptr && ld_gx == in)
+    if (spread && grad_x != nullptr && ld_gx == in)
       prefetch.out = LineStream(grad_x + b0 * ld_gx, static_cast<std::size_t>(in * width) * sizeof(Scalar), true);
-    if (next_width > 0 && gv != nullptr && ld_x == in)
+    if (spread && next_width > 0 && gv != nullptr && ld_x == in)
       prefetch.in = LineStream(x + (b0 + T) * ld_x, static_cast<std::size_t>(in * next_width) * sizeof(Scalar), false);
-    if (next_width > 0 && ld_g == out)
+    if (spread && next_width > 0 && ld_g == out)
       prefetch.in2 = LineStream(g + (b0 + T) * ld_g, static_cast<std::size_t>(out * next_width) * sizeof(Scalar), false);
     dispatch_packets<Scalar>(width, [&](auto rc) {
       constexpr int R = decltype(rc)::value;
