@@ -134,6 +134,7 @@ class BatchNorm2d : public Module<Scalar_> {
   }
 
   /// Evaluation with the running statistics into y; keeps nothing, changes nothing.
+  /// y may be the matrix x refers to (in place).
   void predict(const ConstMatrixRef& x, const ImageShape& in, Matrix& y) const {
     check(x, in, "predict");
     const Index C = channels();

@@ -140,17 +140,23 @@ inline CellGraphInfo analyze_cell_graph(const CellGraph& g) {
   return info;
 }
 
-/// Concatenates images along channels, each zero-padded at the bottom and right to the largest
-/// height and width among them (deepstruct's DeepCellDAN).
-template <typename Scalar>
-ImageShape concat_padded(const std::vector<const Eigen::Matrix<Scalar, -1, -1>*>& parts, const std::vector<ImageShape>& shapes,
-                         Eigen::Matrix<Scalar, -1, -1>& out) {
+/// The shape concat_padded gives images of these shapes.
+inline ImageShape concat_shape(const std::vector<ImageShape>& shapes) {
   ImageShape s{0, 0, 0};
   for (const ImageShape& p : shapes) {
     s.channels += p.channels;
     s.height = std::max(s.height, p.height);
     s.width = std::max(s.width, p.width);
   }
+  return s;
+}
+
+/// Concatenates images along channels, each zero-padded at the bottom and right to the largest
+/// height and width among them (deepstruct's DeepCellDAN).
+template <typename Scalar>
+ImageShape concat_padded(const std::vector<const Eigen::Matrix<Scalar, -1, -1>*>& parts, const std::vector<ImageShape>& shapes,
+                         Eigen::Matrix<Scalar, -1, -1>& out) {
+  const ImageShape s = concat_shape(shapes);
   const Eigen::Index batch = parts.front()->cols();
   bool padded = false;
   for (const ImageShape& p : shapes) padded = padded || p.height != s.height || p.width != s.width;
@@ -278,10 +284,9 @@ class ReductionCell {
     conv_reduce.backward(x, in, g_, grad_x);
   }
   void predict(const ConstMatrixRef& x, const ImageShape& in, Matrix& y) {
-    Matrix a;
-    conv_reduce.forward(x, in, a);
-    a = a.cwiseMax(Scalar(0));
-    batch_norm.predict(a, output_shape(in), y);
+    conv_reduce.forward(x, in, y);  // then ReLU and batch norm in place: no temporary
+    y = y.cwiseMax(Scalar(0));
+    batch_norm.predict(y, output_shape(in), y);
   }
   template <typename Fn>
   void visit_modules(Fn&& fn) {
@@ -324,9 +329,11 @@ class KeepSizeCell {
     *grad_x = (x.array() > Scalar(0)).select(*grad_x, Scalar(0));
   }
   void predict(const ConstMatrixRef& x, const ImageShape& in, Matrix& y) {
-    Matrix a;
-    conv.forward(x.cwiseMax(Scalar(0)), in, a);
-    batch_norm.predict(a, output_shape(in), y);
+    // The ReLU into a, the convolution into y, the batch norm in place (no temporary: as the
+    // images of a whole evaluation batch, they were a page fault per 4 KiB each call).
+    Matrix a = x.cwiseMax(Scalar(0));
+    conv.forward(a, in, y);
+    batch_norm.predict(y, output_shape(in), y);
   }
   template <typename Fn>
   void visit_modules(Fn&& fn) {
@@ -451,6 +458,8 @@ class DeepCellDAN : public ModelBase<DeepCellDAN<Scalar_>, Scalar_> {
                                         to_string(input));
     (void)shapes_for(input);
     input_ = input;
+    grad_in_.clear();  // buffers sized for the old images
+    eval_pool_.clear();
   }
   /// The image shape every node emits for the current input shape.
   std::vector<ImageShape> node_output_shapes() { return shapes_for(input_); }
@@ -485,12 +494,14 @@ class DeepCellDAN : public ModelBase<DeepCellDAN<Scalar_>, Scalar_> {
       DEEPSTRUCT_THROW(shape_error, "DeepCellDAN::backward: expected grad_logits of shape " +
                                         detail::shape_str(last_fc_.out_features(), x.cols()) + ", found " +
                                         detail::shape_str(grad_logits.rows(), grad_logits.cols()));
-    Matrix g_pooled, g_bn, g_conv, g_final;
-    last_fc_.backward(pooled_, grad_logits, &g_pooled);
+    // The gradients go through members kept from step to step (same shapes, no allocation):
+    // freed and allocated again, megabytes of them came back from the system every step, a page
+    // fault per 4 KiB (see docs/benchmarks.md, "Image layers and DeepCellDAN").
+    last_fc_.backward(pooled_, grad_logits, &g_pooled_);
     const ImageShape conv_shape = last_conv_.output_shape(final_shape_);
-    pool_.backward(bn_out_, conv_shape, g_pooled, g_bn);
-    last_bn_.backward(conv_out_, conv_shape, g_bn, &g_conv);
-    last_conv_.backward(final_in_, final_shape_, g_conv, &g_final);
+    pool_.backward(bn_out_, conv_shape, g_pooled_, g_bn_);
+    last_bn_.backward(conv_out_, conv_shape, g_bn_, &g_conv_);
+    last_conv_.backward(final_in_, final_shape_, g_conv_, &g_final_);
     const std::size_t n = cells_.size();
     grad_out_.resize(n);
     for (std::size_t v = 0; v < n; ++v) grad_out_[v].setZero(out_shape_[v].size(), x.cols());
@@ -501,14 +512,14 @@ class DeepCellDAN : public ModelBase<DeepCellDAN<Scalar_>, Scalar_> {
         shapes.push_back(out_shape_[v]);
         grads.push_back(&grad_out_[v]);
       }
-      detail::split_cropped(g_final, final_shape_, shapes, grads);
+      detail::split_cropped(g_final_, final_shape_, shapes, grads);
     }
     if (grad_input != nullptr) grad_input->setZero(x.rows(), x.cols());
-    Matrix g_in;
     for (auto it = info_.order.rbegin(); it != info_.order.rend(); ++it) {
       const std::size_t v = *it;
       const bool input = info_.preds[v].empty();
       const bool want = !input || grad_input != nullptr;
+      Matrix& g_in = input_grad_buffer(input ? x.rows() : in_shape_[v].size());
       if (input) cells_[v].backward(x, input_, grad_out_[v], want ? &g_in : nullptr);
       else cells_[v].backward(inputs_[v], in_shape_[v], grad_out_[v], &g_in);
       if (!want) continue;
@@ -526,15 +537,21 @@ class DeepCellDAN : public ModelBase<DeepCellDAN<Scalar_>, Scalar_> {
     }
   }
 
-  /// Evaluation (running statistics) into a caller-owned matrix; keeps nothing and changes
-  /// nothing backward uses.
+  /// Evaluation (running statistics) into a caller-owned matrix; changes nothing backward uses.
+  /// A node's output is given back as soon as its last successor has read it, and the buffers
+  /// are kept for the next call of the same batch size (about as many images' worth as are
+  /// alive at once in the graph, not one per node): allocated afresh on every call, they came
+  /// back from the system one page fault per 4 KiB (docs/benchmarks.md, "Image layers and
+  /// DeepCellDAN").
   void predict(const ConstMatrixRef& x, Matrix& logits) {
     check_input(x, "predict");
+    if (x.cols() != eval_batch_) eval_pool_.clear();  // keep one batch size's buffers, not every one's
+    eval_batch_ = x.cols();
     std::vector<Matrix> outputs, inputs;
     std::vector<ImageShape> out_shape, in_shape;
     Matrix final_in, conv_out, bn_out, pooled;
     ImageShape final_shape;
-    run(x, false, outputs, out_shape, inputs, in_shape, final_in, final_shape, conv_out, bn_out, pooled, logits, true);
+    run(x, false, outputs, out_shape, inputs, in_shape, final_in, final_shape, conv_out, bn_out, pooled, logits, true, &eval_pool_);
   }
   Matrix predict(const ConstMatrixRef& x) {
     Matrix logits;
@@ -587,16 +604,31 @@ class DeepCellDAN : public ModelBase<DeepCellDAN<Scalar_>, Scalar_> {
     return out;
   }
 
+  /// backward's buffer for an input gradient of `rows` rows: the one of that size from earlier
+  /// nodes or steps, else a new one.
+  Matrix& input_grad_buffer(Eigen::Index rows) {
+    for (Matrix& m : grad_in_)
+      if (m.rows() == rows) return m;
+    grad_in_.emplace_back(rows, Eigen::Index(0));
+    return grad_in_.back();
+  }
+
   /// Forward through the graph into the given buffers (the members for forward, locals for
-  /// predict).
+  /// predict). With `buffers` (predict's pool), every intermediate matrix is taken from the pool
+  /// and given back: a node's input once its cell has run, its output once its last successor
+  /// has read it, the outputs of the sinks and the head's images at the end.
   void run(const ConstMatrixRef& x, bool training, std::vector<Matrix>& outputs, std::vector<ImageShape>& out_shape,
            std::vector<Matrix>& inputs, std::vector<ImageShape>& in_shape, Matrix& final_in, ImageShape& final_shape, Matrix& conv_out,
-           Matrix& bn_out, Matrix& pooled, Matrix& logits, bool evaluate) {
+           Matrix& bn_out, Matrix& pooled, Matrix& logits, bool evaluate, std::vector<Matrix>* buffers = nullptr) {
     const std::size_t n = cells_.size();
+    const Index batch = x.cols();
     outputs.resize(n);
     out_shape.resize(n);
     inputs.resize(n);
     in_shape.resize(n);
+    std::vector<std::size_t> unread;  // successors yet to read each node's output (with buffers)
+    if (buffers != nullptr)
+      for (std::size_t v = 0; v < n; ++v) unread.push_back(info_.succs[v].size());
     for (const std::size_t v : info_.order) {
       const bool input = info_.preds[v].empty();
       if (!input) {
@@ -606,11 +638,14 @@ class DeepCellDAN : public ModelBase<DeepCellDAN<Scalar_>, Scalar_> {
           parts.push_back(&outputs[u]);
           shapes.push_back(out_shape[u]);
         }
+        if (buffers != nullptr) inputs[v] = take_buffer(*buffers, detail::concat_shape(shapes).size() * batch);
         in_shape[v] = detail::concat_padded(parts, shapes, inputs[v]);
       } else {
         in_shape[v] = input_;
       }
       const ImageShape& in = in_shape[v];
+      out_shape[v] = cells_[v].output_shape(in);
+      if (buffers != nullptr) outputs[v] = take_buffer(*buffers, out_shape[v].size() * batch);
       if (evaluate) {
         if (input) cells_[v].predict(x, in, outputs[v]);
         else cells_[v].predict(inputs[v], in, outputs[v]);
@@ -618,13 +653,22 @@ class DeepCellDAN : public ModelBase<DeepCellDAN<Scalar_>, Scalar_> {
         if (input) cells_[v].forward(x, in, outputs[v], training);
         else cells_[v].forward(inputs[v], in, outputs[v], training);
       }
-      out_shape[v] = cells_[v].output_shape(in);
+      if (buffers == nullptr) continue;
+      give_buffer(*buffers, inputs[v]);
+      for (const std::size_t u : info_.preds[v])
+        if (--unread[u] == 0) give_buffer(*buffers, outputs[u]);
     }
     std::vector<const Matrix*> parts;
     std::vector<ImageShape> shapes;
     for (const std::size_t v : info_.outputs) {
       parts.push_back(&outputs[v]);
       shapes.push_back(out_shape[v]);
+    }
+    if (buffers != nullptr) {
+      const ImageShape joined = detail::concat_shape(shapes);
+      final_in = take_buffer(*buffers, joined.size() * batch);
+      conv_out = take_buffer(*buffers, last_conv_.output_shape(joined).size() * batch);
+      bn_out = take_buffer(*buffers, conv_out.size());
     }
     final_shape = detail::concat_padded(parts, shapes, final_in);
     last_conv_.forward(final_in, final_shape, conv_out);
@@ -633,6 +677,24 @@ class DeepCellDAN : public ModelBase<DeepCellDAN<Scalar_>, Scalar_> {
     else last_bn_.forward(conv_out, conv_shape, bn_out, training);
     pool_.forward(bn_out, conv_shape, pooled);
     last_fc_.forward(pooled, logits);
+    if (buffers == nullptr) return;
+    for (const std::size_t v : info_.outputs) give_buffer(*buffers, outputs[v]);
+    for (Matrix* m : {&final_in, &conv_out, &bn_out}) give_buffer(*buffers, *m);
+  }
+
+  /// A buffer of `size` entries from `buffers` (moved out), else an empty matrix.
+  static Matrix take_buffer(std::vector<Matrix>& buffers, Index size) {
+    for (auto it = buffers.begin(); it != buffers.end(); ++it)
+      if (it->size() == size) {
+        Matrix m = std::move(*it);
+        buffers.erase(it);
+        return m;
+      }
+    return Matrix();
+  }
+  static void give_buffer(std::vector<Matrix>& buffers, Matrix& m) {
+    if (m.size() > 0) buffers.push_back(std::move(m));
+    m = Matrix();
   }
 
   CellGraph graph_;
@@ -650,6 +712,14 @@ class DeepCellDAN : public ModelBase<DeepCellDAN<Scalar_>, Scalar_> {
   std::vector<Matrix> outputs_, inputs_, grad_out_;
   std::vector<ImageShape> out_shape_, in_shape_;
   Matrix final_in_, conv_out_, bn_out_, pooled_, logits_;
+  // backward's buffers, kept for the next step: a node's input gradient (one per size; each is
+  // split among the predecessors before the next node needs one), and the head's gradients.
+  std::vector<Matrix> grad_in_;
+  Matrix g_pooled_, g_bn_, g_conv_, g_final_;
+  // predict's buffers, kept for the next call of the same batch size (run() takes and gives
+  // them back).
+  std::vector<Matrix> eval_pool_;
+  Eigen::Index eval_batch_ = -1;
   ImageShape final_shape_;
 };
 
