@@ -18,8 +18,8 @@
 ///                                                (never the input itself)
 ///   void backward(x, grad_logits, grad_input*)   x is the input of the last forward; adds every
 ///                                                parameter gradient, writes dL/dx if asked
-///   void predict(x, logits)                      evaluation; keeps nothing and changes nothing
-///                                                backward uses
+///   void predict(x, logits)                      evaluation; keeps nothing of x (scratch
+///                                                buffers at most) and changes nothing backward uses
 ///
 /// What ModelBase then gives every model: maskable_layers() (a type-erased view: pointers to the
 /// MaskedLayer base, whatever the layer type), named modules, for_each_parameter, zero_grad,
