@@ -329,8 +329,8 @@ class KeepSizeCell {
     *grad_x = (x.array() > Scalar(0)).select(*grad_x, Scalar(0));
   }
   void predict(const ConstMatrixRef& x, const ImageShape& in, Matrix& y) {
-    // The ReLU into a, the convolution into y, the batch norm in place (no temporary: as the
-    // images of a whole evaluation batch, they were a page fault per 4 KiB each call).
+    // The ReLU into a, the convolution into y, the batch norm in place: one temporary, not two
+    // (each the images of a whole evaluation batch).
     Matrix a = x.cwiseMax(Scalar(0));
     conv.forward(a, in, y);
     batch_norm.predict(y, output_shape(in), y);
