@@ -4,17 +4,13 @@
 #include <set>
 #include <utility>
 
+#include "graph_test_support.hpp"
 #include "test_support.hpp"
 
+using test::EdgeSet;
+using test::edge_set;
+
 namespace {
-
-using EdgeSet = std::set<std::pair<std::size_t, std::size_t>>;
-
-EdgeSet edge_set(const deepstruct::Dag& g) {
-  EdgeSet s;
-  for (auto [e, e_end] = edges(g); e != e_end; ++e) s.emplace(source(*e, g), target(*e, g));
-  return s;
-}
 
 // The definition pair by pair: input (ic, iy, ix) feeds output (oc, oy, ox) when both channels are in
 // the same group and some tap k in [0, kernel) has iy == oy*s - p + k*d (per axis), i.e.

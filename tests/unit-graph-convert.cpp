@@ -6,23 +6,13 @@
 #include <set>
 #include <utility>
 
+#include "graph_test_support.hpp"
 #include "test_support.hpp"
 
+using test::EdgeSet;
+using test::edge_set;
+
 namespace {
-
-using EdgeSet = std::set<std::pair<std::size_t, std::size_t>>;
-
-EdgeSet edge_set(const deepstruct::Dag& g) {
-  EdgeSet s;
-  for (auto [e, e_end] = edges(g); e != e_end; ++e) s.emplace(source(*e, g), target(*e, g));
-  return s;
-}
-
-EdgeSet edge_set(const nlohmann::json& list) {
-  EdgeSet s;
-  for (const auto& e : list) s.emplace(e[0].get<std::size_t>(), e[1].get<std::size_t>());
-  return s;
-}
 
 deepstruct::LayerMask random_mask(Eigen::Index out, Eigen::Index in, double density, deepstruct::Generator& gen) {
   deepstruct::LayerMask m(out, in);

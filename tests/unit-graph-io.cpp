@@ -20,17 +20,13 @@
 #include <utility>
 
 #include "file_faults.hpp"
+#include "graph_test_support.hpp"
 #include "test_support.hpp"
 
+using test::EdgeSet;
+using test::edge_set;
+
 namespace {
-
-using EdgeSet = std::set<std::pair<std::size_t, std::size_t>>;
-
-EdgeSet edge_set(const deepstruct::Dag& g) {
-  EdgeSet s;
-  for (auto [e, e_end] = edges(g); e != e_end; ++e) s.emplace(source(*e, g), target(*e, g));
-  return s;
-}
 
 std::string tmp_path(const std::string& name) { return std::string(DEEPSTRUCT_TEST_TMP_DIR) + "/graph-io-" + name; }
 

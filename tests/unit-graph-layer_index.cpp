@@ -4,31 +4,24 @@
 #include <boost/graph/compressed_sparse_row_graph.hpp>
 #include <utility>
 
+#include "graph_test_support.hpp"
 #include "test_support.hpp"
 
-namespace {
-
-deepstruct::Dag dag_from(const nlohmann::json& c) {
-  deepstruct::Dag g(c["num_nodes"].get<std::size_t>());
-  for (const auto& e : c["edges"]) add_edge(e[0].get<std::size_t>(), e[1].get<std::size_t>(), g);
-  return g;
-}
-
-}  // namespace
+using test::dag_from_json;
 
 TEST_CASE("layer_index: the longest path from a source, as deepstruct", "[graph][layer_index]") {
   const auto fixture = test::load_json("layer_index.json");
   REQUIRE(fixture["cases"].size() == 3);
   for (const auto& c : fixture["cases"]) {
     INFO(c["name"].get<std::string>());
-    const deepstruct::Dag g = dag_from(c);
+    const deepstruct::Dag g = dag_from_json(c);
     CHECK(deepstruct::layer_index(g) == c["layer"].get<std::vector<std::size_t>>());
   }
 }
 
 TEST_CASE("layer_index: assign_layers stores the layer in the vertex bundle", "[graph][layer_index]") {
   const auto c = test::load_json("layer_index.json")["cases"][1];
-  deepstruct::Dag g = dag_from(c);
+  deepstruct::Dag g = dag_from_json(c);
   deepstruct::assign_layers(g);
   const auto expected = c["layer"].get<std::vector<std::size_t>>();
   for (std::size_t v = 0; v < expected.size(); ++v) CHECK(g[v].layer == expected[v]);
@@ -36,7 +29,7 @@ TEST_CASE("layer_index: assign_layers stores the layer in the vertex bundle", "[
 
 TEST_CASE("layer_index: a cycle throws not_a_dag naming a vertex on it", "[graph][layer_index]") {
   const auto c = test::load_json("layer_index.json")["cyclic_must_fail"];
-  const deepstruct::Dag g = dag_from(c);
+  const deepstruct::Dag g = dag_from_json(c);
   try {
     deepstruct::layer_index(g);
     FAIL("expected not_a_dag");

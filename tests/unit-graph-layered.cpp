@@ -7,15 +7,12 @@
 #include <set>
 #include <utility>
 
+#include "graph_test_support.hpp"
 #include "test_support.hpp"
 
-namespace {
+using test::dag_from_json;
 
-deepstruct::Dag dag_from(const nlohmann::json& c) {
-  deepstruct::Dag g(c["num_nodes"].get<std::size_t>());
-  for (const auto& e : c["edges"]) add_edge(e[0].get<std::size_t>(), e[1].get<std::size_t>(), g);
-  return g;
-}
+namespace {
 
 // What the view answers, by brute force from the edge list and the layer of every vertex.
 struct Brute {
@@ -33,7 +30,7 @@ TEST_CASE("LayeredView: layers and vertex order as deepstruct's CachedLayeredGra
   const auto fixture = test::load_json("layer_index.json");
   for (const auto& c : fixture["cases"]) {
     INFO(c["name"].get<std::string>());
-    const deepstruct::LayeredView view(dag_from(c));
+    const deepstruct::LayeredView view(dag_from_json(c));
     const auto layer = c["layer"].get<std::vector<std::size_t>>();
     const auto& order = c["deepstruct_vertex_order"];
     REQUIRE(view.num_vertices() == layer.size());
@@ -58,7 +55,7 @@ TEST_CASE("LayeredView: connections, counts, densities and masks between layers"
   const auto fixture = test::load_json("layer_index.json");
   for (const auto& c : fixture["cases"]) {
     INFO(c["name"].get<std::string>());
-    const deepstruct::Dag g = dag_from(c);
+    const deepstruct::Dag g = dag_from_json(c);
     const deepstruct::LayeredView view(g);
     const Brute brute(c, view.layer_index());
     const std::size_t L = view.num_layers();
@@ -139,7 +136,7 @@ TEST_CASE("LayeredView: built from a compressed_sparse_row_graph", "[graph][laye
   std::vector<std::pair<std::size_t, std::size_t>> edges;
   for (const auto& e : c["edges"]) edges.emplace_back(e[0].get<std::size_t>(), e[1].get<std::size_t>());
   const Csr csr(boost::edges_are_unsorted_multi_pass, edges.begin(), edges.end(), c["num_nodes"].get<std::size_t>());
-  const deepstruct::LayeredView a(csr), b(dag_from(c));
+  const deepstruct::LayeredView a(csr), b(dag_from_json(c));
   REQUIRE(a.num_layers() == b.num_layers());
   for (std::size_t s = 0; s < a.num_layers(); ++s) {
     CHECK(a.vertices(s) == b.vertices(s));

@@ -27,7 +27,7 @@ typename MaskedLinear<Scalar>::Mask random_mask(Eigen::Index out, Eigen::Index i
 }
 
 template <typename Scalar>
-Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> random_matrix(Eigen::Index r, Eigen::Index c, std::mt19937_64& gen) {
+Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> uniform_matrix(Eigen::Index r, Eigen::Index c, std::mt19937_64& gen) {
   Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> m(r, c);
   for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<Scalar>(deepstruct::random::uniform(gen, -1, 1));
   return m;
@@ -88,9 +88,9 @@ TEMPLATE_TEST_CASE("MaskedLinear: forward is (W o M) x + b", "[masked_linear]", 
   for (const double density : {0.0, 0.05, 0.3, 1.0})
     for (const Eigen::Index batch : {1, 3, 64, 65, 130}) {
       const Eigen::Index in = 1 + static_cast<Eigen::Index>(gen() % 70), out = 1 + static_cast<Eigen::Index>(gen() % 40);
-      MaskedLinear<TestType> layer(random_matrix<TestType>(out, in, gen), random_matrix<TestType>(out, 1, gen),
+      MaskedLinear<TestType> layer(uniform_matrix<TestType>(out, in, gen), uniform_matrix<TestType>(out, 1, gen),
                                    random_mask<TestType>(out, in, density, gen));
-      const Eigen::Matrix<TestType, -1, -1> x = random_matrix<TestType>(in, batch, gen);
+      const Eigen::Matrix<TestType, -1, -1> x = uniform_matrix<TestType>(in, batch, gen);
       const Eigen::MatrixXd expected = reference_forward(layer, x);
       for (const Execution path : {Execution::dense, Execution::sparse}) {
         layer.set_execution(path);
@@ -103,9 +103,9 @@ TEMPLATE_TEST_CASE("MaskedLinear: forward is (W o M) x + b", "[masked_linear]", 
 
 TEMPLATE_TEST_CASE("MaskedLinear: dense and sparse paths agree on a block of a larger matrix", "[masked_linear]", float, double) {
   std::mt19937_64 gen(11);
-  MaskedLinear<TestType> layer(random_matrix<TestType>(9, 13, gen), random_matrix<TestType>(9, 1, gen),
+  MaskedLinear<TestType> layer(uniform_matrix<TestType>(9, 13, gen), uniform_matrix<TestType>(9, 1, gen),
                                random_mask<TestType>(9, 13, 0.4, gen));
-  const Eigen::Matrix<TestType, -1, -1> big = random_matrix<TestType>(20, 70, gen);
+  const Eigen::Matrix<TestType, -1, -1> big = uniform_matrix<TestType>(20, 70, gen);
   Eigen::Matrix<TestType, -1, -1> y_dense, y_sparse;
   layer.set_execution(Execution::dense);
   layer.forward(big.block(3, 2, 13, 67), y_dense);  // outer stride 20, not 13
@@ -162,7 +162,7 @@ TEMPLATE_TEST_CASE("MaskedLinear: soft masks, apply_mask, recompute_mask, counts
 TEMPLATE_TEST_CASE("MaskedLinear: caches follow changes of weights and mask", "[masked_linear]", float, double) {
   std::mt19937_64 gen(3);
   MaskedLinear<TestType> layer(12, 7, true, 5);
-  const Eigen::Matrix<TestType, -1, -1> x = random_matrix<TestType>(12, 5, gen);
+  const Eigen::Matrix<TestType, -1, -1> x = uniform_matrix<TestType>(12, 5, gen);
   for (const Execution path : {Execution::dense, Execution::sparse}) {
     layer.set_execution(path);
     (void)layer.forward(x);  // fills the caches
@@ -170,7 +170,7 @@ TEMPLATE_TEST_CASE("MaskedLinear: caches follow changes of weights and mask", "[
     CHECK(test::max_rel_diff(layer.forward(x).template cast<double>(), reference_forward(layer, x)) <= test::tol<TestType>(200));
     layer.set_mask(random_mask<TestType>(7, 12, 0.5, gen));
     CHECK(test::max_rel_diff(layer.forward(x).template cast<double>(), reference_forward(layer, x)) <= test::tol<TestType>(200));
-    layer.set_weight(random_matrix<TestType>(7, 12, gen));
+    layer.set_weight(uniform_matrix<TestType>(7, 12, gen));
     CHECK(test::max_rel_diff(layer.forward(x).template cast<double>(), reference_forward(layer, x)) <= test::tol<TestType>(200));
     layer.update_bias([](auto& b) { b.setConstant(TestType(3)); });
     CHECK(test::max_rel_diff(layer.forward(x).template cast<double>(), reference_forward(layer, x)) <= test::tol<TestType>(200));
@@ -248,11 +248,11 @@ TEST_CASE("MaskedLinear: finite-difference gradients, dense and sparse", "[maske
       const Eigen::Index in = 1 + static_cast<Eigen::Index>(gen() % 9), out = 1 + static_cast<Eigen::Index>(gen() % 7),
                          batch = 1 + static_cast<Eigen::Index>(gen() % 70);
       const bool bias = trial != 1;
-      Layer layer(random_matrix<double>(out, in, gen),
-                  bias ? Eigen::VectorXd(random_matrix<double>(out, 1, gen)) : Eigen::VectorXd(),
+      Layer layer(uniform_matrix<double>(out, in, gen),
+                  bias ? Eigen::VectorXd(uniform_matrix<double>(out, 1, gen)) : Eigen::VectorXd(),
                   random_mask<double>(out, in, density, gen));
-      const Mat x = random_matrix<double>(in, batch, gen);
-      const Mat c = random_matrix<double>(out, batch, gen);  // loss L = sum(c o y)
+      const Mat x = uniform_matrix<double>(in, batch, gen);
+      const Mat c = uniform_matrix<double>(out, batch, gen);  // loss L = sum(c o y)
       for (const Execution path : {Execution::dense, Execution::sparse}) {
         INFO("density " << density << " trial " << trial << " path " << int(path));
         layer.set_execution(path);
@@ -292,7 +292,7 @@ TEMPLATE_TEST_CASE("MaskedLinear: gradients accumulate until zero_grad, on both 
   std::mt19937_64 gen(5);
   MaskedLinear<TestType> layer(30, 20, true, 3);
   layer.set_mask(random_mask<TestType>(20, 30, 0.3, gen));
-  const Mat x = random_matrix<TestType>(30, 17, gen), g = random_matrix<TestType>(20, 17, gen);
+  const Mat x = uniform_matrix<TestType>(30, 17, gen), g = uniform_matrix<TestType>(20, 17, gen);
   layer.set_execution(Execution::dense);
   layer.backward(x, g, nullptr);
   const Mat once = layer.weight_grad();
@@ -371,13 +371,13 @@ TEMPLATE_TEST_CASE("MaskedLinear: sparse kernels on every partial tile width, od
     for (const double density : {0.1, 0.6, 1.0})
       for (const Eigen::Index batch : batches) {
         const bool bias = batch % 2 == 0;
-        MaskedLinear<TestType> layer(random_matrix<TestType>(out, in, gen),
-                                     bias ? Eigen::Matrix<TestType, -1, 1>(random_matrix<TestType>(out, 1, gen))
+        MaskedLinear<TestType> layer(uniform_matrix<TestType>(out, in, gen),
+                                     bias ? Eigen::Matrix<TestType, -1, 1>(uniform_matrix<TestType>(out, 1, gen))
                                           : Eigen::Matrix<TestType, -1, 1>(),
                                      random_mask<TestType>(out, in, density, gen));
         layer.set_execution(Execution::sparse);
         // x and g as blocks of larger matrices: outer strides differ from the row counts.
-        const Mat x_big = random_matrix<TestType>(in + 5, batch + 2, gen), g_big = random_matrix<TestType>(out + 3, batch + 1, gen);
+        const Mat x_big = uniform_matrix<TestType>(in + 5, batch + 2, gen), g_big = uniform_matrix<TestType>(out + 3, batch + 1, gen);
         const auto x = x_big.block(2, 1, in, batch);
         const auto g = g_big.block(1, 0, out, batch);
         Mat y, gx;
@@ -436,12 +436,12 @@ TEMPLATE_TEST_CASE("MaskedLinear: an output that shares memory with the input th
                    "[masked_linear][alias]", float, double) {
   using Mat = Eigen::Matrix<TestType, -1, -1>;
   std::mt19937_64 gen(17);
-  MaskedLinear<TestType> square(random_matrix<TestType>(6, 6, gen), random_matrix<TestType>(6, 1, gen),
+  MaskedLinear<TestType> square(uniform_matrix<TestType>(6, 6, gen), uniform_matrix<TestType>(6, 1, gen),
                                 random_mask<TestType>(6, 6, 0.5, gen));
-  MaskedLinear<TestType> narrow(random_matrix<TestType>(4, 6, gen), random_matrix<TestType>(4, 1, gen),
+  MaskedLinear<TestType> narrow(uniform_matrix<TestType>(4, 6, gen), uniform_matrix<TestType>(4, 1, gen),
                                 random_mask<TestType>(4, 6, 0.5, gen));
-  const Mat x = random_matrix<TestType>(6, 5, gen), g6 = random_matrix<TestType>(6, 5, gen),
-            g4 = random_matrix<TestType>(4, 5, gen);
+  const Mat x = uniform_matrix<TestType>(6, 5, gen), g6 = uniform_matrix<TestType>(6, 5, gen),
+            g4 = uniform_matrix<TestType>(4, 5, gen);
   for (const Execution path : {Execution::dense, Execution::sparse}) {
     INFO("path " << (path == Execution::dense ? "dense" : "sparse"));
     square.set_execution(path);
@@ -460,7 +460,7 @@ TEMPLATE_TEST_CASE("MaskedLinear: an output that shares memory with the input th
     CHECK_THROWS_AS(narrow.forward(buf, buf), deepstruct::shape_error);
     CHECK(buf == x);
     // x is a block of y.
-    Mat big = random_matrix<TestType>(6, 12, gen);
+    Mat big = uniform_matrix<TestType>(6, 12, gen);
     const Mat big_before = big;
     CHECK_THROWS_AS(square.forward(big.middleCols(3, 5), big), deepstruct::shape_error);
     CHECK_THROWS_AS(narrow.forward(big.block(0, 7, 6, 5), big), deepstruct::shape_error);
@@ -501,8 +501,8 @@ TEMPLATE_TEST_CASE("MaskedLinear: stateless about its input; copies are independ
   std::mt19937_64 gen(23);
   MaskedLinear<TestType> layer(7, 5, true, 4);
   layer.set_mask(random_mask<TestType>(5, 7, 0.5, gen));
-  const Mat x = random_matrix<TestType>(7, 3, gen), other = random_matrix<TestType>(7, 3, gen),
-            g = random_matrix<TestType>(5, 3, gen);
+  const Mat x = uniform_matrix<TestType>(7, 3, gen), other = uniform_matrix<TestType>(7, 3, gen),
+            g = uniform_matrix<TestType>(5, 3, gen);
   for (const Execution path : {Execution::dense, Execution::sparse}) {
     layer.set_execution(path);
     // The gradients of x do not depend on what forward ran last: backward reads the x it is given.
@@ -535,10 +535,10 @@ TEMPLATE_TEST_CASE("MaskedLinear: update_weight and update_bias with a throwing 
   using Mat = Eigen::Matrix<TestType, -1, -1>;
   using Vec = Eigen::Matrix<TestType, -1, 1>;
   std::mt19937_64 gen(31);
-  const Mat x = random_matrix<TestType>(10, 6, gen), g = random_matrix<TestType>(8, 6, gen);
+  const Mat x = uniform_matrix<TestType>(10, 6, gen), g = uniform_matrix<TestType>(8, 6, gen);
   for (const Execution path : {Execution::dense, Execution::sparse}) {
     INFO("path " << (path == Execution::dense ? "dense" : "sparse"));
-    MaskedLinear<TestType> layer(random_matrix<TestType>(8, 10, gen), random_matrix<TestType>(8, 1, gen),
+    MaskedLinear<TestType> layer(uniform_matrix<TestType>(8, 10, gen), uniform_matrix<TestType>(8, 1, gen),
                                  random_mask<TestType>(8, 10, 0.5, gen));
     layer.set_execution(path);
     (void)layer.forward(x);  // warm caches
@@ -611,12 +611,12 @@ TEMPLATE_TEST_CASE("MaskedLinear: every mutator refreshes the dense product, the
   using Vec = Eigen::Matrix<TestType, -1, 1>;
   std::mt19937_64 gen(37);
   const Eigen::Index in = 13, out = 9;
-  const Mat x = random_matrix<TestType>(in, 7, gen), g = random_matrix<TestType>(out, 7, gen);
-  Layer layer(random_matrix<TestType>(out, in, gen), random_matrix<TestType>(out, 1, gen),
+  const Mat x = uniform_matrix<TestType>(in, 7, gen), g = uniform_matrix<TestType>(out, 7, gen);
+  Layer layer(uniform_matrix<TestType>(out, in, gen), uniform_matrix<TestType>(out, 1, gen),
               random_mask<TestType>(out, in, 0.5, gen));
   // Each step starts from warm caches on both paths (check_both_paths runs both).
   check_both_paths(layer, x, g, "construction");
-  layer.set_weight(random_matrix<TestType>(out, in, gen));
+  layer.set_weight(uniform_matrix<TestType>(out, in, gen));
   check_both_paths(layer, x, g, "set_weight");
   layer.set_mask(random_mask<TestType>(out, in, 0.5, gen));
   check_both_paths(layer, x, g, "set_mask");
@@ -624,13 +624,13 @@ TEMPLATE_TEST_CASE("MaskedLinear: every mutator refreshes the dense product, the
   check_both_paths(layer, x, g, "update_weight");
   layer.update_bias([](Vec& b) { b.array() += TestType(1); });
   check_both_paths(layer, x, g, "update_bias");
-  layer.set_bias(Vec(random_matrix<TestType>(out, 1, gen)));
+  layer.set_bias(Vec(uniform_matrix<TestType>(out, 1, gen)));
   check_both_paths(layer, x, g, "set_bias");
   layer.apply_mask();
   check_both_paths(layer, x, g, "apply_mask");
   layer.set_mask(Layer::Mask::Constant(out, in, true));  // the weights apply_mask zeroed are back, as zeros
   check_both_paths(layer, x, g, "set_mask after apply_mask");
-  layer.set_weight(random_matrix<TestType>(out, in, gen));
+  layer.set_weight(uniform_matrix<TestType>(out, in, gen));
   check_both_paths(layer, x, g, "set_weight, all active");
   layer.recompute_mask(0.4);
   REQUIRE(layer.nnz() > 0);
@@ -647,15 +647,15 @@ TEMPLATE_TEST_CASE("MaskedLinear: every mutator refreshes the dense product, the
   check_both_paths(layer, x, g, "set_saliency");
 
   // Assignment over warm caches, from a layer with warm and then stale caches.
-  Layer other(random_matrix<TestType>(out, in, gen), random_matrix<TestType>(out, 1, gen),
+  Layer other(uniform_matrix<TestType>(out, in, gen), uniform_matrix<TestType>(out, 1, gen),
               random_mask<TestType>(out, in, 0.3, gen));
   check_both_paths(other, x, g, "building the source");
-  other.set_weight(random_matrix<TestType>(out, in, gen));  // other's caches are stale now
+  other.set_weight(uniform_matrix<TestType>(out, in, gen));  // other's caches are stale now
   layer = other;
   check_both_paths(layer, x, g, "copy-assignment");
   Layer copy(layer);
   check_both_paths(copy, x, g, "copy-construction");
-  Layer moved(random_matrix<TestType>(out, in, gen), Vec(random_matrix<TestType>(out, 1, gen)),
+  Layer moved(uniform_matrix<TestType>(out, in, gen), Vec(uniform_matrix<TestType>(out, 1, gen)),
               random_mask<TestType>(out, in, 0.7, gen));
   check_both_paths(moved, x, g, "building the source");
   moved.set_mask(random_mask<TestType>(out, in, 0.4, gen));  // stale pattern in the source
@@ -700,12 +700,12 @@ TEMPLATE_TEST_CASE("MaskedLinear: a NaN or Inf behind the mask affects nothing, 
   using Layer = MaskedLinear<TestType>;
   using Mat = typename Layer::Matrix;
   std::mt19937_64 gen(11);
-  Mat w = random_matrix<TestType>(6, 9, gen);
+  Mat w = uniform_matrix<TestType>(6, 9, gen);
   auto m = random_mask<TestType>(6, 9, 0.3, gen);
   m(0, 0) = m(5, 8) = false;
   w(0, 0) = std::numeric_limits<TestType>::quiet_NaN();
   w(5, 8) = std::numeric_limits<TestType>::infinity();
-  const Mat x = random_matrix<TestType>(9, 7, gen), g = random_matrix<TestType>(6, 7, gen);
+  const Mat x = uniform_matrix<TestType>(9, 7, gen), g = uniform_matrix<TestType>(6, 7, gen);
   Mat y[2], gx[2], gw[2];
   int i = 0;
   for (const auto path : {Execution::dense, Execution::sparse}) {
@@ -754,7 +754,7 @@ TEMPLATE_TEST_CASE("MaskedLinear: gradient accessors and active_positions are co
     if (layer.mask()(p)) expected.push_back(p);
   CHECK(view.active_positions() == expected);
   // ...and the sparse path built from that pattern still computes the right thing.
-  const Mat x = random_matrix<TestType>(6, 5, gen), g = random_matrix<TestType>(4, 5, gen);
+  const Mat x = uniform_matrix<TestType>(6, 5, gen), g = uniform_matrix<TestType>(4, 5, gen);
   check_both_paths(layer, x, g, "active_positions() const");
   layer.zero_grad();
   layer.backward(x, g, nullptr);
@@ -805,9 +805,9 @@ TEST_CASE("MaskedLinear: gradients and dense/sparse agreement at batches that en
   const Eigen::Index in = 11, out = 9;  // neither a multiple of a SIMD width
   for (const double density : {0.0, 0.4, 1.0})
     for (const Eigen::Index batch : {1, 3, 17, 70, 130}) {
-      Layer layer(random_matrix<double>(out, in, gen), Eigen::VectorXd(random_matrix<double>(out, 1, gen)),
+      Layer layer(uniform_matrix<double>(out, in, gen), Eigen::VectorXd(uniform_matrix<double>(out, 1, gen)),
                   random_mask<double>(out, in, density, gen));
-      const Mat x = random_matrix<double>(in, batch, gen), c = random_matrix<double>(out, batch, gen);
+      const Mat x = uniform_matrix<double>(in, batch, gen), c = uniform_matrix<double>(out, batch, gen);
       Mat y[2], gx[2], gw[2];
       Eigen::VectorXd gb[2];
       for (const Execution path : {Execution::dense, Execution::sparse}) {
@@ -842,7 +842,7 @@ TEST_CASE("MaskedLinear: gradients and dense/sparse agreement at batches that en
         }
         // The input gradient along random directions.
         for (int trial = 0; trial < 3; ++trial) {
-          const Mat d = random_matrix<double>(in, batch, gen);
+          const Mat d = uniform_matrix<double>(in, batch, gen);
           const double fd = (loss(layer, x + h * d) - loss(layer, x - h * d)) / (2 * h);
           CHECK(gx[p].cwiseProduct(d).sum() == Approx(fd).margin(margin));
         }
@@ -883,9 +883,9 @@ TEMPLATE_TEST_CASE("MaskedLinear: dense and sparse agree at batches that end in 
   std::mt19937_64 gen(47);
   for (const double density : {0.05, 0.4, 1.0})
     for (const Eigen::Index batch : {1, 3, 17, 70, 130, 259}) {
-      MaskedLinear<TestType> layer(random_matrix<TestType>(37, 45, gen), random_matrix<TestType>(37, 1, gen),
+      MaskedLinear<TestType> layer(uniform_matrix<TestType>(37, 45, gen), uniform_matrix<TestType>(37, 1, gen),
                                    random_mask<TestType>(37, 45, density, gen));
-      const Mat x = random_matrix<TestType>(45, batch, gen), g = random_matrix<TestType>(37, batch, gen);
+      const Mat x = uniform_matrix<TestType>(45, batch, gen), g = uniform_matrix<TestType>(37, batch, gen);
       const BothPaths<TestType> r = run_both_paths(layer, x, g);
       INFO("density " << density << " batch " << batch);
       const double t = test::tol<TestType>(8.0 * double(45 + 37 + batch));
@@ -906,12 +906,12 @@ TEMPLATE_TEST_CASE("MaskedLinear: blocked sparse kernels on layers wide enough f
   std::mt19937_64 gen(71);
   const Eigen::Index in = 1600, out = 1500;
   for (const bool bias : {true, false}) {
-    MaskedLinear<TestType> layer(random_matrix<TestType>(out, in, gen),
-                                 bias ? Eigen::Matrix<TestType, -1, 1>(random_matrix<TestType>(out, 1, gen))
+    MaskedLinear<TestType> layer(uniform_matrix<TestType>(out, in, gen),
+                                 bias ? Eigen::Matrix<TestType, -1, 1>(uniform_matrix<TestType>(out, 1, gen))
                                       : Eigen::Matrix<TestType, -1, 1>(),
                                  random_mask<TestType>(out, in, 0.05, gen));
     for (const Eigen::Index batch : {Eigen::Index(1), Eigen::Index(5), deepstruct::detail::batch_tile<TestType> * 2 + 7}) {
-      const Mat x = random_matrix<TestType>(in, batch, gen), g = random_matrix<TestType>(out, batch, gen);
+      const Mat x = uniform_matrix<TestType>(in, batch, gen), g = uniform_matrix<TestType>(out, batch, gen);
       const BothPaths<TestType> r = run_both_paths(layer, x, g);
       const auto& y = r.y;
       const auto& gx = r.gx;
@@ -984,13 +984,13 @@ TEMPLATE_TEST_CASE("MaskedLinear: the sparse forward starts every row from its b
       if (o % 3 == 2) mask(o, i) = deepstruct::random::bernoulli(gen, 0.2);
     }
   for (const bool bias : {true, false}) {
-    MaskedLinear<TestType> layer(random_matrix<TestType>(out, in, gen),
-                                 bias ? Eigen::Matrix<TestType, -1, 1>(random_matrix<TestType>(out, 1, gen))
+    MaskedLinear<TestType> layer(uniform_matrix<TestType>(out, in, gen),
+                                 bias ? Eigen::Matrix<TestType, -1, 1>(uniform_matrix<TestType>(out, 1, gen))
                                       : Eigen::Matrix<TestType, -1, 1>(),
                                  mask);
     layer.set_execution(Execution::sparse);
     REQUIRE(layer.uses_sparse_path());
-    const Mat x = random_matrix<TestType>(in, deepstruct::detail::batch_tile<TestType> * 3 + 5, gen);
+    const Mat x = uniform_matrix<TestType>(in, deepstruct::detail::batch_tile<TestType> * 3 + 5, gen);
     Mat y;
     layer.forward(x, y);
     const Mat again = y;
@@ -1008,10 +1008,10 @@ TEST_CASE("MaskedLinear: at batch 1 the automatic forward gives the definition o
   std::mt19937_64 gen(5);
   const double d = deepstruct::detail::single_sample_sparse_threshold;
   for (const double density : {d / 2, (d + deepstruct::default_sparse_threshold) / 2}) {
-    MaskedLinear<double> layer(random_matrix<double>(300, 400, gen), Eigen::VectorXd(random_matrix<double>(300, 1, gen)),
+    MaskedLinear<double> layer(uniform_matrix<double>(300, 400, gen), Eigen::VectorXd(uniform_matrix<double>(300, 1, gen)),
                                random_mask<double>(300, 400, density, gen));
     REQUIRE(layer.uses_sparse_path());  // below the layer's threshold: backward and batches > 1 run sparse
-    const Eigen::MatrixXd x1 = random_matrix<double>(400, 1, gen), x2 = random_matrix<double>(400, 2, gen);
+    const Eigen::MatrixXd x1 = uniform_matrix<double>(400, 1, gen), x2 = uniform_matrix<double>(400, 2, gen);
     INFO("density " << layer.density());
     // Both paths give the definition at either choice.
     CHECK(test::max_rel_diff(layer.forward(x1), reference_forward(layer, x1)) <= test::tol<double>(64));
@@ -1027,11 +1027,11 @@ TEMPLATE_TEST_CASE("MaskedLinear: sparse kernels with work enough for several th
   using Mat = Eigen::Matrix<TestType, -1, -1>;
   std::mt19937_64 gen(73);
   const Eigen::Index in = 1500, out = 1400, batch = 1037;  // 1037: a partial last tile for every SIMD width
-  MaskedLinear<TestType> layer(random_matrix<TestType>(out, in, gen), Eigen::Matrix<TestType, -1, 1>(random_matrix<TestType>(out, 1, gen)),
+  MaskedLinear<TestType> layer(uniform_matrix<TestType>(out, in, gen), Eigen::Matrix<TestType, -1, 1>(uniform_matrix<TestType>(out, 1, gen)),
                                random_mask<TestType>(out, in, 0.1, gen));
   REQUIRE(2.0 * double(layer.nnz()) * double(batch) > 2.0 * deepstruct::detail::parallel_work_threshold);
   INFO(deepstruct::threads_summary());
-  const Mat x = random_matrix<TestType>(in, batch, gen), g = random_matrix<TestType>(out, batch, gen);
+  const Mat x = uniform_matrix<TestType>(in, batch, gen), g = uniform_matrix<TestType>(out, batch, gen);
   const BothPaths<TestType> r = run_both_paths(layer, x, g);
   const double t = test::tol<TestType>(8.0 * double(in + out + batch));
   CHECK(test::max_rel_diff(r.y[1], r.y[0]) <= t);
@@ -1054,8 +1054,8 @@ TEMPLATE_TEST_CASE("detail::split_product: every chunking computes the product",
        {Shape{601, 499, 301, 2}, Shape{203, 611, 707, 2}, Shape{303, 400, 605, 2}, Shape{150, 2000, 130, 2}, Shape{40, 30, 20, 1}}) {
     const double flops = 2.0 * double(sh.m) * double(sh.k) * double(sh.n);
     CHECK(deepstruct::detail::product_chunks(flops, sh.n <= 2 * sh.m ? sh.m : sh.n) == sh.chunks);
-    const Mat a = random_matrix<TestType>(sh.m, sh.k, gen), bt = random_matrix<TestType>(sh.n, sh.k, gen),
-              c0 = random_matrix<TestType>(sh.m, sh.n, gen);
+    const Mat a = uniform_matrix<TestType>(sh.m, sh.k, gen), bt = uniform_matrix<TestType>(sh.n, sh.k, gen),
+              c0 = uniform_matrix<TestType>(sh.m, sh.n, gen);
     Mat c = c0;
     deepstruct::detail::split_product(c, deepstruct::detail::gemm_operand(a), deepstruct::detail::gemm_transposed(bt), true);
     const Mat expected = c0 + a * bt.transpose();
@@ -1069,7 +1069,7 @@ TEMPLATE_TEST_CASE("detail::split_product: every chunking computes the product",
   // kernel, only with buffers kept between products (detail/gemm.hpp).
   const int eigen_threads = Eigen::nbThreads();
   Eigen::setNbThreads(1);
-  const Mat a = random_matrix<TestType>(120, 333, gen), b = random_matrix<TestType>(333, 97, gen);
+  const Mat a = uniform_matrix<TestType>(120, 333, gen), b = uniform_matrix<TestType>(333, 97, gen);
   REQUIRE(deepstruct::detail::product_chunks(2.0 * 120 * 333 * 97, 120) == 1);
   Mat c(120, 97);
   deepstruct::detail::split_product(c, deepstruct::detail::gemm_operand(a), deepstruct::detail::gemm_operand(b), false);
@@ -1100,12 +1100,12 @@ TEST_CASE("MaskedLinear: the dense products and the sparse kernels give the same
   for (const Case& cs : {Case{500, 600, 300, 0.7, Execution::dense}, Case{500, 200, 700, 0.7, Execution::dense},
                          Case{1500, 1400, 1037, 0.1, Execution::sparse}}) {
     const Eigen::Index in = cs.in, out = cs.out, batch = cs.batch;
-    MaskedLinear<float> layer(random_matrix<float>(out, in, gen), Eigen::VectorXf(random_matrix<float>(out, 1, gen)),
+    MaskedLinear<float> layer(uniform_matrix<float>(out, in, gen), Eigen::VectorXf(uniform_matrix<float>(out, 1, gen)),
                               random_mask<float>(out, in, cs.density, gen));
     layer.set_execution(cs.execution);
     const double work = cs.execution == Execution::dense ? 2.0 * double(out * in * batch) : 2.0 * double(layer.nnz() * batch);
     REQUIRE(work >= 2.0 * deepstruct::detail::parallel_work_threshold);  // 2 threads by work
-    const Mat x = random_matrix<float>(in, batch, gen), g = random_matrix<float>(out, batch, gen);
+    const Mat x = uniform_matrix<float>(in, batch, gen), g = uniform_matrix<float>(out, batch, gen);
     Mat y[2], gx[2], gw[2];
     Eigen::VectorXf gb[2];
     for (int t = 0; t < 2; ++t) {
@@ -1187,7 +1187,7 @@ TEMPLATE_TEST_CASE("MaskedLinear::forward_chain: each tile through the whole cha
     std::vector<Layer> layers;
     for (std::size_t l = 0; l + 1 < shape.features.size(); ++l) {
       const Eigen::Index in = shape.features[l], out = shape.features[l + 1];
-      layers.emplace_back(random_matrix<TestType>(out, in, gen), typename Layer::Vector(random_matrix<TestType>(out, 1, gen)),
+      layers.emplace_back(uniform_matrix<TestType>(out, in, gen), typename Layer::Vector(uniform_matrix<TestType>(out, 1, gen)),
                           random_mask<TestType>(out, in, shape.density, gen));
       layers.back().set_execution(Execution::sparse);
     }
@@ -1196,7 +1196,7 @@ TEMPLATE_TEST_CASE("MaskedLinear::forward_chain: each tile through the whole cha
     for (Layer& l : layers) chain.push_back(&l);
     for (const Eigen::Index batch : {Eigen::Index(1), Eigen::Index(3), T - 1, T, 2 * T + 5}) {
       // x a block of a larger matrix: its columns are not contiguous.
-      const Mat big = random_matrix<TestType>(shape.features[0] + 3, batch, gen);
+      const Mat big = uniform_matrix<TestType>(shape.features[0] + 3, batch, gen);
       const Mat x = big.topRows(shape.features[0]);
       for (const Activation f : {Activation::relu, Activation::leaky_relu, Activation::identity, Activation::gelu,
                                  Activation::tanh, Activation::sigmoid})
@@ -1221,14 +1221,14 @@ TEMPLATE_TEST_CASE("MaskedLinear::forward_chain: a chain with a dense layer runs
   using Layer = MaskedLinear<TestType>;
   using Mat = Eigen::Matrix<TestType, -1, -1>;
   std::mt19937_64 gen(43);
-  Layer a(random_matrix<TestType>(30, 20, gen), typename Layer::Vector(random_matrix<TestType>(30, 1, gen)),
+  Layer a(uniform_matrix<TestType>(30, 20, gen), typename Layer::Vector(uniform_matrix<TestType>(30, 1, gen)),
           random_mask<TestType>(30, 20, 0.2, gen));
-  Layer b(random_matrix<TestType>(10, 30, gen), typename Layer::Vector(random_matrix<TestType>(10, 1, gen)),
+  Layer b(uniform_matrix<TestType>(10, 30, gen), typename Layer::Vector(uniform_matrix<TestType>(10, 1, gen)),
           random_mask<TestType>(10, 30, 0.9, gen));
   a.set_execution(Execution::sparse);
   b.set_execution(Execution::dense);
   std::vector<Layer*> chain{&a, &b};
-  const Mat x = random_matrix<TestType>(20, 100, gen);
+  const Mat x = uniform_matrix<TestType>(20, 100, gen);
   Mat y;
   Layer::forward_chain(chain.data(), 2, deepstruct::Activation::relu, true, x, y);
   CHECK(y == chain_layer_by_layer(chain, deepstruct::Activation::relu, true, x));
@@ -1246,7 +1246,7 @@ TEMPLATE_TEST_CASE("MaskedLinear::forward_chain: a chain with a dense layer runs
                     test::contains("expected layer 1 to take the 30 outputs of layer 0, found 20 inputs"));
   CHECK_THROWS_AS(Layer::forward_chain(chain.data(), 2, deepstruct::Activation::relu, false, Mat(21, 100), y),
                   deepstruct::shape_error);
-  Mat same = random_matrix<TestType>(20, 100, gen);
+  Mat same = uniform_matrix<TestType>(20, 100, gen);
   CHECK_THROWS_AS(Layer::forward_chain(chain.data(), 2, deepstruct::Activation::relu, false, same, same), deepstruct::shape_error);
 }
 
@@ -1258,12 +1258,12 @@ TEST_CASE("MaskedLinear::forward_chain: the same bits on one thread and on two",
   std::vector<Layer> layers;
   const std::vector<Eigen::Index> features{1200, 1300, 1100, 50};
   for (std::size_t l = 0; l + 1 < features.size(); ++l)
-    layers.emplace_back(random_matrix<float>(features[l + 1], features[l], gen),
-                        Eigen::VectorXf(random_matrix<float>(features[l + 1], 1, gen)),
+    layers.emplace_back(uniform_matrix<float>(features[l + 1], features[l], gen),
+                        Eigen::VectorXf(uniform_matrix<float>(features[l + 1], 1, gen)),
                         random_mask<float>(features[l + 1], features[l], 0.1, gen));
   std::vector<Layer*> chain;
   for (Layer& l : layers) chain.push_back(&l);
-  const Eigen::MatrixXf x = random_matrix<float>(features[0], 1037, gen);
+  const Eigen::MatrixXf x = uniform_matrix<float>(features[0], 1037, gen);
   double work = 0;
   for (const Layer& l : layers) work += 2.0 * double(l.nnz()) * 1037;
   REQUIRE(work >= 2.0 * deepstruct::detail::parallel_work_threshold);  // 2 threads by work

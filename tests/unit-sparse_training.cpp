@@ -208,7 +208,7 @@ TEST_CASE("dense gradients: the gradient of every weight while on, the parameter
 namespace {
 
 // Blobs in 20 dimensions: learnable, so the gradients are not noise.
-void blobs(Eigen::Index n, std::uint64_t seed, Eigen::MatrixXf& x, deepstruct::Labels& y) {
+void blobs20(Eigen::Index n, std::uint64_t seed, Eigen::MatrixXf& x, deepstruct::Labels& y) {
   deepstruct::Generator gen(seed);
   x.resize(20, n);
   y.resize(n);
@@ -236,7 +236,7 @@ struct Spy {
 TEST_CASE("RigL in the training loop: invariants on an FFN", "[sparse_training][rigl]") {
   Eigen::MatrixXf x;
   deepstruct::Labels y;
-  blobs(512, 1, x, y);
+  blobs20(512, 1, x, y);
   deepstruct::MaskedDeepFFN<float> model(20, 4, {32, 16});
   deepstruct::AllocationOptions alloc;
   alloc.dense = {2};
