@@ -16,11 +16,11 @@
 
 using test::dag_from_json;
 using test::EdgeSet;
+using test::edge_set;
 
 using deepstruct::Dag;
 
 namespace {
-
 
 // generate_structure's hidden vertices mapped back to the ids of the DAG the network came from.
 EdgeSet mapped_structure(const deepstruct::MaskedDeepDAN<float>& model) {
@@ -28,7 +28,7 @@ EdgeSet mapped_structure(const deepstruct::MaskedDeepDAN<float>& model) {
   const Dag back = deepstruct::generate_structure(model, {}, &ids);
   REQUIRE(ids.size() == boost::num_vertices(back));
   EdgeSet s;
-  for (const auto& e : test::edge_set(back)) s.insert({ids[e.first], ids[e.second]});
+  for (const auto& e : edge_set(back)) s.insert({ids[e.first], ids[e.second]});
   return s;
 }
 
@@ -74,7 +74,7 @@ TEST_CASE("graph/models: DAG -> DAN -> generate_structure is the DAG, also after
   for (int trial = 0; trial < 3; ++trial) {
     const Dag g = deepstruct::watts_strogatz(60, 4, 0.5, gen);
     auto model = deepstruct::make_dan<float>(20, 4, g);
-    CHECK(mapped_structure(model) == test::edge_set(g));
+    CHECK(mapped_structure(model) == edge_set(g));
     // Every hidden neuron is a vertex, also isolated ones.
     CHECK(boost::num_vertices(deepstruct::generate_structure(model)) == boost::num_vertices(g));
     // Prune the hidden connections: the structure is the pruned DAG.
@@ -86,7 +86,7 @@ TEST_CASE("graph/models: DAG -> DAN -> generate_structure is the DAG, also after
     Eigen::Index active = 0;
     for (const auto* l : hidden) active += l->nnz();
     CHECK(static_cast<Eigen::Index>(pruned.size()) == active);
-    for (const auto& e : pruned) CHECK(test::edge_set(g).count(e) == 1);
+    for (const auto& e : pruned) CHECK(edge_set(g).count(e) == 1);
     // With inputs and outputs: the dense first and last layers appear as complete bipartite edges.
     deepstruct::StructureOptions io;
     io.include_input = io.include_output = true;
@@ -108,7 +108,7 @@ TEST_CASE("graph/models: generate_structure of a MaskedDeepFFN matches deepstruc
     for (const auto& e : c["edges_with_input_output"]) expected.insert({e[0].get<std::size_t>(), e[1].get<std::size_t>()});
     deepstruct::StructureOptions io;
     io.include_input = io.include_output = true;
-    CHECK(test::edge_set(deepstruct::generate_structure(model, io)) == expected);
+    CHECK(edge_set(deepstruct::generate_structure(model, io)) == expected);
   }
 }
 
@@ -186,14 +186,14 @@ TEST_CASE("graph/models: generate_structure's original_ids has one entry per ver
   CHECK(std::vector<std::size_t>(all.begin() + 6, all.begin() + 6 + std::ptrdiff_t(hidden)) == plain);
   // Every hidden-to-hidden edge of the full graph maps onto an edge of the DAG, and all of them come back.
   EdgeSet mapped;
-  for (const auto& e : test::edge_set(full))
+  for (const auto& e : edge_set(full))
     if (all[e.first] != deepstruct::no_original_id && all[e.second] != deepstruct::no_original_id)
       mapped.insert({all[e.first], all[e.second]});
-  CHECK(mapped == test::edge_set(g));
+  CHECK(mapped == edge_set(g));
   // Input edges go from an input to a layer-0 neuron, output edges from a last-layer neuron.
   const auto layers = deepstruct::layer_index(g);
   const std::size_t last = *std::max_element(layers.begin(), layers.end());
-  for (const auto& e : test::edge_set(full)) {
+  for (const auto& e : edge_set(full)) {
     if (all[e.first] == deepstruct::no_original_id) CHECK(layers[all.at(e.second)] == 0);
     if (all[e.second] == deepstruct::no_original_id) CHECK(layers[all.at(e.first)] == last);
   }
@@ -235,7 +235,7 @@ TEST_CASE("graph/models: prune_global and prune_each_layer on a DAN; the structu
     const Dag back = deepstruct::generate_structure(model, {}, &ids);
     EdgeSet expected;
     const auto layers = deepstruct::layer_index(g);
-    for (const auto& e : test::edge_set(g)) {
+    for (const auto& e : edge_set(g)) {
       const std::size_t s = layers[e.first], t = layers[e.second];
       const deepstruct::LayerMask* mask = nullptr;
       if (t == s + 1) {
@@ -252,7 +252,7 @@ TEST_CASE("graph/models: prune_global and prune_each_layer on a DAN; the structu
       if ((*mask)(o, i)) expected.insert(e);
     }
     EdgeSet mapped;
-    for (const auto& e : test::edge_set(back)) mapped.insert({ids[e.first], ids[e.second]});
+    for (const auto& e : edge_set(back)) mapped.insert({ids[e.first], ids[e.second]});
     CHECK(mapped == expected);
     CHECK(expected.size() < boost::num_edges(g));  // some hidden edges were pruned
     CHECK(!expected.empty());
