@@ -48,9 +48,10 @@ namespace deepstruct {
 
 namespace detail {
 
-/// The setting: 0 until set_num_threads().
-inline int& thread_setting() {
-  static int threads = 0;
+/// The setting: 0 until set_num_threads(). Atomic, so that a set_num_threads() while another
+/// thread is inside deepstruct is not a data race (that thread sees the old or the new value).
+inline std::atomic<int>& thread_setting() {
+  static std::atomic<int> threads{0};
   return threads;
 }
 
@@ -81,7 +82,7 @@ inline constexpr double parallel_work_threshold = 3e6;
 /// omp_set_num_threads and OMP_NUM_THREADS apply) with OpenMP, else 1. Without OpenMP deepstruct
 /// runs one thread whatever the setting.
 inline int num_threads() {
-  int& n = detail::thread_setting();
+  const int n = detail::thread_setting().load(std::memory_order_relaxed);
   if (n == 0) {
     static const int from_env = detail::threads_from_environment();
     if (from_env > 0) return from_env;
@@ -99,13 +100,13 @@ inline int num_threads() {
 inline void set_num_threads(int n) {
   if (n < 1 || n > 4096)
     DEEPSTRUCT_THROW(value_error, "set_num_threads: expected a number of threads from 1 to 4096, found " + std::to_string(n));
-  detail::thread_setting() = n;
+  detail::thread_setting().store(n, std::memory_order_relaxed);
   Eigen::setNbThreads(n);
 }
 
 /// One line for logs: the setting, where it came from, and whether OpenMP is compiled in.
 inline std::string threads_summary() {
-  const bool from_env = detail::thread_setting() == 0 && detail::threads_from_environment() != 0;  // as num_threads() reads it
+  const bool from_env = detail::thread_setting().load(std::memory_order_relaxed) == 0 && detail::threads_from_environment() != 0;  // as num_threads() reads it
   std::string s = "deepstruct::num_threads() " + std::to_string(num_threads());
   if (from_env) s += " (DEEPSTRUCT_NUM_THREADS)";
 #if defined(_OPENMP)

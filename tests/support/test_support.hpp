@@ -213,7 +213,7 @@ struct RestoreThreads {
   RestoreThreads(const RestoreThreads&) = delete;
   RestoreThreads& operator=(const RestoreThreads&) = delete;
   ~RestoreThreads() {
-    deepstruct::detail::thread_setting() = 0;
+    deepstruct::detail::thread_setting().store(0);
     Eigen::setNbThreads(eigen);
   }
 };

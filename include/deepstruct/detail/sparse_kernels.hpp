@@ -317,21 +317,25 @@ EIGEN_STRONG_INLINE void prefetch_line(const void* p) {
 /// spread them over its work: while the multiply-adds of one tile run, the next tile's inputs
 /// come into cache and the lines of the tile's output are fetched for writing, instead of the
 /// transposes waiting on memory before and after them.
+///
+/// The cursor is an address held as an integer, not a pointer: a range whose size is not a
+/// multiple of 64 bytes leaves the cursor past its end, which a pointer may not be when the range
+/// ends a buffer (the same instructions as a pointer cursor).
 struct LineStream {
-  const char* next = nullptr;
-  const char* end = nullptr;
+  std::uintptr_t next = 0;
+  std::uintptr_t end = 0;
   bool write = false;
 
   LineStream() = default;
   LineStream(const void* begin, std::size_t bytes, bool for_write)
-      : next(static_cast<const char*>(begin)), end(static_cast<const char*>(begin) + bytes), write(for_write) {}
+      : next(reinterpret_cast<std::uintptr_t>(begin)), end(reinterpret_cast<std::uintptr_t>(begin) + bytes), write(for_write) {}
   std::size_t lines() const { return next < end ? static_cast<std::size_t>(end - next + 63) / 64 : 0; }
   EIGEN_STRONG_INLINE void issue(Eigen::Index n) {
     for (; n > 0 && next < end; --n, next += 64) {
       if (write)
-        prefetch_line<true>(next);
+        prefetch_line<true>(reinterpret_cast<const void*>(next));
       else
-        prefetch_line<false>(next);
+        prefetch_line<false>(reinterpret_cast<const void*>(next));
     }
   }
 };
