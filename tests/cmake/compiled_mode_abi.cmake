@@ -3,8 +3,10 @@
 # another allocator and corrupts the heap. OBJECTS were compiled with EIGEN_MAX_ALIGN_BYTES=128,
 # LIBRARY (deepstruct_compiled) with the build's flags; linking them must fail and name the
 # setting. Run with -DCXX=<compiler> -DOBJECTS=<object files> -DLIBRARY=<static library> -DWORK=<dir>
-# -DGOOD_OBJECTS=<objects built with the library's settings> -DLIBRARY_OBJECTS=<the library's objects>.
-execute_process(COMMAND ${CXX} ${OBJECTS} ${LIBRARY} -o ${WORK}/compiled_mode_abi_mismatch
+# -DGOOD_OBJECTS=<objects built with the library's settings> -DLIBRARY_OBJECTS=<the library's objects>
+# [-DLINK_FLAGS="<flags the build links with>"] (the sanitizers' runtime in a sanitizer build).
+separate_arguments(_link_flags UNIX_COMMAND "${LINK_FLAGS}")
+execute_process(COMMAND ${CXX} ${_link_flags} ${OBJECTS} ${LIBRARY} -o ${WORK}/compiled_mode_abi_mismatch
                 RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _out)
 if(_rc EQUAL 0)
   message(FATAL_ERROR "expected the link of a file built with EIGEN_MAX_ALIGN_BYTES=128 against the compiled library to fail, it succeeded")
@@ -22,7 +24,7 @@ if(_missing)
 endif()
 # And the symbol is weak, as the instantiations are: a program holding the library's code twice
 # (two libraries that each compiled instantiate.hpp) still links.
-execute_process(COMMAND ${CXX} ${GOOD_OBJECTS} ${LIBRARY_OBJECTS} ${LIBRARY_OBJECTS} -o ${WORK}/compiled_mode_abi_twice
+execute_process(COMMAND ${CXX} ${_link_flags} ${GOOD_OBJECTS} ${LIBRARY_OBJECTS} ${LIBRARY_OBJECTS} -o ${WORK}/compiled_mode_abi_twice
                 RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _out)
 if(NOT _rc EQUAL 0)
   message(FATAL_ERROR "expected a program with the instantiations twice to link, found:\n${_out}")
