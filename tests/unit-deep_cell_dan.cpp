@@ -188,6 +188,58 @@ TEST_CASE("DeepCellDAN: graph errors, shapes, backward before forward", "[deep_c
   CHECK(model.node_output_shapes()[2] == ImageShape{1, 2, 2});
 }
 
+TEST_CASE("DeepCellDAN: a new input size or a forward that throws leaves no forward for backward", "[deep_cell_dan]") {
+  CellGraph chain{3, {{0, 1}, {1, 2}}};
+  deepstruct::DeepCellDANOptions o;
+  o.width = 2;
+  DeepCellDAN<double> model(4, {1, 8, 8}, chain, deepstruct::keep_size_cells<double>(), o);
+  const Eigen::MatrixXd x = Eigen::MatrixXd::Random(64, 3), gl = Eigen::MatrixXd::Random(4, 3);
+  auto gradients_are_zero = [](DeepCellDAN<double>& m) {
+    bool zero = true;
+    m.for_each_parameter([&](const deepstruct::ParameterRef<double>& p) {
+      zero = zero && Eigen::Map<const Eigen::VectorXd>(p.grad, p.size).isZero(0.0);
+    });
+    return zero;
+  };
+  // 8x8 and 4x16 have the same 64 rows: backward would take the old forward's activations with
+  // the new geometry, without an error.
+  (void)model.forward(x);
+  model.set_input_shape({1, 4, 16});
+  model.zero_grad();
+  CHECK_THROWS_AS(model.backward(x, gl), deepstruct::state_error);
+  CHECK(gradients_are_zero(model));
+  (void)model.forward(x);
+  model.set_input_shape({1, 4, 16});  // the same size: the forward stands
+  model.backward(x, gl);
+  CHECK_FALSE(gradients_are_zero(model));
+
+  // The second reduction cell's batch norm refuses a single image of 4x4 (one value per channel)
+  // after the first cell has run: the forward of four images before it no longer stands.
+  DeepCellDAN<double> reduce(4, {1, 4, 4}, CellGraph{2, {{0, 1}}}, deepstruct::reduction_cells<double>(), o);
+  const Eigen::MatrixXd x4 = Eigen::MatrixXd::Random(16, 4), g4 = Eigen::MatrixXd::Random(4, 4);
+  (void)reduce.forward(x4);
+  CHECK_THROWS_AS(reduce.forward(Eigen::MatrixXd::Random(16, 1)), deepstruct::value_error);
+  reduce.zero_grad();
+  CHECK_THROWS_AS(reduce.backward(x4, g4), deepstruct::state_error);
+  CHECK(gradients_are_zero(reduce));
+}
+
+TEST_CASE("Cells predict in place as into a matrix of their own", "[deep_cell_dan]") {
+  deepstruct::Generator gen(7);
+  ReductionCell<double> reduction(2, 3, gen);
+  deepstruct::KeepSizeCell<double> keep(2, 2, gen);
+  const ImageShape in{2, 8, 8};
+  const Eigen::MatrixXd x = Eigen::MatrixXd::Random(in.size(), 4);
+  Eigen::MatrixXd expected, m = x;
+  reduction.predict(x, in, expected);
+  reduction.predict(m, in, m);  // the output is smaller: the convolution must not free its input
+  CHECK(m == expected);
+  m = x;
+  keep.predict(x, in, expected);
+  keep.predict(m, in, m);
+  CHECK(m == expected);
+}
+
 TEST_CASE("DeepCellDAN: buffers kept from step to step change no result", "[deep_cell_dan]") {
   // Nodes whose inputs differ in size (1, 2 and 3 predecessors), keep-size and reduction cells.
   CellGraph g{6, {{0, 2}, {1, 2}, {1, 3}, {2, 4}, {3, 4}, {0, 4}, {2, 5}}};

@@ -160,6 +160,51 @@ TEST_CASE("MaskedConv2d: shapes, PyTorch's initialisation bound, named errors", 
                   deepstruct::shape_error);
 }
 
+TEST_CASE("Image layers: an output sharing memory with an input is a shape_error, and nothing changes", "[conv2d][pool]") {
+  const ImageShape in{2, 6, 6};
+  // The same size (stride 1, padding 1): in place, the convolution would read what it has written.
+  deepstruct::MaskedConv2d<double> same(2, 2, deepstruct::Conv2dOptions::square(3, 1, 1), 3);
+  // A smaller output (stride 2): resizing y would free x.
+  deepstruct::MaskedConv2d<double> reduce(2, 2, deepstruct::Conv2dOptions::square(3, 2, 1), 3);
+  Mat m = Mat::Random(in.size(), 3);
+  const Mat before = m;
+  for (auto* conv : {&same, &reduce}) {
+    CHECK_THROWS_WITH(conv->forward(m, in, m), test::contains("MaskedConv2d::forward: expected y not to share memory with x"));
+    CHECK(m == before);
+    Mat wide = Mat::Random(in.size(), 6);  // x a view of y's first columns
+    CHECK_THROWS_AS(conv->forward(wide.leftCols(3), in, wide), deepstruct::shape_error);
+    Mat y;
+    conv->forward(m, in, y);
+    Mat g = Mat::Random(y.rows(), y.cols()), gx;
+    const Mat g_before = g;
+    CHECK_THROWS_WITH(conv->backward(m, in, g, &m), test::contains("grad_x not to share memory with x"));
+    CHECK_THROWS_WITH(conv->backward(m, in, g, &g), test::contains("grad_x not to share memory with grad_y"));
+    CHECK(m == before);
+    CHECK(g == g_before);
+    conv->backward(m, in, g, &gx);  // matrices of their own
+    CHECK(gx.rows() == in.size());
+  }
+  // The pooling layers, each in place forward and backward (an expression as input is not memory).
+  auto check_pool = [&](const auto& pool, const char* name) {
+    CAPTURE(name);
+    Mat x = before;
+    CHECK_THROWS_WITH(pool.forward(x, in, x), test::contains(std::string(name) + "::forward: expected y not to share memory with x"));
+    CHECK(x == before);
+    Mat y, gx;
+    pool.forward(x, in, y);
+    Mat g = Mat::Random(y.rows(), y.cols());
+    CHECK_THROWS_AS(pool.backward(x, in, g, x), deepstruct::shape_error);
+    CHECK_THROWS_AS(pool.backward(x, in, g, g), deepstruct::shape_error);
+    CHECK(x == before);
+    Mat from_expression;
+    pool.forward(x * 1.0, in, from_expression);
+    CHECK(from_expression == y);
+  };
+  check_pool(deepstruct::MaxPool2d(deepstruct::Pool2dOptions::square(2)), "MaxPool2d");
+  check_pool(deepstruct::AvgPool2d(deepstruct::Pool2dOptions::square(2)), "AvgPool2d");
+  check_pool(deepstruct::AdaptiveAvgPool2d(2, 3), "AdaptiveAvgPool2d");
+}
+
 TEST_CASE("MaskedConv2d: state_dict with the 4-d shape, _mask only when pruned, npz round trip", "[conv2d][model_io]") {
   deepstruct::MaskedConv2d<double> conv(2, 3, deepstruct::Conv2dOptions::square(3), 4);
   deepstruct::StateDict<double> sd;

@@ -49,6 +49,7 @@
 #include <vector>
 
 #include "deepstruct/batch_norm2d.hpp"
+#include "deepstruct/detail/alias.hpp"
 #include "deepstruct/errors.hpp"
 #include "deepstruct/image.hpp"
 #include "deepstruct/masked_conv2d.hpp"
@@ -284,7 +285,15 @@ class ReductionCell {
     conv_reduce.backward(x, in, g_, grad_x);
   }
   void predict(const ConstMatrixRef& x, const ImageShape& in, Matrix& y) {
-    conv_reduce.forward(x, in, y);  // then ReLU and batch norm in place: no temporary
+    // Straight into y, then ReLU and batch norm in place: no temporary. Unless y is x's memory
+    // (predict(m, in, m)), which the convolution refuses: then through a temporary.
+    if (detail::memory_overlaps(x.data(), x.rows(), x.cols(), x.outerStride(), y.data(), y.size())) {
+      Matrix reduced;
+      conv_reduce.forward(x, in, reduced);
+      y = std::move(reduced);
+    } else {
+      conv_reduce.forward(x, in, y);
+    }
     y = y.cwiseMax(Scalar(0));
     batch_norm.predict(y, output_shape(in), y);
   }
@@ -451,13 +460,16 @@ class DeepCellDAN : public ModelBase<DeepCellDAN<Scalar_>, Scalar_> {
   }
   const ImageShape& input_shape() const { return input_; }
   /// Images of another size (the cells and the adaptive pooling take any size that the cells
-  /// accept; shape_error otherwise, and nothing changes).
+  /// accept; shape_error otherwise, and nothing changes). A new size ends the last forward:
+  /// backward then needs a forward of the new images (state_error otherwise).
   void set_input_shape(const ImageShape& input) {
     if (input.channels != input_.channels)
       DEEPSTRUCT_THROW(shape_error, "DeepCellDAN::set_input_shape: expected " + std::to_string(input_.channels) + " channels, found " +
                                         to_string(input));
     (void)shapes_for(input);
+    if (input == input_) return;
     input_ = input;
+    batch_ = -1;  // the last forward saw images of the old size
     grad_in_.clear();  // buffers sized for the old images
     eval_pool_.clear();
   }
@@ -478,6 +490,7 @@ class DeepCellDAN : public ModelBase<DeepCellDAN<Scalar_>, Scalar_> {
   /// The logits (num_classes x batch) of images x (input_shape().size() x batch).
   const Matrix& forward(const ConstMatrixRef& x) {
     check_input(x, "forward");
+    batch_ = -1;  // a forward that throws part way leaves nothing for backward
     run(x, training_, outputs_, out_shape_, inputs_, in_shape_, final_in_, final_shape_, conv_out_, bn_out_, pooled_, logits_, false);
     batch_ = x.cols();
     return logits_;

@@ -27,6 +27,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "deepstruct/detail/alias.hpp"
 #include "deepstruct/detail/gemm.hpp"
 #include "deepstruct/detail/memory.hpp"
 #include "deepstruct/errors.hpp"
@@ -208,10 +209,11 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
   // ---- forward and backward -------------------------------------------------------------------
 
   /// The convolution of the images x (shape `in`) into y (output_shape(in).size() x batch).
-  /// Keeps nothing of x.
+  /// Keeps nothing of x. y must not share memory with x (shape_error otherwise).
   void forward(const ConstMatrixRef& x, const ImageShape& in, Matrix& y) {
     const ImageShape out = output_shape(in);
     detail::check_images(x, in, "MaskedConv2d::forward");
+    detail::check_no_alias(x, y, "MaskedConv2d::forward", "y", "x");
     const Index batch = x.cols(), P = out.plane();
     y.resize(out.size(), batch);
     if (batch == 0) return;
@@ -254,13 +256,18 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
   }
 
   /// Backward for the images x (shape `in`) that forward saw: adds dL/dW (zero behind the mask)
-  /// and dL/db, and writes dL/dx into *grad_x unless it is null.
+  /// and dL/db, and writes dL/dx into *grad_x unless it is null (*grad_x must not share memory
+  /// with x or grad_y: shape_error).
   void backward(const ConstMatrixRef& x, const ImageShape& in, const ConstMatrixRef& grad_y, Matrix* grad_x) {
     const ImageShape out = output_shape(in);
     detail::check_images(x, in, "MaskedConv2d::backward");
     if (grad_y.rows() != out.size() || grad_y.cols() != x.cols())
       DEEPSTRUCT_THROW(shape_error, "MaskedConv2d::backward: expected grad_y of shape " + detail::shape_str(out.size(), x.cols()) + " (" +
                                         to_string(out) + " x batch), found " + detail::shape_str(grad_y.rows(), grad_y.cols()));
+    if (grad_x != nullptr) {
+      detail::check_no_alias(x, *grad_x, "MaskedConv2d::backward", "grad_x", "x");
+      detail::check_no_alias(grad_y, *grad_x, "MaskedConv2d::backward", "grad_x", "grad_y");
+    }
     ensure_grad_buffers();
     const Index batch = x.cols(), P = out.plane();
     if (grad_x != nullptr) grad_x->setZero(in.size(), batch);

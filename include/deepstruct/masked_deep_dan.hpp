@@ -28,6 +28,7 @@
 
 #include "deepstruct/activation.hpp"
 #include "deepstruct/dan_description.hpp"
+#include "deepstruct/detail/alias.hpp"
 #include "deepstruct/errors.hpp"
 #include "deepstruct/layer_norm.hpp"
 #include "deepstruct/masked_linear.hpp"

@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <functional>
 #include <limits>
 #include <string>
 #include <type_traits>
@@ -22,6 +21,7 @@
 #include <vector>
 
 #include "deepstruct/activation.hpp"
+#include "deepstruct/detail/alias.hpp"
 #include "deepstruct/detail/gemm.hpp"
 #include "deepstruct/detail/memory.hpp"
 #include "deepstruct/detail/sparse_kernels.hpp"
@@ -32,19 +32,6 @@
 #include "deepstruct/threads.hpp"
 
 namespace deepstruct {
-namespace detail {
-
-/// Whether n scalars from `out` overlap a rows x cols column-major block at `in` with leading
-/// dimension ld (its columns and the gaps between them: a conservative, O(1) test).
-template <typename Scalar>
-bool memory_overlaps(const Scalar* in, Eigen::Index rows, Eigen::Index cols, Eigen::Index ld, const Scalar* out, Eigen::Index n) {
-  if (rows * cols == 0 || n == 0) return false;
-  const Scalar* in_end = in + (cols - 1) * ld + rows;
-  const std::less<const Scalar*> before;  // a total order, also for pointers into different arrays
-  return before(in, out + n) && before(out, in_end);
-}
-
-}  // namespace detail
 
 template <typename Scalar_>
 class MaskedLinear : public MaskedLayer<Scalar_> {
@@ -197,7 +184,7 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
   /// Keeps nothing of x. y must not share memory with x (shape_error otherwise).
   void forward(const ConstMatrixRef& x, Matrix& y) {
     check_input(x, "forward");
-    check_no_alias(x, y, "forward", "y", "x");
+    detail::check_no_alias(x, y, "MaskedLinear::forward", "y", "x");
     y.resize(out_features(), x.cols());
     if (x.cols() == 0) return;
     if (sparse_forward_path(x.cols())) {
@@ -252,7 +239,7 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
     }
     MaskedLinear& first = *chain[0];
     first.check_input(x, "forward_chain");
-    check_no_alias(x, y, "forward_chain", "y", "x");
+    detail::check_no_alias(x, y, "MaskedLinear::forward_chain", "y", "x");
     const Index batch = x.cols();
     bool tiled = batch > detail::per_sample_batch<Scalar>;
     for (std::size_t l = 0; l < n && tiled; ++l) tiled = chain[l]->sparse_forward_path(batch);
@@ -312,8 +299,8 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
                                         " (out_features x batch), found " +
                                         detail::shape_str(grad_output.rows(), grad_output.cols()));
     if (grad_input != nullptr) {
-      check_no_alias(x, *grad_input, "backward", "grad_input", "x");
-      check_no_alias(grad_output, *grad_input, "backward", "grad_input", "grad_output");
+      detail::check_no_alias(x, *grad_input, "MaskedLinear::backward", "grad_input", "x");
+      detail::check_no_alias(grad_output, *grad_input, "MaskedLinear::backward", "grad_input", "grad_output");
     }
     ensure_grad_buffers();
     if (grad_input != nullptr) grad_input->resize(in_features(), x.cols());
@@ -374,7 +361,7 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
       DEEPSTRUCT_THROW(shape_error, "MaskedLinear::backward_input: expected grad_output with " + std::to_string(out_features()) +
                                         " rows (out_features x batch), found " +
                                         detail::shape_str(grad_output.rows(), grad_output.cols()));
-    check_no_alias(grad_output, grad_input, "backward_input", "grad_input", "grad_output");
+    detail::check_no_alias(grad_output, grad_input, "MaskedLinear::backward_input", "grad_input", "grad_output");
     grad_input.resize(in_features(), grad_output.cols());
     if (grad_output.cols() == 0) return;
     if (this->uses_sparse_path(0)) {
@@ -510,19 +497,6 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
                                         std::to_string(in_features()) +
                                         " rows (in_features x batch, one sample per column), found " +
                                         detail::shape_str(x.rows(), x.cols()));
-  }
-
-  /// Throws shape_error if the memory of `out` overlaps that of `in` (the columns of `in` and the
-  /// gaps between them, a conservative and O(1) test). Writing `out` would then change `in` while
-  /// it is read, or resizing `out` would free it.
-  static void check_no_alias(const ConstMatrixRef& in, const Matrix& out, const char* where, const char* out_name,
-                             const char* in_name) {
-    if (detail::memory_overlaps(in.data(), in.rows(), in.cols(), in.outerStride(), out.data(), out.size()))
-      DEEPSTRUCT_THROW(shape_error, std::string("MaskedLinear::") + where + ": expected " + out_name +
-                                        " not to share memory with " + in_name + ", found " + out_name + " (" +
-                                        detail::shape_str(out.rows(), out.cols()) + ") overlapping " + in_name + " (" +
-                                        detail::shape_str(in.rows(), in.cols()) +
-                                        "); in-place calls are not supported, pass a separate matrix");
   }
 
   /// Groups of batch tiles in the sparse backward, each summing its weight gradients on its own

@@ -7,7 +7,8 @@
 /// wins as in PyTorch), AvgPool2d (count_include_pad: the divisor is the window size, padding
 /// included), AdaptiveAvgPool2d (window i of n along an axis of size L covers
 /// [floor(i L / n), ceil((i + 1) L / n)), so (1, 1) is the global average). They have no
-/// parameters and keep nothing: backward takes the input forward saw.
+/// parameters and keep nothing: backward takes the input forward saw. An output (y, grad_x) must
+/// not share memory with an input (shape_error).
 
 #include <Eigen/Core>
 #include <array>
@@ -15,6 +16,7 @@
 #include <limits>
 #include <string>
 
+#include "deepstruct/detail/alias.hpp"
 #include "deepstruct/errors.hpp"
 #include "deepstruct/image.hpp"
 
@@ -71,6 +73,7 @@ class MaxPool2d {
   void forward(const Eigen::MatrixBase<DX>& x, const ImageShape& in, Eigen::Matrix<Scalar, -1, -1>& y) const {
     const ImageShape out = output_shape(in);
     detail::check_images(x, in, "MaxPool2d::forward");
+    detail::check_no_alias(x, y, "MaxPool2d::forward", "y", "x");
     y.resize(out.size(), x.cols());
     for_each_window(in, out, x.cols(), [&](Eigen::Index b, Eigen::Index c, Eigen::Index at, Eigen::Index y0, Eigen::Index y1, Eigen::Index x0,
                                            Eigen::Index x1) {
@@ -84,6 +87,8 @@ class MaxPool2d {
     const ImageShape out = output_shape(in);
     detail::check_images(x, in, "MaxPool2d::backward");
     detail::check_images(grad_y, out, "MaxPool2d::backward (grad_y)");
+    detail::check_no_alias(x, grad_x, "MaxPool2d::backward", "grad_x", "x");
+    detail::check_no_alias(grad_y, grad_x, "MaxPool2d::backward", "grad_x", "grad_y");
     grad_x.setZero(in.size(), x.cols());
     for_each_window(in, out, x.cols(), [&](Eigen::Index b, Eigen::Index c, Eigen::Index at, Eigen::Index y0, Eigen::Index y1, Eigen::Index x0,
                                            Eigen::Index x1) {
@@ -130,6 +135,7 @@ class AvgPool2d {
   void forward(const Eigen::MatrixBase<DX>& x, const ImageShape& in, Eigen::Matrix<Scalar, -1, -1>& y) const {
     const ImageShape out = output_shape(in);
     detail::check_images(x, in, "AvgPool2d::forward");
+    detail::check_no_alias(x, y, "AvgPool2d::forward", "y", "x");
     y.setZero(out.size(), x.cols());
     visit(in, out, x.cols(), [&](Eigen::Index b, Eigen::Index at_in, Eigen::Index at_out, Scalar scale) { y(at_out, b) += scale * x(at_in, b); });
   }
@@ -139,6 +145,8 @@ class AvgPool2d {
     const ImageShape out = output_shape(in);
     detail::check_images(x, in, "AvgPool2d::backward");
     detail::check_images(grad_y, out, "AvgPool2d::backward (grad_y)");
+    detail::check_no_alias(x, grad_x, "AvgPool2d::backward", "grad_x", "x");
+    detail::check_no_alias(grad_y, grad_x, "AvgPool2d::backward", "grad_x", "grad_y");
     grad_x.setZero(in.size(), x.cols());
     visit(in, out, x.cols(),
           [&](Eigen::Index b, Eigen::Index at_in, Eigen::Index at_out, Scalar scale) { grad_x(at_in, b) += scale * grad_y(at_out, b); });
@@ -179,6 +187,7 @@ class AdaptiveAvgPool2d {
   void forward(const Eigen::MatrixBase<DX>& x, const ImageShape& in, Eigen::Matrix<Scalar, -1, -1>& y) const {
     const ImageShape out = output_shape(in);
     detail::check_images(x, in, "AdaptiveAvgPool2d::forward");
+    detail::check_no_alias(x, y, "AdaptiveAvgPool2d::forward", "y", "x");
     y.setZero(out.size(), x.cols());
     visit(in, x.cols(), [&](Eigen::Index b, Eigen::Index at_in, Eigen::Index at_out, Scalar scale) { y(at_out, b) += scale * x(at_in, b); });
   }
@@ -188,6 +197,8 @@ class AdaptiveAvgPool2d {
     const ImageShape out = output_shape(in);
     detail::check_images(x, in, "AdaptiveAvgPool2d::backward");
     detail::check_images(grad_y, out, "AdaptiveAvgPool2d::backward (grad_y)");
+    detail::check_no_alias(x, grad_x, "AdaptiveAvgPool2d::backward", "grad_x", "x");
+    detail::check_no_alias(grad_y, grad_x, "AdaptiveAvgPool2d::backward", "grad_x", "grad_y");
     grad_x.setZero(in.size(), x.cols());
     visit(in, x.cols(),
           [&](Eigen::Index b, Eigen::Index at_in, Eigen::Index at_out, Scalar scale) { grad_x(at_in, b) += scale * grad_y(at_out, b); });
