@@ -9,6 +9,7 @@
 #include <Eigen/Core>
 #include <functional>
 #include <string>
+#include <type_traits>
 
 #include "deepstruct/errors.hpp"
 
@@ -27,11 +28,11 @@ bool memory_overlaps(const Scalar* in, Eigen::Index rows, Eigen::Index cols, Eig
 
 /// Throws shape_error if the memory of the matrix `out` overlaps that of `in` (`where`: the
 /// function, e.g. "MaskedConv2d::forward"). An input that is an expression rather than memory
-/// (no direct access) is not checked.
+/// (no direct access), or of another scalar type, is not checked.
 template <typename In, typename Scalar>
 void check_no_alias(const Eigen::MatrixBase<In>& in, const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>& out, const char* where,
                     const char* out_name, const char* in_name) {
-  if constexpr (bool(Eigen::internal::traits<In>::Flags & Eigen::DirectAccessBit)) {
+  if constexpr (bool(Eigen::internal::traits<In>::Flags & Eigen::DirectAccessBit) && std::is_same<typename In::Scalar, Scalar>::value) {
     const In& m = in.derived();
     const bool row_major = bool(In::IsRowMajor);
     const Eigen::Index inner = row_major ? m.cols() : m.rows(), outer = row_major ? m.rows() : m.cols();
