@@ -287,7 +287,7 @@ class ReductionCell {
   void predict(const ConstMatrixRef& x, const ImageShape& in, Matrix& y) {
     // Straight into y, then ReLU and batch norm in place: no temporary. Unless y is x's memory
     // (predict(m, in, m)), which the convolution refuses: then through a temporary.
-    if (detail::memory_overlaps(x.data(), x.rows(), x.cols(), x.outerStride(), y.data(), y.size())) {
+    if (detail::shares_memory(x, y)) {
       Matrix reduced;
       conv_reduce.forward(x, in, reduced);
       y = std::move(reduced);

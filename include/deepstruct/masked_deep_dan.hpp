@@ -325,7 +325,7 @@ class MaskedDeepDAN : public ModelBase<MaskedDeepDAN<Scalar_>, Scalar_> {
     for (std::size_t t = 0; t <= L; ++t) a.chain[t] = &layers_[t];
     // predict(m, m) worked layer by layer (x read by the first layer, logits written by the last);
     // a single run reads x and writes the logits in one call, so it writes a buffer of its own.
-    const bool logits_overlap_x = detail::memory_overlaps(x.data(), x.rows(), x.cols(), x.outerStride(), logits.data(), logits.size());
+    const bool logits_overlap_x = detail::shares_memory(x, logits);
     for (std::size_t i = 0; i <= L;) {
       std::size_t j = i;  // the run [i, j]
       if (tiled && layers_[i].runs_sparse_forward(batch))

@@ -26,21 +26,29 @@ bool memory_overlaps(const Scalar* in, Eigen::Index rows, Eigen::Index cols, Eig
   return before(in, out + n) && before(out, in_end);
 }
 
-/// Throws shape_error if the memory of the matrix `out` overlaps that of `in` (`where`: the
-/// function, e.g. "MaskedConv2d::forward"). An input that is an expression rather than memory
-/// (no direct access), or of another scalar type, is not checked.
+/// Whether the memory of the matrix `out` overlaps that of `in`. An input that is an expression
+/// rather than memory (no direct access), or of another scalar type, shares none.
 template <typename In, typename Scalar>
-void check_no_alias(const Eigen::MatrixBase<In>& in, const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>& out, const char* where,
-                    const char* out_name, const char* in_name) {
+bool shares_memory(const Eigen::MatrixBase<In>& in, const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>& out) {
   if constexpr (bool(Eigen::internal::traits<In>::Flags & Eigen::DirectAccessBit) && std::is_same<typename In::Scalar, Scalar>::value) {
     const In& m = in.derived();
     const bool row_major = bool(In::IsRowMajor);
     const Eigen::Index inner = row_major ? m.cols() : m.rows(), outer = row_major ? m.rows() : m.cols();
-    if (memory_overlaps<Scalar>(m.data(), inner, outer, m.outerStride(), out.data(), out.size()))
-      DEEPSTRUCT_THROW(shape_error, std::string(where) + ": expected " + out_name + " not to share memory with " + in_name + ", found " +
-                                        out_name + " (" + shape_str(out.rows(), out.cols()) + ") overlapping " + in_name + " (" +
-                                        shape_str(m.rows(), m.cols()) + "); in-place calls are not supported, pass a separate matrix");
+    return memory_overlaps<Scalar>(m.data(), inner, outer, m.outerStride(), out.data(), out.size());
+  } else {
+    return false;
   }
+}
+
+/// Throws shape_error if shares_memory(in, out) (`where`: the function, e.g.
+/// "MaskedConv2d::forward").
+template <typename In, typename Scalar>
+void check_no_alias(const Eigen::MatrixBase<In>& in, const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>& out, const char* where,
+                    const char* out_name, const char* in_name) {
+  if (shares_memory(in, out))
+    DEEPSTRUCT_THROW(shape_error, std::string(where) + ": expected " + out_name + " not to share memory with " + in_name + ", found " +
+                                      out_name + " (" + shape_str(out.rows(), out.cols()) + ") overlapping " + in_name + " (" +
+                                      shape_str(in.rows(), in.cols()) + "); in-place calls are not supported, pass a separate matrix");
 }
 
 }  // namespace detail
