@@ -9,6 +9,7 @@
 #include <Eigen/Core>
 #include <string>
 
+#include "deepstruct/detail/compiled_mode.hpp"
 #include "deepstruct/detail/exact_sqrt.hpp"
 #include "deepstruct/errors.hpp"
 #include "deepstruct/module.hpp"
@@ -147,3 +148,7 @@ class LayerNorm : public Module<Scalar_> {
 };
 
 }  // namespace deepstruct
+
+// Compiled mode (detail/compiled_mode.hpp): the instantiations that instantiate.hpp compiles.
+#define DEEPSTRUCT_INSTANTIATIONS_LAYER_NORM(prefix, S) prefix template class ::deepstruct::LayerNorm<S>;
+DEEPSTRUCT_DECLARE_EXTERN(DEEPSTRUCT_INSTANTIATIONS_LAYER_NORM)

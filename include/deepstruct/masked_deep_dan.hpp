@@ -29,6 +29,7 @@
 #include "deepstruct/activation.hpp"
 #include "deepstruct/dan_description.hpp"
 #include "deepstruct/detail/alias.hpp"
+#include "deepstruct/detail/compiled_mode.hpp"
 #include "deepstruct/errors.hpp"
 #include "deepstruct/layer_norm.hpp"
 #include "deepstruct/masked_linear.hpp"
@@ -508,3 +509,9 @@ using MaskedDeepDANf = MaskedDeepDAN<float>;
 using MaskedDeepDANd = MaskedDeepDAN<double>;
 
 }  // namespace deepstruct
+
+// Compiled mode (detail/compiled_mode.hpp): the instantiations that instantiate.hpp compiles.
+#define DEEPSTRUCT_INSTANTIATIONS_MASKED_DEEP_DAN(prefix, S) \
+  prefix template class ::deepstruct::ModelBase<::deepstruct::MaskedDeepDAN<S>, S>; \
+  prefix template class ::deepstruct::MaskedDeepDAN<S>;
+DEEPSTRUCT_DECLARE_EXTERN(DEEPSTRUCT_INSTANTIATIONS_MASKED_DEEP_DAN)

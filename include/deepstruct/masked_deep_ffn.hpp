@@ -18,6 +18,7 @@
 
 #include "deepstruct/activation.hpp"
 #include "deepstruct/dan_description.hpp"
+#include "deepstruct/detail/compiled_mode.hpp"
 #include "deepstruct/errors.hpp"
 #include "deepstruct/layer_norm.hpp"
 #include "deepstruct/masked_deep_dan.hpp"
@@ -197,3 +198,9 @@ using MaskedDeepFFNf = MaskedDeepFFN<float>;
 using MaskedDeepFFNd = MaskedDeepFFN<double>;
 
 }  // namespace deepstruct
+
+// Compiled mode (detail/compiled_mode.hpp): the instantiations that instantiate.hpp compiles.
+#define DEEPSTRUCT_INSTANTIATIONS_MASKED_DEEP_FFN(prefix, S) \
+  prefix template class ::deepstruct::ModelBase<::deepstruct::MaskedDeepFFN<S>, S>; \
+  prefix template class ::deepstruct::MaskedDeepFFN<S>;
+DEEPSTRUCT_DECLARE_EXTERN(DEEPSTRUCT_INSTANTIATIONS_MASKED_DEEP_FFN)

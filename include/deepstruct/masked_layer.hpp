@@ -27,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "deepstruct/detail/compiled_mode.hpp"
 #include "deepstruct/errors.hpp"
 #include "deepstruct/module.hpp"
 #include "deepstruct/random.hpp"
@@ -410,3 +411,7 @@ class MaskedLayer : public Module<Scalar_> {
 };
 
 }  // namespace deepstruct
+
+// Compiled mode (detail/compiled_mode.hpp): the instantiations that instantiate.hpp compiles.
+#define DEEPSTRUCT_INSTANTIATIONS_MASKED_LAYER(prefix, S) prefix template class ::deepstruct::MaskedLayer<S>;
+DEEPSTRUCT_DECLARE_EXTERN(DEEPSTRUCT_INSTANTIATIONS_MASKED_LAYER)

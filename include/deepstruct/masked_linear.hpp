@@ -22,6 +22,7 @@
 
 #include "deepstruct/activation.hpp"
 #include "deepstruct/detail/alias.hpp"
+#include "deepstruct/detail/compiled_mode.hpp"
 #include "deepstruct/detail/gemm.hpp"
 #include "deepstruct/detail/memory.hpp"
 #include "deepstruct/detail/sparse_kernels.hpp"
@@ -601,3 +602,7 @@ using MaskedLinearf = MaskedLinear<float>;
 using MaskedLineard = MaskedLinear<double>;
 
 }  // namespace deepstruct
+
+// Compiled mode (detail/compiled_mode.hpp): the instantiations that instantiate.hpp compiles.
+#define DEEPSTRUCT_INSTANTIATIONS_MASKED_LINEAR(prefix, S) prefix template class ::deepstruct::MaskedLinear<S>;
+DEEPSTRUCT_DECLARE_EXTERN(DEEPSTRUCT_INSTANTIATIONS_MASKED_LINEAR)

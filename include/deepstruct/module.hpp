@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "deepstruct/detail/compiled_mode.hpp"
 #include "deepstruct/errors.hpp"
 #include "deepstruct/random.hpp"
 #include "deepstruct/state_dict.hpp"
@@ -236,3 +237,7 @@ class Module {
 };
 
 }  // namespace deepstruct
+
+// Compiled mode (detail/compiled_mode.hpp): the instantiations that instantiate.hpp compiles.
+#define DEEPSTRUCT_INSTANTIATIONS_MODULE(prefix, S) prefix template class ::deepstruct::Module<S>;
+DEEPSTRUCT_DECLARE_EXTERN(DEEPSTRUCT_INSTANTIATIONS_MODULE)

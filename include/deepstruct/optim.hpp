@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "deepstruct/detail/compiled_mode.hpp"
 #include "deepstruct/detail/exact_sqrt.hpp"
 #include "deepstruct/errors.hpp"
 #include "deepstruct/parameter.hpp"
@@ -544,3 +545,13 @@ class AdamW : public detail::AdamBase<Scalar, true> {
 };
 
 }  // namespace deepstruct
+
+// Compiled mode (detail/compiled_mode.hpp): the instantiations that instantiate.hpp compiles.
+#define DEEPSTRUCT_INSTANTIATIONS_OPTIM(prefix, S) \
+  prefix template class ::deepstruct::detail::OptimizerBase<S>; \
+  prefix template class ::deepstruct::SGD<S>; \
+  prefix template class ::deepstruct::detail::AdamBase<S, false>; \
+  prefix template class ::deepstruct::detail::AdamBase<S, true>; \
+  prefix template class ::deepstruct::Adam<S>; \
+  prefix template class ::deepstruct::AdamW<S>;
+DEEPSTRUCT_DECLARE_EXTERN(DEEPSTRUCT_INSTANTIATIONS_OPTIM)

@@ -1,5 +1,6 @@
 # The compiled mode keeps the library out of a user's translation unit: in the object file of
-# tests/benchmarks/compile_time/ffn_forward.cpp built with DEEPSTRUCT_EXTERN_TEMPLATES, the
+# tests/benchmarks/compile_time/ffn_forward.cpp (the umbrella header) or of
+# tests/compiled_mode_one_header.cpp (one model header) built with DEEPSTRUCT_EXTERN_TEMPLATES, the
 # network's constructor and forward are calls (undefined symbols) and no member of the layers or
 # the engine is defined. Run with -DNM=<nm> -DOBJECTS=<object files>.
 execute_process(COMMAND ${NM} -C ${OBJECTS} OUTPUT_VARIABLE _symbols RESULT_VARIABLE _rc)
