@@ -308,6 +308,52 @@ TEST_CASE("BatchNorm2d: PyTorch's training and evaluation modes (image_layers.js
   CHECK(one.num_batches_tracked() == 0);
 }
 
+TEST_CASE("BatchNorm2d: backward only for the images of a completed forward; outputs sharing memory with inputs", "[batch_norm2d]") {
+  deepstruct::BatchNorm2d<double> bn(2);
+  bn.weight() << 1.5, -0.5;
+  bn.bias() << 0.1, 0.2;
+  const ImageShape in{2, 2, 2};
+  const Mat x4 = Mat::Random(in.size(), 4), x2 = x4.leftCols(2), g4 = Mat::Random(in.size(), 4);
+  Mat y, gx;
+  CHECK_THROWS_AS(bn.backward(x4, in, g4, &gx), deepstruct::state_error);  // no forward
+  bn.forward(x4, in, y, true);
+  // Another batch or another shape of the same size than the forward's: its statistics do not apply.
+  CHECK_THROWS_WITH(bn.backward(x2, in, g4.leftCols(2), &gx), test::contains("expected the images of the last forward, 4 of"));
+  CHECK_THROWS_AS(bn.backward(x4, {2, 1, 4}, g4, &gx), deepstruct::shape_error);
+  CHECK(bn.weight_grad().isZero());
+  // A forward that throws (one value per channel in training mode) leaves no forward behind.
+  CHECK_THROWS_AS(bn.forward(Mat::Random(2, 1), {2, 1, 1}, y, true), deepstruct::value_error);
+  CHECK_THROWS_AS(bn.backward(x4, in, g4, &gx), deepstruct::state_error);
+
+  // Reference results, then the same calls with outputs that are, or are part of, their inputs.
+  deepstruct::BatchNorm2d<double> ref = bn;
+  Mat y_ref, gx_ref, p_ref;
+  ref.forward(x4, in, y_ref, true);
+  ref.backward(x4, in, g4, &gx_ref);
+  ref.predict(x4.leftCols(3), in, p_ref);
+  deepstruct::BatchNorm2d<double> run = bn;
+  Mat m(in.size(), 6);
+  m << x4, Mat::Random(in.size(), 2);
+  Mat part = m;
+  run.forward(part.leftCols(4), in, part, true);  // y resized to 4 columns: x was its first 4
+  CHECK(part == y_ref);
+  Mat g = g4;
+  run.backward(x4, in, g, &g);  // grad_x is grad_y's matrix: in place
+  CHECK(g == gx_ref);
+  run = bn;
+  run.forward(x4, in, y, true);
+  Mat gbig(in.size(), 6);
+  gbig << g4, Mat::Random(in.size(), 2);
+  run.backward(x4, in, gbig.leftCols(4), &gbig);  // grad_y is part of grad_x's matrix
+  CHECK(gbig == gx_ref);
+  part = m;
+  run.predict(part.leftCols(3), in, part);
+  CHECK(part == p_ref);
+  part = m.leftCols(3);
+  run.predict(part, in, part);  // in place
+  CHECK(part == p_ref);
+}
+
 TEST_CASE("BatchNorm2d: finite-difference gradients in training mode", "[batch_norm2d][gradient]") {
   deepstruct::BatchNorm2d<double> bn(3);
   bn.weight() << 1.5, 0.7, -0.3;

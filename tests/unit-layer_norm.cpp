@@ -38,6 +38,37 @@ TEST_CASE("LayerNorm: bad inputs throw", "[layer_norm]") {
   norm.forward(Eigen::MatrixXf::Ones(3, 2), y);
   CHECK(y.cwiseAbs().maxCoeff() == 0.0f);  // constant input normalises to 0, not NaN
   CHECK_THROWS_AS(norm.backward(Eigen::MatrixXf::Zero(3, 5), y), deepstruct::shape_error);
+  // No forward yet, or a failed one: state_error, not a shape mismatch or a backward of old data.
+  deepstruct::LayerNorm<float> fresh(3);
+  CHECK_THROWS_AS(fresh.backward(Eigen::MatrixXf::Zero(3, 2), y), deepstruct::state_error);
+  CHECK_THROWS_AS(fresh.backward(Eigen::MatrixXf(0, 0), y), deepstruct::state_error);
+  CHECK_THROWS_AS(norm.forward(Eigen::MatrixXf::Zero(4, 2), y), deepstruct::shape_error);
+  CHECK_THROWS_AS(norm.backward(Eigen::MatrixXf::Zero(3, 2), y), deepstruct::state_error);
+}
+
+TEST_CASE("LayerNorm: apply and forward into a matrix the input is part of", "[layer_norm]") {
+  deepstruct::LayerNorm<double> norm(4);
+  norm.set_weight(Eigen::Vector4d(1.5, -0.5, 2.0, 0.25));
+  norm.set_bias(Eigen::Vector4d(0.1, 0.2, -0.3, 0.4));
+  const Eigen::MatrixXd m = Eigen::MatrixXd::Random(4, 8);
+  Eigen::MatrixXd ref, y;
+  norm.apply(m.leftCols(5), ref);
+  // x = the first 5 columns of y: y is resized to 4x5 (freeing x) and written over x.
+  y = m;
+  norm.apply(y.leftCols(5), y);
+  CHECK(y == ref);
+  y = m;
+  norm.apply(y.rightCols(5), y);
+  Eigen::MatrixXd ref_right;
+  norm.apply(m.rightCols(5), ref_right);
+  CHECK(y == ref_right);
+  y = m;
+  norm.forward(y.leftCols(5), y);
+  CHECK(y == ref);
+  // y itself, in place.
+  y = m.leftCols(5);
+  norm.apply(y, y);
+  CHECK(y == ref);
 }
 
 TEMPLATE_TEST_CASE("LayerNorm: apply gives forward's output and leaves backward's state alone", "[layer_norm]", float, double) {

@@ -236,6 +236,10 @@ TEMPLATE_TEST_CASE("MaskedRecurrentLayer: one step is a step of the sequence; la
     CHECK_THROWS_AS(tm.mask(), deepstruct::index_error);  // two masked weights: say which
   }
   CHECK_THROWS_AS(deepstruct::MaskedRecurrentLayer<TestType>(RecurrentKind::gru, 0, 4), deepstruct::shape_error);
+  // gates x hidden_size rows that overflow an index: a shape_error that says so, not signed overflow.
+  const Eigen::Index huge = Eigen::Index{1} << 62;
+  CHECK_THROWS_WITH(deepstruct::MaskedRecurrentLayer<TestType>(RecurrentKind::lstm, 2, huge), test::contains("4 gates to fit an index"));
+  CHECK_THROWS_WITH(deepstruct::MaskedRecurrentLayer<TestType>(RecurrentKind::gru, 2, huge), test::contains("3 gates to fit an index"));
   // deepstruct's layer types and their names.
   CHECK(std::string(deepstruct::MaskedGRULayer<TestType>(2, 3).type_name()) == "MaskedGRULayer");
   CHECK(deepstruct::MaskedLSTMLayer<TestType>(2, 3).weight(0).rows() == 12);

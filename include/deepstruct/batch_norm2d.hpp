@@ -15,6 +15,7 @@
 #include <string>
 #include <type_traits>
 
+#include "deepstruct/detail/alias.hpp"
 #include "deepstruct/errors.hpp"
 #include "deepstruct/image.hpp"
 #include "deepstruct/module.hpp"
@@ -98,8 +99,10 @@ class BatchNorm2d : public Module<Scalar_> {
   /// Normalises the images x (shape `in`, in.channels == channels()) into y. Training mode uses
   /// the batch statistics and updates the running ones (value_error, changing nothing, when a
   /// channel has a single value: PyTorch's "more than 1 value per channel"); evaluation mode the
-  /// running ones. Keeps the statistics backward needs (per channel), not x.
+  /// running ones. Keeps the statistics backward needs (per channel), not x. y may share memory
+  /// with x.
   void forward(const ConstMatrixRef& x, const ImageShape& in, Matrix& y, bool training) {
+    forward_batch_ = -1;  // a forward that throws leaves none for backward
     check(x, in, "forward");
     const Index C = channels(), P = in.plane(), B = x.cols();
     const double n = static_cast<double>(P) * static_cast<double>(B);
@@ -130,11 +133,13 @@ class BatchNorm2d : public Module<Scalar_> {
       }
     }
     trained_ = training;
+    forward_shape_ = in;
+    forward_batch_ = B;
     normalize(x, P, y);
   }
 
   /// Evaluation with the running statistics into y; keeps nothing, changes nothing.
-  /// y may be the matrix x refers to (in place).
+  /// y may be the matrix x refers to (in place), or share other memory with it.
   void predict(const ConstMatrixRef& x, const ImageShape& in, Matrix& y) const {
     check(x, in, "predict");
     const Index C = channels();
@@ -147,17 +152,27 @@ class BatchNorm2d : public Module<Scalar_> {
   }
 
   /// Backward for the images x that the last forward saw, in the mode it ran: adds dL/dweight and
-  /// dL/dbias, writes dL/dx into *grad_x unless null.
+  /// dL/dbias, writes dL/dx into *grad_x unless null (which may be grad_y's or x's matrix, or
+  /// share other memory with them). Throws state_error without a forward (or after a failed
+  /// one), shape_error for images of another shape or number than the forward's.
   void backward(const ConstMatrixRef& x, const ImageShape& in, const ConstMatrixRef& grad_y, Matrix* grad_x) {
     check(x, in, "backward");
     if (grad_y.rows() != x.rows() || grad_y.cols() != x.cols())
       DEEPSTRUCT_THROW(shape_error, "BatchNorm2d::backward: expected grad_y of shape " + detail::shape_str(x.rows(), x.cols()) + ", found " +
                                         detail::shape_str(grad_y.rows(), grad_y.cols()));
-    if (mean_.size() != channels())
-      DEEPSTRUCT_THROW(state_error, "BatchNorm2d::backward: expected a forward before backward, found none");
+    if (forward_batch_ < 0)
+      DEEPSTRUCT_THROW(state_error, "BatchNorm2d::backward: expected a forward before backward, found none (or a failed one)");
+    if (!(in == forward_shape_) || x.cols() != forward_batch_)
+      DEEPSTRUCT_THROW(shape_error, "BatchNorm2d::backward: expected the images of the last forward, " + std::to_string(forward_batch_) +
+                                        " of " + to_string(forward_shape_) + ", found " + std::to_string(x.cols()) + " of " + to_string(in));
     const Index C = channels(), P = in.plane(), B = x.cols();
     const double n = static_cast<double>(P) * static_cast<double>(B);
-    if (grad_x != nullptr) grad_x->resize(x.rows(), B);
+    // dL/dx is written channel by channel after the channel is read: in place into grad_y's or
+    // x's own matrix works, into memory they share otherwise it goes through a temporary.
+    Matrix buffer;
+    Matrix* out = grad_x;
+    if (grad_x != nullptr && (detail::partly_shares_memory(grad_y, *grad_x) || detail::partly_shares_memory(x, *grad_x))) out = &buffer;
+    if (out != nullptr) out->resize(x.rows(), B);
     for (Index c = 0; c < C; ++c) {
       // sum(g) and sum(g * xhat) over the channel's values (per plane in Scalar, across in double).
       double sg = 0, sgx = 0;
@@ -169,12 +184,12 @@ class BatchNorm2d : public Module<Scalar_> {
       }
       weight_grad_[c] += static_cast<Scalar>(sgx);
       bias_grad_[c] += static_cast<Scalar>(sg);
-      if (grad_x == nullptr) continue;
+      if (out == nullptr) continue;
       const Scalar scale = weight_[c] * is;
       const Scalar mg = static_cast<Scalar>(sg / n), mgx = static_cast<Scalar>(sgx / n);
       for (Index b = 0; b < B; ++b) {
         const auto g = grad_y.col(b).segment(c * P, P).array();
-        auto dx = grad_x->col(b).segment(c * P, P);
+        auto dx = out->col(b).segment(c * P, P);
         if (trained_) {
           // dx = gamma / sqrt(var + eps) * (g - mean(g) - xhat * mean(g * xhat))
           dx = (scale * (g - mg - ((x.col(b).segment(c * P, P).array() - mean) * is) * mgx)).matrix();
@@ -183,6 +198,7 @@ class BatchNorm2d : public Module<Scalar_> {
         }
       }
     }
+    if (out == &buffer) *grad_x = std::move(buffer);
   }
 
  protected:
@@ -199,6 +215,12 @@ class BatchNorm2d : public Module<Scalar_> {
   }
   void normalize(const ConstMatrixRef& x, Index P, Matrix& y) const { apply(x, P, mean_, inv_std_, y); }
   void apply(const ConstMatrixRef& x, Index P, const Vector& mean, const Vector& inv_std, Matrix& y) const {
+    if (detail::partly_shares_memory(x, y)) {  // resizing or writing y would lose parts of x
+      Matrix out;
+      apply(x, P, mean, inv_std, out);
+      y = std::move(out);
+      return;
+    }
     y.resize(x.rows(), x.cols());
     for (Index b = 0; b < x.cols(); ++b)
       for (Index c = 0; c < channels(); ++c) {
@@ -211,9 +233,11 @@ class BatchNorm2d : public Module<Scalar_> {
   Vector weight_, bias_, running_mean_, running_var_;
   std::int64_t num_batches_tracked_ = 0;
   Vector weight_grad_, bias_grad_;
-  // The statistics of the last forward, per channel, and its mode.
+  // The statistics of the last forward, per channel, its mode and its images (batch -1: none).
   Vector mean_, inv_std_;
   bool trained_ = true;
+  ImageShape forward_shape_{};
+  Index forward_batch_ = -1;
 };
 
 }  // namespace deepstruct

@@ -9,6 +9,7 @@
 #include <Eigen/Core>
 #include <string>
 
+#include "deepstruct/detail/alias.hpp"
 #include "deepstruct/detail/compiled_mode.hpp"
 #include "deepstruct/detail/exact_sqrt.hpp"
 #include "deepstruct/errors.hpp"
@@ -62,23 +63,38 @@ class LayerNorm : public Module<Scalar_> {
   }
 
   /// y = LayerNorm(x) for features x batch x; keeps the normalised input for backward.
+  /// y may share memory with x.
   void forward(const Eigen::Ref<const Matrix>& x, Matrix& y) {
+    has_forward_ = false;
     check_input(x, "forward");
     normalize(x, normalized_, inv_std_);
+    has_forward_ = true;
     scale_shift(normalized_, y);
   }
 
   /// y = LayerNorm(x) for evaluation: the same arithmetic as forward(), but nothing is kept, so
-  /// a later backward() is still the backward of the last forward(). y may be x itself.
+  /// a later backward() is still the backward of the last forward(). y may be x itself, or share
+  /// other memory with it (then through a temporary).
   void apply(const Eigen::Ref<const Matrix>& x, Matrix& y) const {
     check_input(x, "apply");
     RowVector inv_std;
+    if (detail::partly_shares_memory(x, y)) {
+      // Writing y would resize it (freeing x) or overwrite columns of x not yet read.
+      Matrix out;
+      normalize(x, out, inv_std);
+      scale_shift(out, out);
+      y = std::move(out);
+      return;
+    }
     normalize(x, y, inv_std);
     scale_shift(y, y);
   }
 
   /// Adds dL/dweight and dL/dbias to the gradients and writes dL/dx (may alias grad_output).
+  /// Throws state_error without a forward (or after a failed one).
   void backward(const Eigen::Ref<const Matrix>& grad_output, Matrix& grad_input) {
+    if (!has_forward_)
+      DEEPSTRUCT_THROW(state_error, "LayerNorm::backward: expected a preceding forward, found none (or a failed one)");
     if (grad_output.rows() != normalized_.rows() || grad_output.cols() != normalized_.cols())
       DEEPSTRUCT_THROW(shape_error, "LayerNorm::backward: expected grad_output of shape " +
                                         detail::shape_str(normalized_.rows(), normalized_.cols()) +
@@ -145,6 +161,7 @@ class LayerNorm : public Module<Scalar_> {
   Vector weight_, bias_, weight_grad_, bias_grad_;
   Matrix normalized_, grad_xhat_;
   RowVector inv_std_;
+  bool has_forward_ = false;  ///< normalized_ and inv_std_ are those of a completed forward
 };
 
 }  // namespace deepstruct

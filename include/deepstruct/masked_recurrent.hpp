@@ -31,6 +31,7 @@
 #include <Eigen/Core>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -91,15 +92,15 @@ class MaskedRecurrentLayer : public MaskedLayer<Scalar_> {
   MaskedRecurrentLayer(RecurrentKind kind, Index input_size, Index hidden_size, bool batch_first, Generator& gen)
       : kind_(kind),
         batch_first_(batch_first),
-        ih_(checked(input_size, "input_size"), gate_count(kind) * checked(hidden_size, "hidden_size"), true, std::uint64_t{0}),
-        hh_(hidden_size, gate_count(kind) * hidden_size, true, std::uint64_t{0}) {
+        ih_(checked(input_size, "input_size"), gate_rows(kind, hidden_size), true, std::uint64_t{0}),
+        hh_(hidden_size, gate_rows(kind, hidden_size), true, std::uint64_t{0}) {
     reset_parameters(gen, false);
   }
   MaskedRecurrentLayer(RecurrentKind kind, Index input_size, Index hidden_size, bool batch_first = false, std::uint64_t seed = 0)
       : kind_(kind),
         batch_first_(batch_first),
-        ih_(checked(input_size, "input_size"), gate_count(kind) * checked(hidden_size, "hidden_size"), true, std::uint64_t{0}),
-        hh_(hidden_size, gate_count(kind) * hidden_size, true, std::uint64_t{0}) {
+        ih_(checked(input_size, "input_size"), gate_rows(kind, hidden_size), true, std::uint64_t{0}),
+        hh_(hidden_size, gate_rows(kind, hidden_size), true, std::uint64_t{0}) {
     Generator gen(seed);
     reset_parameters(gen, false);
   }
@@ -395,6 +396,14 @@ class MaskedRecurrentLayer : public MaskedLayer<Scalar_> {
   static Index checked(Index n, const char* what) {
     if (n <= 0) DEEPSTRUCT_THROW(shape_error, std::string("MaskedRecurrentLayer: expected ") + what + " >= 1, found " + std::to_string(n));
     return n;
+  }
+  /// The rows of the gate blocks, gates x hidden_size (shape_error when that overflows an Index).
+  static Index gate_rows(RecurrentKind kind, Index hidden_size) {
+    checked(hidden_size, "hidden_size");
+    if (hidden_size > std::numeric_limits<Index>::max() / gate_count(kind))
+      DEEPSTRUCT_THROW(shape_error, std::string("MaskedRecurrentLayer: expected hidden_size x ") + std::to_string(gate_count(kind)) +
+                                        " gates to fit an index, found hidden_size " + std::to_string(hidden_size));
+    return gate_count(kind) * hidden_size;
   }
   MaskedLinear<Scalar>& part(std::size_t k) { return k == 0 ? ih_ : hh_; }
   const MaskedLinear<Scalar>& part(std::size_t k) const { return k == 0 ? ih_ : hh_; }

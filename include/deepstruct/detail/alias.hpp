@@ -40,6 +40,26 @@ bool shares_memory(const Eigen::MatrixBase<In>& in, const Eigen::Matrix<Scalar, 
   }
 }
 
+/// Whether `in` is the matrix `out` itself: the same memory, shape and layout (column-major, no
+/// gaps). A layer that reads and writes each entry at one position can then work in place.
+template <typename In, typename Scalar>
+bool same_matrix(const Eigen::MatrixBase<In>& in, const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>& out) {
+  if constexpr (bool(Eigen::internal::traits<In>::Flags & Eigen::DirectAccessBit) && std::is_same<typename In::Scalar, Scalar>::value &&
+                !bool(In::IsRowMajor)) {
+    const In& m = in.derived();
+    return m.data() == out.data() && m.rows() == out.rows() && m.cols() == out.cols() && (m.cols() <= 1 || m.outerStride() == out.rows());
+  } else {
+    return false;
+  }
+}
+
+/// Whether `out` shares memory with `in` without being it (shares_memory and not same_matrix):
+/// writing `out` would then change `in` where it is still to be read, or free it.
+template <typename In, typename Scalar>
+bool partly_shares_memory(const Eigen::MatrixBase<In>& in, const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>& out) {
+  return shares_memory(in, out) && !same_matrix(in, out);
+}
+
 /// Throws shape_error if shares_memory(in, out) (`where`: the function, e.g.
 /// "MaskedConv2d::forward").
 template <typename In, typename Scalar>
