@@ -185,6 +185,9 @@ TEST_CASE("conv2d: absurd geometries are refused up front with value_error namin
   geo.input = {std::int64_t{1} << 40, std::int64_t{1} << 40};  // (2^40)^3 overflows 64 bits
   CHECK_THROWS_WITH(deepstruct::conv2d_structure(geo), test::contains("overflows 64 bits"));
   geo = {};
+  geo.kernel = {std::int64_t{1} << 32, std::int64_t{1} << 32};  // the mask's columns overflow (was signed overflow)
+  CHECK_THROWS_WITH(deepstruct::conv2d_structure(geo, Eigen::Matrix<bool, -1, -1>::Ones(1, 1)), test::contains("the kernel overflows 64 bits"));
+  geo = {};
   geo.padding = {std::int64_t{1} << 62, 0};  // 2 * padding overflows
   CHECK_THROWS_WITH(deepstruct::conv2d_output_size(geo), test::contains("overflows 64 bits"));
   geo = {};

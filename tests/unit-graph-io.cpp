@@ -258,6 +258,42 @@ TEST_CASE("GraphML: the layers written are the builders' layers, or layer_index 
   CHECK(file_text(path) == before);
 }
 
+TEST_CASE("GraphML: read back, LayeredView keeps every layer's neuron order, also where a stored layer is not layer_index's",
+          "[graph][io]") {
+  // 2 inputs -> 3 hidden -> 2 outputs; hidden neuron 2 has no inputs: stored layer 1, layer_index 0.
+  deepstruct::LayerMask first(3, 2), second = deepstruct::LayerMask::Constant(2, 3, true);
+  first << false, false, true, true, true, false;
+  deepstruct::StructureOptions all;
+  all.include_input = all.include_output = true;
+  deepstruct::Dag g = deepstruct::ffn_structure({first, second}, all);
+  REQUIRE(g[2].layer == 1);
+  for (const bool positions : {false, true}) {
+    INFO("stored positions: " << positions);
+    if (positions) {  // as generate_structure stores them: the row in the stored layer
+      std::vector<std::size_t> next(3, 0);
+      for (std::size_t v = 0; v < num_vertices(g); ++v) g[v].position = next[g[v].layer]++;
+    }
+    const deepstruct::LayeredView before(g);
+    const deepstruct::LayeredView after(deepstruct::parse_graphml(graphml_text(g)));
+    REQUIRE(after.num_layers() == before.num_layers());
+    for (std::size_t l = 0; l < before.num_layers(); ++l) CHECK(after.vertices(l) == before.vertices(l));
+    CHECK(before.vertices(0) == (positions ? std::vector<std::size_t>{0, 2, 1} : std::vector<std::size_t>{0, 1, 2}));
+  }
+}
+
+TEST_CASE("GraphML: labels read back as written; a control character XML cannot hold is refused before writing", "[graph][io]") {
+  deepstruct::Dag g(3);
+  add_edge(0, 1, g);
+  g[0].label = "a\rb\tc\nd <&> \"'";
+  g[2].label = "plain";
+  const deepstruct::Dag back = deepstruct::parse_graphml(graphml_text(g));
+  for (std::size_t v = 0; v < 3; ++v) CHECK(back[v].label == g[v].label);
+  g[2].label = std::string("x\x01y");
+  std::ostringstream out;
+  CHECK_THROWS_WITH(deepstruct::write_graphml(out, g), test::contains("found U+0001 at byte 1 of the label of vertex 2"));
+  CHECK(out.str().empty());
+}
+
 TEST_CASE("GraphML: networkx reads the layers of ffn_structure written without assign_layers", "[graph][io]") {
   const std::string python = DEEPSTRUCT_PYTHON;
   if (python.empty() || std::system((python + " -c \"import networkx\" > /dev/null 2>&1").c_str()) != 0) {
@@ -299,6 +335,11 @@ TEST_CASE("GraphML: undirected graphs are rejected unless asked to orient them",
     const deepstruct::Dag g = deepstruct::parse_graphml(text, "x", {deepstruct::UndirectedEdges::orient_by_id});
     CHECK(edge_set(g) == EdgeSet{{0, 1}, {0, 2}});
   }
+  // Numbered nodes keep their numbers as vertices; the orientation still follows the file's order.
+  const std::string numbered = graphml("<node id=\"2\"/><node id=\"0\"/><node id=\"1\"/>\n<edge source=\"2\" target=\"0\"/>\n"
+                                       "<edge source=\"1\" target=\"0\"/>\n",
+                                       "", "edgedefault=\"undirected\"");
+  CHECK(edge_set(deepstruct::parse_graphml(numbered, "x", {deepstruct::UndirectedEdges::orient_by_id})) == EdgeSet{{2, 0}, {0, 1}});
   // A directed graph with one undirected edge.
   CHECK_THAT(parse_error(graphml("<node id=\"a\"/><node id=\"b\"/>\n<edge source=\"a\" target=\"b\" directed=\"false\"/>\n")),
              test::contains("bad.graphml:5:") && test::contains("(directed=\"false\")"));

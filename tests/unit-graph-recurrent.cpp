@@ -69,3 +69,29 @@ TEST_CASE("unrolled_structure: one layer per step and stack level; edges from bo
   CHECK(svg.str().find("<svg") != std::string::npos);
   CHECK_THROWS_AS(deepstruct::unrolled_structure(model, 0), deepstruct::value_error);
 }
+
+TEST_CASE("unrolled_structure: a GRU or LSTM unit carries itself to the next step whatever the masks hold", "[graph][recurrent]") {
+  const std::size_t T = 3;
+  for (const RecurrentKind kind : {RecurrentKind::rnn_tanh, RecurrentKind::gru, RecurrentKind::lstm}) {
+    INFO(deepstruct::to_string(kind));
+    deepstruct::RNNOptions options;
+    options.kind = kind;
+    MaskedDeepRNN<double> model(2, {3}, options);
+    const bool carry = kind != RecurrentKind::rnn_tanh;
+    const auto gates = static_cast<double>(deepstruct::gate_count(kind));
+    deepstruct::UnrolledLayout u;
+    // Full masks: the carry adds one to the weight of h_{t-1}[j] -> h_t[j].
+    const deepstruct::Dag full = deepstruct::unrolled_structure(model, T, &u);
+    CHECK(full[boost::edge(u.unit(0, 1, 2), u.unit(0, 2, 2), full).first].weight == gates + (carry ? 1 : 0));
+    CHECK(full[boost::edge(u.unit(0, 1, 2), u.unit(0, 2, 1), full).first].weight == gates);
+    // No hidden-to-hidden weight: a plain RNN forgets every step but the last (its earlier units
+    // are dead, no path from an earlier step's input); a GRU's or LSTM's units still reach the output.
+    model.layer(0).set_h2h_mask(Eigen::Matrix<bool, -1, -1>::Constant(static_cast<Eigen::Index>(gates) * 3, 3, false));
+    const deepstruct::Dag cut = deepstruct::unrolled_structure(model, T, &u);
+    CHECK(boost::num_edges(cut) == T * 2 * 3 + (carry ? (T - 1) * 3 : 0));
+    if (carry) CHECK(cut[boost::edge(u.unit(0, 0, 1), u.unit(0, 1, 1), cut).first].weight == 1.0);
+    const deepstruct::StructureReport r = deepstruct::analyze(model, T);
+    CHECK(r.dead_neurons.empty() == carry);
+    CHECK(r.input_output_paths == (carry ? double(T * 2 * 3) : 2.0 * 3));
+  }
+}

@@ -127,7 +127,8 @@ inline Dag conv2d_structure(const Conv2dGeometry& c) { return detail::conv2d_str
 /// weight that connects the two values is active. value_error for a mask of another shape.
 inline Dag conv2d_structure(const Conv2dGeometry& c, const Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>& mask) {
   detail::check_conv2d(c);
-  const std::int64_t cols = (c.in_channels / c.groups) * c.kernel[0] * c.kernel[1];
+  const std::int64_t cols =
+      detail::conv2d_mul(detail::conv2d_mul(c.in_channels / c.groups, c.kernel[0], "the kernel"), c.kernel[1], "the kernel");
   if (mask.rows() != c.out_channels || mask.cols() != cols)
     DEEPSTRUCT_THROW(value_error, "conv2d_structure: expected a mask of " + std::to_string(c.out_channels) + " x " + std::to_string(cols) +
                                       " (out_channels x in_channels/groups*kh*kw), found " + std::to_string(mask.rows()) + " x " +

@@ -12,6 +12,7 @@
 #include <clocale>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
@@ -313,7 +314,31 @@ inline bool parse_index(const std::string& s, std::size_t& value) {
   return true;
 }
 
+/// The first byte of s that XML 1.0 cannot hold (a control character other than tab, newline and
+/// carriage return), or npos.
+inline std::size_t xml_forbidden(const std::string& s) {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') return i;
+  }
+  return std::string::npos;
+}
+
+/// "byte i of <what> (U+00XX)" for the error messages about xml_forbidden's byte.
+inline std::string xml_forbidden_message(const std::string& s, std::size_t i, const std::string& what) {
+  char code[8];
+  std::snprintf(code, sizeof code, "%02X", static_cast<unsigned>(static_cast<unsigned char>(s[i])));
+  return "expected text without control characters other than tab, newline and carriage return (XML 1.0 cannot hold them), "
+         "found U+00" + std::string(code) + " at byte " + std::to_string(i) + " of " + what;
+}
+
+/// Text for XML 1.0 element content that reads back as `s`: markup escaped, a carriage return as
+/// a character reference (readers turn a raw one into a newline). value_error for the control
+/// characters XML 1.0 cannot hold at all (a file with one is not well-formed: networkx and other
+/// readers refuse it).
 inline std::string xml_escape(const std::string& s) {
+  const std::size_t bad = xml_forbidden(s);
+  if (bad != std::string::npos) DEEPSTRUCT_THROW(value_error, "XML: " + xml_forbidden_message(s, bad, "a text"));
   std::string out;
   for (const char c : s) {
     switch (c) {
@@ -322,6 +347,7 @@ inline std::string xml_escape(const std::string& s) {
       case '&': out += "&amp;"; break;
       case '"': out += "&quot;"; break;
       case '\'': out += "&apos;"; break;
+      case '\r': out += "&#13;"; break;
       default: out += c;
     }
   }
@@ -549,6 +575,8 @@ inline Dag parse_graphml(const std::string& text, const std::string& source = "<
     if (node_ids != nullptr) (*node_ids)[vertex_of[i]] = *ids[i];
   }
   for (auto& [id, i] : index) i = vertex_of[i];
+  std::vector<std::size_t> file_position(n);  // of each vertex: undirected edges run from the earlier node
+  for (std::size_t i = 0; i < n; ++i) file_position[vertex_of[i]] = i;
   for (const detail::XmlElement* e : edge_elements) {
     std::size_t ends[2] = {0, 0};
     const char* names[2] = {"source", "target"};
@@ -572,7 +600,7 @@ inline Dag parse_graphml(const std::string& text, const std::string& source = "<
                                     (e->attribute("directed") != nullptr ? std::string(" (directed=\"false\")")
                                                                          : std::string(" (the graph's edgedefault is \"undirected\" or missing)")) +
                                     "; read with UndirectedEdges::orient_by_id to orient it");
-      if (ends[0] > ends[1]) std::swap(ends[0], ends[1]);
+      if (file_position[ends[0]] > file_position[ends[1]]) std::swap(ends[0], ends[1]);
     }
     double weight = default_weight;
     for (const auto& d : e->children) {
@@ -646,9 +674,10 @@ inline std::vector<std::size_t> graphml_layers(const Dag& g, GraphmlLayers which
 
 /// Writes g as directed GraphML, readable by networkx.read_graphml (node_type=int gives back the
 /// integer ids), by read_graphml and by deepstruct's LayeredGraph.load. Node ids are the vertex ids
-/// "0".."n-1"; the nodes are listed layer by layer, each layer in its neuron order (stored
-/// position, then id: LayeredView's order), with `layer` and `position` data. That is what makes a
-/// network built from the file the same in both libraries: read_graphml takes the positions, and
+/// "0".."n-1"; the nodes are listed in LayeredView's order (the layers of layer_index, each in its
+/// neuron order: stored position, then id), with `layer` data (see GraphmlLayers) and `position`
+/// data (the place in LayeredView's layer). That is what makes a network built from the file the
+/// same in both libraries, and the same as one built from g: read_graphml takes the positions, and
 /// deepstruct's loader, which numbers vertices in file order, then orders each layer as the file
 /// lists it. Labels, when some vertex has one, go to `label` data. The layers are chosen (and may
 /// throw not_a_dag) before anything is written; without layer data (options.layer = false; no
@@ -658,19 +687,46 @@ inline void write_graphml(std::ostream& out, const Dag& g, const GraphmlWriteOpt
   const std::size_t n = num_vertices(g);
   const bool layered = options.layer;
   const std::vector<std::size_t> layers = layered ? graphml_layers(g, options.layers) : std::vector<std::size_t>{};
-  // The file order: by layer, then stored position, then id; a vertex's written position is its
-  // place in that order within its layer.
+  // The file order: LayeredView's (the layers of layer_index, each in its neuron order) and a
+  // vertex's written position its place in that layer, whatever layers are written: both readers
+  // order a layer of layer_index by them (read_graphml through the positions, deepstruct's loader
+  // by file order), so the file gives back the view's neurons in the view's order, also where a
+  // stored layer is not layer_index's (a neuron without inputs). A cyclic graph (only with
+  // GraphmlLayers::stored) has no view: by stored layer, then stored position, then id.
   std::vector<std::size_t> order(n), position(n, 0);
   for (std::size_t v = 0; v < n; ++v) order[v] = v;
   if (layered) {
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-      if (layers[a] != layers[b]) return layers[a] < layers[b];
-      return g[a].position < g[b].position;
-    });
-    for (std::size_t i = 0; i < n; ++i) position[order[i]] = i > 0 && layers[order[i - 1]] == layers[order[i]] ? position[order[i - 1]] + 1 : 0;
+    bool acyclic = options.layers != GraphmlLayers::stored;
+    if (!acyclic) {
+      try {
+        (void)layer_index(g);
+        acyclic = true;
+      } catch (const not_a_dag&) {
+      }
+    }
+    if (acyclic) {
+      const LayeredView view(g);
+      std::size_t i = 0;
+      for (std::size_t l = 0; l < view.num_layers(); ++l)
+        for (const std::size_t v : view.vertices(l)) {
+          order[i++] = v;
+          position[v] = view.position_in_layer(v);
+        }
+    } else {
+      std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        if (layers[a] != layers[b]) return layers[a] < layers[b];
+        return g[a].position < g[b].position;
+      });
+      for (std::size_t i = 0; i < n; ++i)
+        position[order[i]] = i > 0 && layers[order[i - 1]] == layers[order[i]] ? position[order[i - 1]] + 1 : 0;
+    }
   }
   bool labels = false;
   for (std::size_t v = 0; v < n && options.label && !labels; ++v) labels = !g[v].label.empty();
+  // A label XML cannot hold throws before anything is written.
+  for (std::size_t v = 0; v < n && labels; ++v)
+    if (const std::size_t bad = detail::xml_forbidden(g[v].label); bad != std::string::npos)
+      DEEPSTRUCT_THROW(value_error, "write_graphml: " + detail::xml_forbidden_message(g[v].label, bad, "the label of vertex " + std::to_string(v)));
   out << "<?xml version='1.0' encoding='utf-8'?>\n"
          "<graphml xmlns=\"http://graphml.graphdrawing.org/xmlns\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" "
          "xsi:schemaLocation=\"http://graphml.graphdrawing.org/xmlns http://graphml.graphdrawing.org/xmlns/1.0/graphml.xsd\">\n";

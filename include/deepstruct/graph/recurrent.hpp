@@ -9,7 +9,9 @@
 ///
 /// A neuron is a hidden unit j; the gate rows g * hidden + j of a GRU or LSTM all belong to it.
 /// An edge goes from a source neuron to unit j when any gate of j has an active weight from it;
-/// the edge's weight is the number of such gates (1 for a plain RNN, up to 3 or 4).
+/// the edge's weight is the number of such gates (1 for a plain RNN, up to 3 or 4). The unrolled
+/// DAG also has the carry of a GRU or LSTM unit from one step to the next, which no mask controls
+/// (one more on that edge); the one-layer graph shows the masks only.
 
 #include <cstddef>
 #include <string>
@@ -83,7 +85,9 @@ struct UnrolledLayout {
 /// (stored layer 0), then for every step t and layer l the hidden units h^l_t (stored layer
 /// t + l + 1: one layer per time step and stack level, the longest path from the inputs). Edges:
 /// x_t -> h^0_t and h^(l-1)_t -> h^l_t from the input-to-hidden masks, h^l_(t-1) -> h^l_t from the
-/// hidden-to-hidden masks. Labels "x<t>.<i>" and "h<l>.<t>.<j>"; `layout` (if given) says where
+/// hidden-to-hidden masks, and for a GRU or LSTM layer h^l_(t-1)[j] -> h^l_t[j] for every unit j
+/// whatever the masks hold (GRU's z * h, LSTM's cell state carry the unit), its weight one more
+/// than the gates that have an active weight there. Labels "x<t>.<i>" and "h<l>.<t>.<j>"; `layout` (if given) says where
 /// every neuron is. A linear head is not part of it (its mask is a plain layer's). Throws
 /// value_error for steps == 0. O(steps * edges of one step).
 template <typename Scalar>
@@ -131,9 +135,12 @@ Dag unrolled_structure(const MaskedDeepRNN<Scalar>& model, std::size_t steps, Un
             add_edge(from, u.unit(l, t, static_cast<std::size_t>(j)), EdgeProperties{double(c)}, g);
           }
       if (t == 0) continue;
+      // GRU (h' = (1 - z) n + z h) and LSTM (through the cell state) carry unit j to unit j
+      // whatever the masks hold: one more on that edge.
+      const bool carry = layer.kind() == RecurrentKind::gru || layer.kind() == RecurrentKind::lstm;
       for (Eigen::Index k = 0; k < hh.cols(); ++k)
         for (Eigen::Index j = 0; j < hh.rows(); ++j)
-          if (const int c = hh(j, k))
+          if (const int c = hh(j, k) + (carry && j == k ? 1 : 0))
             add_edge(u.unit(l, t - 1, static_cast<std::size_t>(k)), u.unit(l, t, static_cast<std::size_t>(j)), EdgeProperties{double(c)}, g);
     }
   }
