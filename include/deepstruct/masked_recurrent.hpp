@@ -288,7 +288,9 @@ class MaskedRecurrentLayer : public MaskedLayer<Scalar_> {
   /// Backpropagation through time for the sequence x of the last forward: grad_y is dL/dy
   /// (hidden x (steps * batch), y's column order; zero where the loss does not read a step).
   /// Adds the parameter gradients; writes dL/dx when grad_x is not null and dL/d(initial state)
-  /// when grad_initial is not null (its c only for an LSTM whose initial cell state was given).
+  /// when grad_initial is not null (its c for an LSTM, unless the forward's cell state started as
+  /// the copy of a given h: then dL/dc is in grad_initial->h and c is empty; without an initial
+  /// state, h and c were independent zeros and get their own gradients).
   void backward(const Eigen::Ref<const Matrix>& x, const Eigen::Ref<const Matrix>& grad_y, Matrix* grad_x,
                 State* grad_initial = nullptr) {
     if (last_batch_ < 0)
