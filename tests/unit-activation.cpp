@@ -1,6 +1,8 @@
 // Tests of <deepstruct/activation.hpp> against PyTorch (tests/data/torch_training.json).
 #include <deepstruct/activation.hpp>
 
+#include <limits>
+
 #include "test_support.hpp"
 
 TEMPLATE_TEST_CASE("activation: values and derivatives match PyTorch", "[activation][parity]", float, double) {
@@ -27,6 +29,13 @@ TEMPLATE_TEST_CASE("activation: values and derivatives match PyTorch", "[activat
   deepstruct::activate(deepstruct::Activation::identity, id, out);
   CHECK(out == id);
   CHECK_THROWS_AS(deepstruct::activation_from_string("swish"), deepstruct::value_error);
+  // ReLU's derivative at NaN passes the gradient, as PyTorch's (threshold_backward tests the
+  // output, NaN <= 0 is false); at 0 it is 0.
+  Vec pre(4), post(4), grad(4);
+  pre << std::numeric_limits<TestType>::quiet_NaN(), -1, 0, 2;
+  deepstruct::activate(deepstruct::Activation::relu, pre, post);
+  deepstruct::activation_backward(deepstruct::Activation::relu, pre, post, Vec::Ones(4).eval(), grad);
+  CHECK(grad == Vec(Eigen::Matrix<TestType, 4, 1>(1, 0, 0, 1)));
 }
 
 TEMPLATE_TEST_CASE("activation: a value's activation does not depend on where it is in a matrix", "[activation]", float, double) {

@@ -1,6 +1,8 @@
 // Tests of <deepstruct/loss.hpp> against PyTorch (tests/data/torch_training.json).
 #include <deepstruct/loss.hpp>
 
+#include <limits>
+
 #include "test_support.hpp"
 
 namespace {
@@ -51,4 +53,21 @@ TEST_CASE("loss: bad inputs throw", "[loss]") {
   CHECK_THROWS_AS(deepstruct::cross_entropy(logits, deepstruct::Labels::Zero(3)), deepstruct::shape_error);
   CHECK_THROWS_AS(deepstruct::cross_entropy(Eigen::MatrixXf(3, 0), deepstruct::Labels(0)), deepstruct::shape_error);
   CHECK_THROWS_AS(deepstruct::mse_loss(logits, Eigen::MatrixXf::Zero(2, 3)), deepstruct::shape_error);
+  // A bad label leaves the gradient as it was (every label is checked before it is written).
+  Eigen::MatrixXf grad = Eigen::MatrixXf::Constant(3, 2, 7.0f);
+  CHECK_THROWS_AS(deepstruct::cross_entropy(logits, y, &grad), deepstruct::value_error);
+  CHECK(grad == Eigen::MatrixXf::Constant(3, 2, 7.0f));
+}
+
+TEST_CASE("loss: argmax_columns takes the first largest, a NaN as the largest (torch.argmax); no rows is a shape_error", "[loss]") {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  Eigen::MatrixXf logits(3, 4);
+  logits << 1, 2, nan, 5,  //
+      nan, 2, 0, 5,        //
+      2, 1, nan, 1;
+  deepstruct::Labels expected(4);
+  expected << 1, 0, 0, 0;
+  CHECK(deepstruct::argmax_columns(logits) == expected);
+  CHECK_THROWS_AS(deepstruct::argmax_columns(Eigen::MatrixXf(0, 2)), deepstruct::shape_error);
+  CHECK(deepstruct::argmax_columns(Eigen::MatrixXf(3, 0)).size() == 0);
 }

@@ -575,9 +575,40 @@ TEST_CASE("MaskedDeepDAN: backward with another input than the forward's is refu
   CHECK_THROWS_AS(model.backward(other, g), deepstruct::state_error);
   const Eigen::MatrixXd copy = x;  // an equal copy is the same input
   CHECK_NOTHROW(model.backward(copy, g));
+  // An output that shares memory with x or grad_logits: refused before any gradient is added.
+  model.zero_grad();
+  model.forward(x);
+  Eigen::MatrixXd x_and_grad = x, g_and_grad = g;
+  CHECK_THROWS_WITH(model.backward(x_and_grad, g, &x_and_grad), test::contains("expected grad_input not to share memory with x"));
+  CHECK_THROWS_WITH(model.backward(x, g_and_grad, &g_and_grad), test::contains("expected grad_input not to share memory with grad_logits"));
+  bool untouched = true;
+  model.for_each_parameter([&](const deepstruct::ParameterRef<double>& p) {
+    untouched = untouched && Eigen::Map<const Eigen::VectorXd>(p.grad, p.size).isZero();
+  });
+  CHECK(untouched);
   // NaN in the input is compared bit for bit: the same NaN input passes.
   Eigen::MatrixXd with_nan = x;
   with_nan(0, 0) = std::numeric_limits<double>::quiet_NaN();
   model.forward(with_nan);
   CHECK_NOTHROW(model.backward(with_nan, g));
+}
+
+TEST_CASE("MaskedDeepDAN: forward of its own logits (inputs == outputs); backward refuses what the run overwrote", "[masked_deep_dan]") {
+  const DanDescription d = test::dan_description(test::load_json("masked_dan.json")["cases"][0]);
+  MaskedDeepDAN<double> model(3, 3, d), clean(3, 3, d);
+  const Eigen::MatrixXd x0 = Eigen::MatrixXd::Random(3, 5), g = Eigen::MatrixXd::Random(3, 5);
+  const Eigen::MatrixXd& logits = model.forward(x0);
+  const Eigen::MatrixXd input = logits;  // the second forward's input, kept apart
+  model.forward(logits);                   // x is the logits buffer the run writes
+  CHECK_THROWS_WITH(model.backward(logits, g), test::contains("its values differ"));
+  model.zero_grad();
+  model.backward(input, g);  // the input as it was: the gradients of a clean run
+  clean.forward(input);
+  clean.backward(input, g);
+  const auto grads = [](MaskedDeepDAN<double>& m) {
+    std::vector<double> all;
+    m.for_each_parameter([&](const deepstruct::ParameterRef<double>& p) { all.insert(all.end(), p.grad, p.grad + p.size); });
+    return all;
+  };
+  CHECK(grads(model) == grads(clean));
 }

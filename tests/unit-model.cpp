@@ -193,6 +193,16 @@ TEST_CASE("contracts: a model of its own gets state_dict, strict loads, training
   auto extra = sd;
   extra.vectors["two.c"] = Eigen::VectorXd::Zero(2);
   CHECK_THROWS_AS(other.load_state_dict(extra), deepstruct::shape_error);
+  // A key under two kinds (here a weight's name also as a vector): one of them is not the model's.
+  auto twice = sd;
+  twice.vectors["two.a"] = Eigen::VectorXd::Zero(2);
+  CHECK_THROWS_WITH(other.load_state_dict(twice), test::contains("found 'two.a' 2 times"));
+  // A recorded shape of more dimensions than a plain 2-D weight has, with as many entries.
+  auto three_d = sd;
+  const Mat& a = sd.matrices.at("two.a");
+  three_d.shapes["two.a"] = {a.rows(), a.cols(), 1};
+  CHECK_THROWS_WITH(other.load_state_dict(three_d), test::contains("expected 'two.a' of shape"));
+  CHECK(other.two_.weight(0)(0, 0) == 3.0);
   other.load_state_dict(sd);
   CHECK(other.two_.weight(0) == net.two_.weight(0));
   // Training through fit; an untrainable module is left alone by the optimizer.

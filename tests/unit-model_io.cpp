@@ -316,6 +316,12 @@ TEMPLATE_TEST_CASE("model_io: bad files throw io_error naming the file, and noth
     a.set("_layer_out._mask", deepstruct::from_mask(Eigen::Matrix<bool, -1, -1>::Constant(5, 4, true)));
   });
   edited("wrong_bias_shape", "found 3", [](auto& a) { a.set("_layer_out.bias", deepstruct::from_vector(Eigen::Matrix<TestType, -1, 1>::Ones(3))); });
+  // The weight's entries as a 3-D array (4, 5, 1): read as [4][5], but not the weight's shape.
+  edited("weight_three_d", "found (4, 5, 1)", [&](auto& a) {
+    deepstruct::NpyArray w = archive.at("_layer_out.weight");
+    w.shape.push_back(1);
+    a.set("_layer_out.weight", w);
+  });
   // Wrong dtypes: integer weight, a float mask that is not 0/1.
   edited("wrong_dtype", "int64", [](auto& a) { a.set("_layer_out.weight", deepstruct::from_matrix(Eigen::Matrix<std::int64_t, -1, -1>::Ones(4, 5))); });
   edited("mask_not_0_1", "0/1", [](auto& a) { a.set("_layer_out._mask", deepstruct::from_matrix(Eigen::MatrixXf::Constant(4, 5, 0.5f))); });

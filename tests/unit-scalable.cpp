@@ -11,6 +11,10 @@ TEST_CASE("ScalableDeepFFN: sizes from proportions and a scale, as deepstruct", 
   // Proportions are rounded to two decimals before scaling (deepstruct's precision).
   const deepstruct::ScalableDeepFFN thirds({0.3334, 0.3333, 0.3333});
   CHECK(thirds.draw(100) == std::vector<Eigen::Index>{33, 33, 33});
+  // In double arithmetic as deepstruct (numpy): 100 * 0.29 = 28.999999999999996 gives 28.
+  CHECK(deepstruct::ScalableDeepFFN({0.29, 0.71}).draw(100) == std::vector<Eigen::Index>{28, 71});
+  CHECK(deepstruct::ScalableDeepFFN({0.57, 0.43}).draw(100) == std::vector<Eigen::Index>{56, 43});
+  CHECK(deepstruct::ScalableDeepFFN({0.58, 0.42}).draw(100) == std::vector<Eigen::Index>{57, 42});
   const auto model = family.build<float>(784, 10, 100);
   CHECK(model.hidden_sizes() == std::vector<Eigen::Index>{50, 30, 20});
   CHECK(model.inputs() == 784);

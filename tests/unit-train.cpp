@@ -5,6 +5,7 @@
 
 #include <Eigen/QR>
 #include <cmath>
+#include <limits>
 #include <sstream>
 
 #include "test_support.hpp"
@@ -96,6 +97,36 @@ TEST_CASE("train: bad arguments throw", "[train]") {
   CHECK_THROWS_AS(deepstruct::fit(model, sgd, x, y, options, &x, static_cast<const deepstruct::Labels*>(nullptr)), deepstruct::value_error);
   CHECK_THROWS_AS(deepstruct::evaluate(model, x, y, 0), deepstruct::value_error);
   CHECK_THROWS_AS(deepstruct::evaluate(model, Eigen::MatrixXf::Zero(4, 10), y), deepstruct::shape_error);
+  // Test data that evaluate() would refuse is refused before any training (it was after an epoch).
+  const Eigen::MatrixXf w0 = model.layer(0).weight();
+  const Eigen::MatrixXf empty(5, 0), narrow = Eigen::MatrixXf::Zero(4, 10);
+  const deepstruct::Labels no_labels(0);
+  options.quiet = true;
+  CHECK_THROWS_WITH(deepstruct::fit(model, sgd, x, y, options, &empty, &no_labels), test::contains("at least one test sample"));
+  CHECK_THROWS_WITH(deepstruct::fit(model, sgd, x, y, options, &narrow, &y), test::contains("test samples with the training samples' 5"));
+  CHECK(model.layer(0).weight() == w0);
+}
+
+TEST_CASE("train: a batch_size beyond the number of samples is one batch, also near the index's limit", "[train]") {
+  Eigen::MatrixXf x;
+  deepstruct::Labels y;
+  blobs(10, 3, x, y);
+  for (const Eigen::Index batch_size : {Eigen::Index{64}, std::numeric_limits<Eigen::Index>::max()}) {
+    deepstruct::MaskedDeepFFN<float> model(5, 3, {4});
+    deepstruct::SGD<float> sgd;
+    deepstruct::FitOptions options;
+    options.quiet = true;
+    options.epochs = 2;
+    options.batch_size = batch_size;
+    long steps = 0;
+    options.on_step = [&](const deepstruct::StepInfo& info) {
+      ++steps;
+      CHECK(info.batch_size == 10);
+    };
+    const auto history = deepstruct::fit(model, sgd, x, y, options);
+    CHECK(steps == 2);  // (n + batch_size - 1) overflowed: no step at all
+    CHECK(history.back().train_loss > 0.0);
+  }
 }
 
 TEST_CASE("train: regression with MSE - deepstruct's function-approximation example", "[train][regression]") {

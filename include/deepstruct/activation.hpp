@@ -125,7 +125,7 @@ void activation_backward(Activation a, const Eigen::MatrixBase<Pre>& pre, const 
   using Scalar = typename Pre::Scalar;
   auto g = grad_out.array();
   switch (a) {
-    case Activation::relu: grad_in.array() = (pre.array() > Scalar(0)).select(g, Scalar(0)); break;
+    case Activation::relu: grad_in.array() = (pre.array() <= Scalar(0)).select(Scalar(0), g); break;  // NaN passes, as in PyTorch
     case Activation::tanh: grad_in.array() = g * (Scalar(1) - post.array().square()); break;
     case Activation::sigmoid: grad_in.array() = g * post.array() * (Scalar(1) - post.array()); break;
     case Activation::gelu:

@@ -281,7 +281,7 @@ class ReductionCell {
   }
   void backward(const ConstMatrixRef& x, const ImageShape& in, const ConstMatrixRef& grad_y, Matrix* grad_x) {
     batch_norm.backward(relu_, output_shape(in), grad_y, &g_);
-    g_ = (pre_.array() > Scalar(0)).select(g_, Scalar(0));
+    g_ = (pre_.array() <= Scalar(0)).select(Scalar(0), g_);
     conv_reduce.backward(x, in, g_, grad_x);
   }
   void predict(const ConstMatrixRef& x, const ImageShape& in, Matrix& y) {
@@ -335,7 +335,7 @@ class KeepSizeCell {
       return;
     }
     conv.backward(relu_, in, g_, grad_x);
-    *grad_x = (x.array() > Scalar(0)).select(*grad_x, Scalar(0));
+    *grad_x = (x.array() <= Scalar(0)).select(Scalar(0), *grad_x);
   }
   void predict(const ConstMatrixRef& x, const ImageShape& in, Matrix& y) {
     // The ReLU into a, the convolution into y, the batch norm in place: one temporary, not two

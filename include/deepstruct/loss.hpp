@@ -29,13 +29,14 @@ double cross_entropy(const Eigen::MatrixBase<Derived>& logits, const Eigen::Ref<
     DEEPSTRUCT_THROW(shape_error, "cross_entropy: expected " + std::to_string(batch) +
                                       " labels (one per column of the logits), found " + std::to_string(labels.size()));
   if (batch == 0) DEEPSTRUCT_THROW(shape_error, "cross_entropy: expected a batch of at least one sample, found 0");
+  for (Eigen::Index b = 0; b < batch; ++b)  // every label before anything is written
+    if (labels[b] < 0 || labels[b] >= classes)
+      DEEPSTRUCT_THROW(value_error, "cross_entropy: expected labels in [0, " + std::to_string(classes) + "), found " +
+                                        std::to_string(labels[b]) + " for sample " + std::to_string(b));
   if (grad != nullptr) grad->resize(classes, batch);
   double total = 0.0;
   for (Eigen::Index b = 0; b < batch; ++b) {
     const int label = labels[b];
-    if (label < 0 || label >= classes)
-      DEEPSTRUCT_THROW(value_error, "cross_entropy: expected labels in [0, " + std::to_string(classes) + "), found " +
-                                        std::to_string(label) + " for sample " + std::to_string(b));
     const auto z = logits.col(b);
     const Scalar zmax = z.maxCoeff();
     const Scalar sum = (z.array() - zmax).exp().sum();
@@ -88,13 +89,24 @@ struct MSELoss {
   }
 };
 
-/// The predicted class of every column: the index of its largest logit (first on ties).
+/// The predicted class of every column: the index of its largest logit (first on ties; a NaN
+/// counts as the largest, as torch.argmax). shape_error for logits without rows.
 template <typename Derived>
 Labels argmax_columns(const Eigen::MatrixBase<Derived>& logits) {
+  if (logits.rows() == 0 && logits.cols() > 0)
+    DEEPSTRUCT_THROW(shape_error, "argmax_columns: expected logits with at least one row (class), found " +
+                                      detail::shape_str(logits.rows(), logits.cols()));
   Labels out(logits.cols());
   for (Eigen::Index b = 0; b < logits.cols(); ++b) {
     Eigen::Index best = 0;
-    logits.col(b).maxCoeff(&best);
+    for (Eigen::Index i = 0; i < logits.rows(); ++i) {
+      const auto v = logits(i, b);
+      if (std::isnan(v)) {
+        best = i;
+        break;
+      }
+      if (v > logits(best, b)) best = i;
+    }
     out[b] = static_cast<int>(best);
   }
   return out;

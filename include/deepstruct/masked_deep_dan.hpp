@@ -185,7 +185,8 @@ class MaskedDeepDAN : public ModelBase<MaskedDeepDAN<Scalar_>, Scalar_> {
   /// parameter gradient and writes dL/dx into *grad_input unless it is null. Throws state_error
   /// before any forward and for an x whose values differ from that forward's input at any of 16
   /// entries spread over it (a cheap check that catches most mix-ups, not a proof); shape_error
-  /// for x or grad_logits of another shape than that forward's.
+  /// for x or grad_logits of another shape than that forward's, and for a grad_input sharing
+  /// memory with x or grad_logits (before any gradient is added).
   void backward(const Eigen::Ref<const Matrix>& x, const Eigen::Ref<const Matrix>& grad_logits, Matrix* grad_input = nullptr);
 
  private:
@@ -445,9 +446,11 @@ MaskedDeepDAN<Scalar_>::MaskedDeepDAN(Index inputs, Index outputs, const DanDesc
 template <typename Scalar_>
 auto MaskedDeepDAN<Scalar_>::forward(const Eigen::Ref<const Matrix>& x) -> const Matrix& {
   train_.batch = -1;  // a failed forward leaves nothing for backward
+  // Before the run: x may be the logits of the last forward (model.forward(model.forward(x0))),
+  // which the run overwrites; backward then refuses what x has become.
+  train_.probe = fingerprint(x);
   run_forward(x, train_, train_.logits, true);
   train_.batch = x.cols();
-  train_.probe = fingerprint(x);
   return train_.logits;
 }
 
@@ -476,6 +479,11 @@ void MaskedDeepDAN<Scalar_>::backward(const Eigen::Ref<const Matrix>& x, const E
     DEEPSTRUCT_THROW(shape_error, std::string(name_) + "::backward: expected dL/dlogits of shape " +
                                       detail::shape_str(outputs(), batch) + " (outputs x batch of the last forward), found " +
                                       detail::shape_str(grad_logits.rows(), grad_logits.cols()));
+  if (grad_input != nullptr) {  // before any gradient is added: a refused call changes nothing
+    const std::string where = std::string(name_) + "::backward";
+    detail::check_no_alias(x, *grad_input, where.c_str(), "grad_input", "x");
+    detail::check_no_alias(grad_logits, *grad_input, where.c_str(), "grad_input", "grad_logits");
+  }
   const std::size_t L = num_hidden_layers();
   Activations& a = train_;
   // The first contribution to a layer's gradient is written in place, later ones are added: no

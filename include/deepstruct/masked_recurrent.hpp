@@ -317,7 +317,7 @@ class MaskedRecurrentLayer : public MaskedLayer<Scalar_> {
       auto dg = dgi_.middleCols(c0, batch);
       switch (kind_) {
         case RecurrentKind::rnn_tanh: dg.array() = dh.array() * (Scalar(1) - h.array().square()); break;
-        case RecurrentKind::rnn_relu: dg.array() = (h.array() > Scalar(0)).select(dh.array(), Scalar(0)); break;
+        case RecurrentKind::rnn_relu: dg.array() = (h.array() <= Scalar(0)).select(Scalar(0), dh.array()); break;
         case RecurrentKind::gru: {
           const auto r = gates_.block(0, c0, H, batch).array(), z = gates_.block(H, c0, H, batch).array(),
                      n = gates_.block(2 * H, c0, H, batch).array();

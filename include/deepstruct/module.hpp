@@ -186,7 +186,14 @@ class Module {
           break;
         case TensorKind::count: (void)sd.count(key); break;
       }
-      if (t.ndim > 0) sd.check_dims(key, t.dims, t.ndim);
+      if (t.ndim > 0) {
+        sd.check_dims(key, t.dims, t.ndim);
+      } else if (t.kind == TensorKind::matrix || t.kind == TensorKind::mask) {
+        // A plain 2-D tensor: an array of more dimensions with as many entries does not fit it
+        // (PyTorch's size mismatch), though it reads as [shape[0]][rest].
+        const Eigen::Index dims[2] = {t.rows, t.cols};
+        sd.check_dims(key, dims, 2);
+      }
       expected.push_back(key);
     });
   }

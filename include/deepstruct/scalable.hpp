@@ -40,14 +40,15 @@ class ScalableDeepFFN {
   const std::vector<double>& proportions() const { return proportions_; }
 
   /// Hidden layer sizes at `scale` total neurons: max(1, floor(scale * p)) for each proportion p
-  /// rounded to `precision` decimals (deepstruct's draw()). A layer never vanishes.
+  /// rounded to `precision` decimals, in double arithmetic as deepstruct's draw() (so 100 x 0.29
+  /// = 28.999999999999996 gives 28, as there). A layer never vanishes.
   std::vector<Eigen::Index> draw(Eigen::Index scale) const {
     if (scale <= 0) DEEPSTRUCT_THROW(value_error, "ScalableDeepFFN::draw: expected scale >= 1, found " + std::to_string(scale));
     const double factor = std::pow(10.0, precision_);
     std::vector<Eigen::Index> sizes;
     for (double p : proportions_) {
       const double rounded = std::nearbyint(p * factor) / factor;
-      sizes.push_back(std::max<Eigen::Index>(1, static_cast<Eigen::Index>(std::floor(static_cast<double>(scale) * rounded + 1e-9))));
+      sizes.push_back(std::max<Eigen::Index>(1, static_cast<Eigen::Index>(std::floor(static_cast<double>(scale) * rounded))));
     }
     return sizes;
   }

@@ -43,15 +43,20 @@ struct StateDict {
   }
   std::size_t size() const { return matrices.size() + vectors.size() + masks.size() + counts.size(); }
 
+  /// Every key with the number of kinds (matrix, vector, mask, counter) it stands under.
+  std::map<std::string, int> key_kinds() const {
+    std::map<std::string, int> all;
+    for (const auto& kv : matrices) ++all[kv.first];
+    for (const auto& kv : vectors) ++all[kv.first];
+    for (const auto& kv : masks) ++all[kv.first];
+    for (const auto& kv : counts) ++all[kv.first];
+    return all;
+  }
+
   /// All keys, sorted, comma-separated (for messages).
   std::string key_list() const {
-    std::map<std::string, int> all;
-    for (const auto& kv : matrices) all[kv.first] = 0;
-    for (const auto& kv : vectors) all[kv.first] = 0;
-    for (const auto& kv : masks) all[kv.first] = 0;
-    for (const auto& kv : counts) all[kv.first] = 0;
     std::string out;
-    for (const auto& kv : all) out += (out.empty() ? "" : ", ") + kv.first;
+    for (const auto& kv : key_kinds()) out += (out.empty() ? "" : ", ") + kv.first;
     return out.empty() ? std::string("(none)") : out;
   }
 
@@ -125,6 +130,11 @@ namespace detail {
 /// Throws if `sd` holds keys that `expected` does not name (PyTorch's strict loading).
 template <typename Scalar, typename Container>
 void check_no_unexpected_keys(const StateDict<Scalar>& sd, const Container& expected, const char* model) {
+  // A key under two kinds (say a matrix and a vector of one name): one of them is not the model's.
+  for (const auto& kv : sd.key_kinds())
+    if (kv.second > 1)
+      DEEPSTRUCT_THROW(shape_error, std::string(model) + "::load_state_dict: expected every key once, found '" + kv.first + "' " +
+                                        std::to_string(kv.second) + " times (as tensors of different kinds)");
   std::string unexpected;
   auto check = [&](const std::string& key) {
     bool found = false;

@@ -198,14 +198,24 @@ std::vector<EpochStats> fit(Model& model, Optimizer& optimizer, const typename M
   if (options.epochs < 0) DEEPSTRUCT_THROW(value_error, "fit: expected epochs >= 0, found " + std::to_string(options.epochs));
   if ((x_test == nullptr) != (y_test == nullptr))
     DEEPSTRUCT_THROW(value_error, "fit: expected both test samples and test targets, or neither");
-  if (x_test != nullptr) detail::check_dataset(x_test->cols(), *y_test, "fit (test data)");
+  if (x_test != nullptr) {  // test data that evaluate() would refuse, refused before any training
+    detail::check_dataset(x_test->cols(), *y_test, "fit (test data)");
+    if (x_test->cols() == 0) DEEPSTRUCT_THROW(shape_error, "fit: expected at least one test sample, found 0");
+    if (x_test->rows() != x_train.rows())
+      DEEPSTRUCT_THROW(shape_error, "fit: expected test samples with the training samples' " + std::to_string(x_train.rows()) +
+                                        " features (rows), found " + std::to_string(x_test->rows()));
+    if constexpr (!detail::is_labels<Target>::value)
+      if (y_test->rows() != y_train.rows())
+        DEEPSTRUCT_THROW(shape_error, "fit: expected test targets with the training targets' " + std::to_string(y_train.rows()) +
+                                          " rows, found " + std::to_string(y_test->rows()));
+  }
 
   constexpr bool classification = detail::is_labels<Target>::value;
   Generator gen(options.seed);
   std::vector<Eigen::Index> idx(static_cast<std::size_t>(x_train.cols()));
   std::iota(idx.begin(), idx.end(), Eigen::Index{0});
   const Eigen::Index n = x_train.cols();
-  const Eigen::Index batches = (n + options.batch_size - 1) / options.batch_size;
+  const Eigen::Index batches = n / options.batch_size + (n % options.batch_size != 0);  // no overflow for a huge batch_size
   const bool bar = !options.quiet && options.log != nullptr && detail::stream_is_terminal(options.log);
   typename Model::Matrix batch_x;
   Target batch_y;
