@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <limits>
 #include <set>
 
 #include "test_support.hpp"
@@ -114,6 +115,94 @@ TEST_CASE("RigL, SET and the cosine schedule match the reference (sparse_trainin
           Approx(s["cosine"].get<double>()).margin(1e-15));
   CHECK(deepstruct::drop_fraction(deepstruct::DropSchedule::constant, 0.3, 5000, 1000) == 0.3);
   CHECK(deepstruct::drop_fraction(deepstruct::DropSchedule::exponential, 0.3, 500, 1000, 2.0) == Approx(0.3 * 0.25));
+}
+
+TEST_CASE("rigl_change: a NaN active weight or a NaN gradient at a growth candidate is a value_error naming its position", "[sparse_training][rigl]") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  Mat w = Mat::Zero(4, 4), g = Mat::Random(4, 4);
+  Mask m = Mask::Constant(4, 4, false);
+  for (int i = 0; i < 4; ++i) {
+    w(i, i) = i + 1;  // keeps (2, 2) and (3, 3) at fraction 0.5
+    m(i, i) = true;
+  }
+  CHECK(deepstruct::rigl_change(w, m, g, 0.5).grown.size() == 2);
+  // Behind the mask a NaN weight is no candidate; a NaN gradient at a kept position neither.
+  Mat w_behind = w, g_kept = g;
+  w_behind(0, 1) = nan;
+  g_kept(3, 3) = nan;
+  CHECK(deepstruct::rigl_change(w_behind, m, g_kept, 0.5).grown == deepstruct::rigl_change(w, m, g, 0.5).grown);
+  Mat w_nan = w, g_nan = g;
+  w_nan(1, 1) = nan;
+  g_nan(2, 1) = nan;
+  CHECK_THROWS_AS(deepstruct::rigl_change(w_nan, m, g, 0.5), deepstruct::value_error);
+  CHECK_THROWS_WITH(deepstruct::rigl_change(w_nan, m, g, 0.5, "fc.weight"), test::contains("found NaN at row 1, column 1 of 'fc.weight'"));
+  CHECK_THROWS_AS(deepstruct::rigl_change(w, m, g_nan, 0.5), deepstruct::value_error);
+  CHECK_THROWS_WITH(deepstruct::rigl_change(w, m, g_nan, 0.5), test::contains("dense gradient that is not NaN at the growth candidates, found NaN at row 2, column 1"));
+  // All NaN (an exploded layer), and the radix selection's size (>= 4096 candidates).
+  CHECK_THROWS_AS(deepstruct::rigl_change<double>(Mat::Constant(2, 2, nan), Mask::Constant(2, 2, true), Mat::Random(2, 2), 0.5),
+                  deepstruct::value_error);
+  Mat big_w = Mat::Random(100, 100), big_g = Mat::Random(100, 100);
+  Mask big_m = Mask::Constant(100, 100, false);
+  for (int i = 0; i < 100; ++i) big_m(i, i) = true;
+  for (int i = 0; i < 50; ++i) big_g(i, 3) = nan;
+  CHECK_THROWS_AS(deepstruct::rigl_change(big_w, big_m, big_g, 0.5), deepstruct::value_error);
+  // The selection itself stays inside its arrays whatever the scores: NaN ranks below every number.
+  const std::vector<Eigen::Index> c{0, 1, 2, 3, 4, 5};
+  CHECK(deepstruct::detail::largest(c, std::vector<double>(6, nan), 3, 6, 1) == std::vector<Eigen::Index>{0, 1, 2});
+  CHECK(deepstruct::detail::largest(c, std::vector<double>{nan, 1, nan, 3, 2, nan}, 4, 6, 1) == std::vector<Eigen::Index>{0, 1, 3, 4});
+  CHECK(deepstruct::detail::largest(c, std::vector<double>{nan, 1, nan, 3, 2, nan}, 2, 6, 1) == std::vector<Eigen::Index>{3, 4});
+}
+
+TEST_CASE("RigL::step: a NaN weight or gradient is a value_error naming the weight; nothing changes", "[sparse_training][rigl]") {
+  deepstruct::FFNOptions fo;
+  fo.seed = 1;
+  deepstruct::MaskedDeepFFN<float> model(8, 2, {6}, fo);
+  deepstruct::sparse_init(model, 0.3, {}, 1);
+  deepstruct::SGD<float> sgd;
+  deepstruct::MaskUpdateOptions o;
+  o.update_every = 1;
+  o.end = 10;
+  o.drop_fraction = 0.5;
+  deepstruct::RigL<deepstruct::SGD<float>, deepstruct::MaskedDeepFFN<float>> rigl(model, sgd, o);
+  Eigen::MatrixXf x = Eigen::MatrixXf::Random(8, 16);
+  deepstruct::Labels y(16);
+  for (int i = 0; i < 16; ++i) y[i] = i % 2;
+  auto backward = [&] {
+    model.zero_grad();
+    Eigen::MatrixXf grad;
+    deepstruct::cross_entropy(model.forward(x), y, &grad);
+    model.backward(x, grad);
+  };
+  backward();
+  // A NaN in an active weight of the second layer: the first layer's update must not happen either.
+  const Mask m0 = model.layer(0).mask(), m1 = model.layer(1).mask();
+  const Eigen::MatrixXf w0 = model.layer(0).weight();
+  Eigen::Index p = 0;
+  while (!m1(p)) ++p;
+  Eigen::MatrixXf w1 = model.layer(1).weight();
+  w1(p) = std::numeric_limits<float>::quiet_NaN();
+  model.layer(1).set_weight(w1);
+  CHECK_THROWS_AS(rigl.step(model), deepstruct::value_error);
+  CHECK_THROWS_WITH(rigl.step(model), test::contains("of '_layer_out.weight'"));
+  CHECK(model.layer(0).mask() == m0);
+  CHECK(model.layer(0).weight() == w0);
+  CHECK(model.layer(1).mask() == m1);
+  CHECK(rigl.steps() == 0);
+  CHECK(rigl.history().empty());
+  // A NaN gradient: one NaN sample in the batch.
+  w1(p) = 0.5f;
+  model.layer(1).set_weight(w1);
+  x(3, 5) = std::numeric_limits<float>::quiet_NaN();
+  backward();
+  CHECK_THROWS_WITH(rigl.step(model), test::contains("dense gradient that is not NaN") && test::contains("of '_layer_first.weight'"));
+  CHECK(model.layer(0).mask() == m0);
+  CHECK(rigl.steps() == 0);
+  // With the batch fixed, the same step updates.
+  x(3, 5) = 0.0f;
+  backward();
+  rigl.step(model);
+  CHECK(rigl.steps() == 1);
+  CHECK(rigl.history().size() == 1);
 }
 
 TEST_CASE("sparse_init: exact counts per layer from a seed, dense layers full", "[sparse_training]") {

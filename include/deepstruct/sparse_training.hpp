@@ -245,25 +245,35 @@ S kth_largest(const std::vector<S>& scores, std::size_t count) {
 /// The `count` positions of `candidates` with the largest scores (scores[i] belongs to
 /// candidates[i]; ties by row-major index), ascending. O(candidates) expected: a selection finds
 /// the count-th largest score, one pass takes everything above it, the ties below it come in
-/// row-major order.
+/// row-major order. A NaN score ranks below every number (the public updates refuse NaN before
+/// they get here; this keeps the selection within its arrays whatever the scores).
 template <typename S>
 std::vector<Eigen::Index> largest(const std::vector<Eigen::Index>& candidates, const std::vector<S>& scores, std::size_t count,
                                   Eigen::Index rows, Eigen::Index cols) {
-  count = std::min(count, candidates.size());
+  const std::size_t n = std::min(candidates.size(), scores.size());
+  count = std::min(count, n);
   std::vector<Eigen::Index> out;
   if (count == 0) return out;
   out.reserve(count);
-  if (count == candidates.size()) {
-    out = candidates;
+  if (count == n) {
+    out.assign(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(n));
   } else {
-    const S threshold = kth_largest(scores, count);
+    std::vector<S> numbers;  // the scores that are not NaN (a selection over NaN has no order)
+    numbers.reserve(n);
+    for (std::size_t i = 0; i < n; ++i)
+      if (!std::isnan(scores[i])) numbers.push_back(scores[i]);
     std::vector<Eigen::Index> ties;
-    for (std::size_t i = 0; i < candidates.size(); ++i) {
-      if (scores[i] > threshold) out.push_back(candidates[i]);
-      else if (scores[i] == threshold) ties.push_back(candidates[i]);
+    if (count <= numbers.size()) {
+      const S threshold = kth_largest(numbers, count);
+      for (std::size_t i = 0; i < n; ++i) {
+        if (scores[i] > threshold) out.push_back(candidates[i]);
+        else if (scores[i] == threshold) ties.push_back(candidates[i]);
+      }
+    } else {  // every number, then NaN ones
+      for (std::size_t i = 0; i < n; ++i) (std::isnan(scores[i]) ? ties : out).push_back(candidates[i]);
     }
     std::sort(ties.begin(), ties.end(), [&](Eigen::Index a, Eigen::Index b) { return row_major_index(a, rows, cols) < row_major_index(b, rows, cols); });
-    for (std::size_t i = 0; out.size() < count; ++i) out.push_back(ties[i]);
+    for (std::size_t i = 0; i < ties.size() && out.size() < count; ++i) out.push_back(ties[i]);
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -278,25 +288,41 @@ struct MaskChange {
   Eigen::Index n_drop = 0;            ///< floor(fraction * nnz) (RigL), or the removed count (SET)
 };
 
+namespace detail {
+
+/// "row r, column c" of a column-major position, and " of '<name>'" when a name is given: where a
+/// message points.
+inline std::string position_str(Eigen::Index p, Eigen::Index rows, const std::string& name) {
+  std::string s = "row " + std::to_string(p % rows) + ", column " + std::to_string(p / rows);
+  if (!name.empty()) s += " of '" + name + "'";
+  return s;
+}
+
+}  // namespace detail
+
 /// RigL's update of one masked weight (sparse_training.json's definition): n_drop = floor(frac *
 /// nnz); keep the nnz - n_drop active weights of largest |w|; grow the n_drop positions of largest
 /// |dense gradient| among all positions not kept (a just-dropped one may come back).
+/// Throws value_error for a NaN active weight or a NaN dense gradient at a position not kept (a
+/// growth candidate): they have no rank. `name` (the weight's state_dict name, if given) goes into
+/// the messages.
 template <typename Scalar>
 MaskChange rigl_change(const Eigen::Matrix<Scalar, -1, -1>& w, const Eigen::Matrix<bool, -1, -1>& mask,
-                       const Eigen::Matrix<Scalar, -1, -1>& dense_grad, double fraction) {
+                       const Eigen::Matrix<Scalar, -1, -1>& dense_grad, double fraction, const std::string& name = {}) {
   MaskChange c;
   const Eigen::Index n = mask.size();
   std::vector<Eigen::Index> active;
   std::vector<Scalar> magnitude;
   for (Eigen::Index p = 0; p < n; ++p)
     if (mask.data()[p]) {
+      if (std::isnan(w.data()[p]))
+        DEEPSTRUCT_THROW(value_error, "rigl_change: expected active weights that are not NaN, found NaN at " +
+                                          detail::position_str(p, w.rows(), name));
       active.push_back(p);
       magnitude.push_back(std::abs(w.data()[p]));
     }
   c.n_drop = static_cast<Eigen::Index>(std::floor(fraction * double(active.size())));
   const std::vector<Eigen::Index> keep = detail::largest(active, magnitude, active.size() - static_cast<std::size_t>(c.n_drop), w.rows(), w.cols());
-  std::set_difference(active.begin(), active.end(), keep.begin(), keep.end(), std::back_inserter(c.dropped));
-  if (c.n_drop == 0) return c;
   // Growth candidates: every position not kept (inactive ones and the just-dropped).
   std::vector<Eigen::Index> candidates;
   std::vector<Scalar> gradient;
@@ -308,9 +334,14 @@ MaskChange rigl_change(const Eigen::Matrix<Scalar, -1, -1>& w, const Eigen::Matr
       ++next_kept;
       continue;
     }
+    if (std::isnan(dense_grad.data()[p]))
+      DEEPSTRUCT_THROW(value_error, "rigl_change: expected a dense gradient that is not NaN at the growth candidates, found NaN at " +
+                                        detail::position_str(p, w.rows(), name));
     candidates.push_back(p);
     gradient.push_back(std::abs(dense_grad.data()[p]));
   }
+  std::set_difference(active.begin(), active.end(), keep.begin(), keep.end(), std::back_inserter(c.dropped));
+  if (c.n_drop == 0) return c;
   c.grown = detail::largest(candidates, gradient, static_cast<std::size_t>(c.n_drop), w.rows(), w.cols());
   return c;
 }
@@ -417,10 +448,10 @@ class MaskUpdaterBase {
       DEEPSTRUCT_THROW(value_error, std::string(name) + ": expected update_every >= 1, found " + std::to_string(options.update_every));
   }
 
-  /// The record's per-weight entry of a change.
-  LayerUpdate entry(const MaskedWeightRef<Scalar>& w, const std::string& layer_name, const MaskChange& c) const {
+  /// The record's per-weight entry of a change (name: the weight's state_dict name).
+  LayerUpdate entry(const MaskedWeightRef<Scalar>& w, const std::string& name, const MaskChange& c) const {
     LayerUpdate u;
-    u.name = layer_name + "." + w.layer->weight_name(w.k);
+    u.name = name;
     u.nnz = w.layer->nnz(w.k);
     u.numel = w.layer->numel(w.k);
     u.dropped = static_cast<Eigen::Index>(c.dropped.size());
@@ -441,8 +472,11 @@ class MaskUpdaterBase {
     reset_optimizer_state(w.layer->weight(w.k).data(), c.grown);
   }
 
-  /// One update at step t: change(w, fraction) -> MaskChange for every selected masked weight,
-  /// applied in turn; the record goes to on_update and the history.
+  /// One update at step t: change(w, fraction, name) -> MaskChange for every selected masked
+  /// weight (name: its state_dict name), all computed from the model as it is before the update,
+  /// then applied; then the step count is t and the record goes to on_update and the history. A
+  /// change that throws (a NaN weight, no dense gradient) leaves the masks, the weights and the
+  /// step count as they were.
   template <typename Change>
   void update(long t, Change&& change) {
     UpdateRecord r;
@@ -450,11 +484,18 @@ class MaskUpdaterBase {
     r.drop_fraction = drop_fraction(options_.schedule, options_.drop_fraction, t, options_.end, options_.schedule_power);
     const auto names = layer_names();
     const auto layers = model_.maskable_layers();
-    for (const auto& w : weights()) {
-      const MaskChange c = change(w, r.drop_fraction);
-      apply(w, c);
+    const auto selected = weights();
+    std::vector<std::string> weight_names;
+    std::vector<MaskChange> changes;
+    for (const auto& w : selected) {
       const auto li = static_cast<std::size_t>(std::find(layers.begin(), layers.end(), w.layer) - layers.begin());
-      r.layers.push_back(entry(w, names[li], c));
+      weight_names.push_back(names[li] + "." + w.layer->weight_name(w.k));
+      changes.push_back(change(w, r.drop_fraction, weight_names.back()));
+    }
+    t_ = t;
+    for (std::size_t i = 0; i < selected.size(); ++i) {
+      apply(selected[i], changes[i]);
+      r.layers.push_back(entry(selected[i], weight_names[i], changes[i]));
     }
     if (on_update) on_update(r);
     history_.push_back(std::move(r));
@@ -506,18 +547,21 @@ class RigL : public detail::MaskUpdaterBase<Optimizer, Model, Select> {
   }
 
   /// One training step's update: the optimizer's step, or on an update step the masks'.
+  /// A step that throws (state_error: no dense gradient; value_error: a NaN weight or gradient)
+  /// changes no mask, no weight and not the step count.
   template <typename M>
   void step(M& model) {
-    const long t = ++this->t_;
+    const long t = this->t_ + 1;
     if (!this->is_update_step(t)) {
       this->optimizer_.step(model);
+      this->t_ = t;
     } else {
-      this->update(t, [](const MaskedWeightRef<Scalar>& w, double fraction) {
+      this->update(t, [](const MaskedWeightRef<Scalar>& w, double fraction, const std::string& name) {
         const auto* g = w.layer->dense_gradient(w.k);
         if (g == nullptr)
-          DEEPSTRUCT_THROW(state_error, "RigL::step: expected the dense gradient of the backward before an update step, found none "
-                                        "(was the model's zero_grad/forward/backward run between the steps?)");
-        return rigl_change(w.layer->weight(w.k), w.layer->mask(w.k), *g, fraction);
+          DEEPSTRUCT_THROW(state_error, "RigL::step: expected the dense gradient of the backward before an update step, found none for '" +
+                                            name + "' (was the model's zero_grad/forward/backward run between the steps?)");
+        return rigl_change(w.layer->weight(w.k), w.layer->mask(w.k), *g, fraction, name);
       });
     }
     arm(t + 1);
@@ -552,7 +596,7 @@ class SET : public detail::MaskUpdaterBase<Optimizer, Model, Select> {
     const long t = ++this->t_;
     this->optimizer_.step(model);
     if (!this->is_update_step(t)) return;
-    this->update(t, [this](const MaskedWeightRef<Scalar>& w, double fraction) {
+    this->update(t, [this](const MaskedWeightRef<Scalar>& w, double fraction, const std::string&) {
       MaskChange c;
       c.dropped = set_removal(w.layer->weight(w.k), w.layer->mask(w.k), fraction);
       c.n_drop = static_cast<Eigen::Index>(c.dropped.size());
