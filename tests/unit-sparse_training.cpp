@@ -153,6 +153,31 @@ TEST_CASE("rigl_change: a NaN active weight or a NaN gradient at a growth candid
   CHECK(deepstruct::detail::largest(c, std::vector<double>{nan, 1, nan, 3, 2, nan}, 2, 6, 1) == std::vector<Eigen::Index>{3, 4});
 }
 
+TEST_CASE("rigl_change and set_removal: a fraction outside [0, 1] is a value_error, a mask or gradient of another shape a shape_error", "[sparse_training]") {
+  const Mat w = Mat::Random(4, 4), g = Mat::Random(4, 4);
+  Mask m = Mask::Constant(4, 4, false);
+  m(0, 0) = m(1, 1) = true;
+  for (const double f : {-0.1, 1.5, 2.0, std::numeric_limits<double>::quiet_NaN()}) {
+    INFO("fraction " << f);
+    CHECK_THROWS_AS(deepstruct::rigl_change(w, m, g, f), deepstruct::value_error);
+    CHECK_THROWS_WITH(deepstruct::rigl_change(w, m, g, f, "fc.weight"), test::contains("expected a drop fraction in [0, 1]") && test::contains("'fc.weight'"));
+    CHECK_THROWS_AS(deepstruct::set_removal(w, m, f), deepstruct::value_error);
+    CHECK_THROWS_WITH(deepstruct::set_removal(w, m, f), test::contains("set_removal: expected zeta in [0, 1]"));
+  }
+  CHECK(deepstruct::rigl_change(w, m, g, 1.0).grown.size() == 2);
+  CHECK(deepstruct::rigl_change(w, m, g, 0.0).grown.empty());
+  CHECK(deepstruct::set_removal(w, Mask::Constant(4, 4, true), 1.0).size() == static_cast<std::size_t>((w.array() != 0).count()));
+  // Shapes: read past the end before.
+  const Mat big = Mat::Random(40, 40);
+  Mask big_m = Mask::Constant(40, 40, false);
+  big_m(0, 0) = big_m(1, 1) = true;
+  CHECK_THROWS_AS(deepstruct::rigl_change(big, big_m, g, 0.5), deepstruct::shape_error);
+  CHECK_THROWS_WITH(deepstruct::rigl_change(big, big_m, g, 0.5), test::contains("expected a dense gradient of the weight's shape 40x40, found 4x4"));
+  CHECK_THROWS_WITH(deepstruct::rigl_change(w, big_m, g, 0.5), test::contains("expected a mask of the weight's shape 4x4, found 40x40"));
+  CHECK_THROWS_AS(deepstruct::set_removal(w, big_m, 0.5), deepstruct::shape_error);
+  CHECK_THROWS_WITH(deepstruct::set_removal(w, big_m, 0.5), test::contains("expected a mask of the weight's shape 4x4, found 40x40"));
+}
+
 TEST_CASE("RigL::step: a NaN weight or gradient is a value_error naming the weight; nothing changes", "[sparse_training][rigl]") {
   deepstruct::FFNOptions fo;
   fo.seed = 1;

@@ -298,17 +298,36 @@ inline std::string position_str(Eigen::Index p, Eigen::Index rows, const std::st
   return s;
 }
 
+/// The arguments of rigl_change and set_removal: a fraction in [0, 1], a mask (and a gradient) of
+/// the weight's shape.
+template <typename Scalar>
+void check_update_arguments(const char* where, const char* fraction_name, double fraction, const Eigen::Matrix<Scalar, -1, -1>& w,
+                            const Eigen::Matrix<bool, -1, -1>& mask, const Eigen::Matrix<Scalar, -1, -1>* dense_grad,
+                            const std::string& name) {
+  const std::string of = name.empty() ? std::string() : " of '" + name + "'";
+  if (!(fraction >= 0.0 && fraction <= 1.0))
+    DEEPSTRUCT_THROW(value_error, std::string(where) + ": expected " + fraction_name + " in [0, 1], found " + std::to_string(fraction) + of);
+  if (mask.rows() != w.rows() || mask.cols() != w.cols())
+    DEEPSTRUCT_THROW(shape_error, std::string(where) + ": expected a mask of the weight's shape " + shape_str(w.rows(), w.cols()) + of +
+                                      ", found " + shape_str(mask.rows(), mask.cols()));
+  if (dense_grad != nullptr && (dense_grad->rows() != w.rows() || dense_grad->cols() != w.cols()))
+    DEEPSTRUCT_THROW(shape_error, std::string(where) + ": expected a dense gradient of the weight's shape " + shape_str(w.rows(), w.cols()) +
+                                      of + ", found " + shape_str(dense_grad->rows(), dense_grad->cols()));
+}
+
 }  // namespace detail
 
 /// RigL's update of one masked weight (sparse_training.json's definition): n_drop = floor(frac *
 /// nnz); keep the nnz - n_drop active weights of largest |w|; grow the n_drop positions of largest
 /// |dense gradient| among all positions not kept (a just-dropped one may come back).
-/// Throws value_error for a NaN active weight or a NaN dense gradient at a position not kept (a
-/// growth candidate): they have no rank. `name` (the weight's state_dict name, if given) goes into
-/// the messages.
+/// Throws value_error for a fraction outside [0, 1] (or NaN), for a NaN active weight or a NaN
+/// dense gradient at a position not kept (a growth candidate: NaN has no rank); shape_error for a
+/// mask or gradient of another shape than w. `name` (the weight's state_dict name, if given) goes
+/// into the messages.
 template <typename Scalar>
 MaskChange rigl_change(const Eigen::Matrix<Scalar, -1, -1>& w, const Eigen::Matrix<bool, -1, -1>& mask,
                        const Eigen::Matrix<Scalar, -1, -1>& dense_grad, double fraction, const std::string& name = {}) {
+  detail::check_update_arguments("rigl_change", "a drop fraction", fraction, w, mask, &dense_grad, name);
   MaskChange c;
   const Eigen::Index n = mask.size();
   std::vector<Eigen::Index> active;
@@ -348,8 +367,11 @@ MaskChange rigl_change(const Eigen::Matrix<Scalar, -1, -1>& w, const Eigen::Matr
 
 /// SET's removal step of one masked weight: floor(zeta * #positive active) positive weights
 /// nearest zero and floor(zeta * #negative active) negative ones (ties by row-major index).
+/// Throws value_error for zeta outside [0, 1] (or NaN), shape_error for a mask of another shape
+/// than w.
 template <typename Scalar>
 std::vector<Eigen::Index> set_removal(const Eigen::Matrix<Scalar, -1, -1>& w, const Eigen::Matrix<bool, -1, -1>& mask, double zeta) {
+  detail::check_update_arguments<Scalar>("set_removal", "zeta", zeta, w, mask, nullptr, {});
   std::vector<Eigen::Index> pos, neg;
   for (Eigen::Index p = 0; p < mask.size(); ++p)
     if (mask.data()[p]) {
