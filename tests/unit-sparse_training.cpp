@@ -375,7 +375,10 @@ TEST_CASE("RigL in the training loop: invariants on an FFN", "[sparse_training][
       const auto& l = model.layer(k);
       CHECK(l.nnz() == nnz0[k]);  // per-layer density constant
       CHECK(r.layers[k].nnz == nnz0[k]);
-      CHECK(r.layers[k].dropped == static_cast<Eigen::Index>(std::floor(r.drop_fraction * double(nnz0[k]))));
+      // The dense output layer has no inactive position: nothing to rewire, it is skipped.
+      const bool dense = k == 2;
+      CHECK(dense == (nnz0[k] == l.numel()));
+      CHECK(r.layers[k].dropped == (dense ? 0 : static_cast<Eigen::Index>(std::floor(r.drop_fraction * double(nnz0[k])))));
       CHECK(r.layers[k].grown == r.layers[k].dropped);
       const Eigen::MatrixXf& wb = w_before[k];
       const Mask& mb = m_before[k];
@@ -391,7 +394,7 @@ TEST_CASE("RigL in the training loop: invariants on an FFN", "[sparse_training][
       }
       // The mask is exactly RigL's change of what the update saw (the parity-tested definition),
       // and the record counts its regrown positions (dropped and grown back in the same update).
-      const deepstruct::MaskChange c = deepstruct::rigl_change(wb, mb, g_before[k], r.drop_fraction);
+      const deepstruct::MaskChange c = dense ? deepstruct::MaskChange{} : deepstruct::rigl_change(wb, mb, g_before[k], r.drop_fraction);
       Mask expected = mb;
       for (const Eigen::Index p : c.dropped) expected(p) = false;
       for (const Eigen::Index p : c.grown) expected(p) = true;
@@ -447,6 +450,55 @@ TEST_CASE("RigL in the training loop: invariants on an FFN", "[sparse_training][
   const std::string line = deepstruct::to_json_line(rigl.history().front());
   CHECK(line.find("\"step\":10") != std::string::npos);
   CHECK(line.find("\"name\":\"_layer_first.weight\"") != std::string::npos);
+}
+
+TEST_CASE("RigL and SET skip a fully dense masked weight (ERK's forced-dense output layer): no weight is zeroed", "[sparse_training][rigl][set]") {
+  Eigen::MatrixXf x;
+  deepstruct::Labels y;
+  blobs20(64, 2, x, y);
+  auto run = [&](auto make_updater, bool rigl) {
+    INFO((rigl ? "RigL" : "SET"));
+    deepstruct::FFNOptions fo;
+    fo.seed = 1;
+    deepstruct::MaskedDeepFFN<float> model(20, 4, {16}, fo);
+    deepstruct::AllocationOptions erk;
+    erk.dense = {1};
+    deepstruct::sparse_init(model, 0.3, erk, 1);
+    auto& out = model.layer(1);
+    REQUIRE(out.nnz() == out.numel());
+    REQUIRE((out.weight().array() == 0.0f).count() == 0);
+    deepstruct::SGD<float> sgd(deepstruct::SGDOptions{0.05});
+    deepstruct::MaskUpdateOptions o;
+    o.update_every = 2;
+    o.end = 100;
+    o.drop_fraction = 0.5;
+    auto updater = make_updater(model, sgd, o);
+    Eigen::MatrixXf out_before;  // before the step (RigL's update step takes no optimizer step)
+    int updates = 0;
+    updater.on_update = [&](deepstruct::UpdateRecord& r) {
+      REQUIRE(r.layers.size() == 2);
+      CHECK(r.layers[0].dropped > 0);  // the sparse layer is rewired as before
+      CHECK(r.layers[0].grown == r.layers[0].dropped);
+      CHECK(r.layers[1].name == "_layer_out.weight");
+      CHECK(r.layers[1].dropped == 0);
+      CHECK(r.layers[1].grown == 0);
+      CHECK(r.layers[1].regrown == 0);
+      CHECK(r.layers[1].nnz == r.layers[1].numel);
+      CHECK((out.weight().array() == 0.0f).count() == 0);  // was: every weight dropped and grown back at 0
+      if (rigl) CHECK(out.weight() == out_before);
+      ++updates;
+    };
+    for (int t = 0; t < 12; ++t) {
+      out_before = out.weight();
+      deepstruct::train_step(model, updater, x, y);
+    }
+    CHECK(updates == 6);
+    CHECK(out.nnz() == out.numel());
+  };
+  using FFN = deepstruct::MaskedDeepFFN<float>;
+  using SGD = deepstruct::SGD<float>;
+  run([](FFN& m, SGD& s, const deepstruct::MaskUpdateOptions& o) { return deepstruct::RigL<SGD, FFN>(m, s, o); }, true);
+  run([](FFN& m, SGD& s, const deepstruct::MaskUpdateOptions& o) { return deepstruct::SET<SGD, FFN>(m, s, o); }, false);
 }
 
 TEST_CASE("SET in the training loop on a DAN: regrowth inside the layer-pair matrices, constant nnz, deterministic", "[sparse_training][set]") {

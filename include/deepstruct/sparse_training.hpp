@@ -498,7 +498,9 @@ class MaskUpdaterBase {
   /// weight (name: its state_dict name), all computed from the model as it is before the update,
   /// then applied; then the step count is t and the record goes to on_update and the history. A
   /// change that throws (a NaN weight, no dense gradient) leaves the masks, the weights and the
-  /// step count as they were.
+  /// step count as they were. A weight without an inactive position (nnz == numel, e.g. a layer
+  /// the allocation made dense) is skipped: there is nothing to rewire, and every weight dropped
+  /// would be grown straight back at 0.
   template <typename Change>
   void update(long t, Change&& change) {
     UpdateRecord r;
@@ -512,7 +514,8 @@ class MaskUpdaterBase {
     for (const auto& w : selected) {
       const auto li = static_cast<std::size_t>(std::find(layers.begin(), layers.end(), w.layer) - layers.begin());
       weight_names.push_back(names[li] + "." + w.layer->weight_name(w.k));
-      changes.push_back(change(w, r.drop_fraction, weight_names.back()));
+      if (w.layer->nnz(w.k) == w.layer->numel(w.k)) changes.emplace_back();
+      else changes.push_back(change(w, r.drop_fraction, weight_names.back()));
     }
     t_ = t;
     for (std::size_t i = 0; i < selected.size(); ++i) {
