@@ -5,6 +5,7 @@
 // largest-gradient inactive positions, grown weights zero with reset optimizer state, no optimizer
 // step on RigL's update steps; incremental mask changes equal to full rebuilds; dense gradients.
 #include <deepstruct/loss.hpp>
+#include <deepstruct/masked_conv2d.hpp>
 #include <deepstruct/masked_deep_dan.hpp>
 #include <deepstruct/masked_deep_ffn.hpp>
 #include <deepstruct/masked_deep_rnn.hpp>
@@ -317,6 +318,84 @@ TEST_CASE("dense gradients: the gradient of every weight while on, the parameter
   lstm.backward(Mat::Random(3, 8), Mat::Random(2, 8), nullptr);
   REQUIRE(lstm.dense_gradient(1) != nullptr);
   CHECK(lstm.dense_gradient(1)->rows() == 8);
+}
+
+TEST_CASE("dense gradients: none until a backward after turning them on or zero_grad, for every layer type that keeps them", "[sparse_training]") {
+  // MaskedLinear
+  deepstruct::MaskedLinear<double> linear(5, 4, true, 1);
+  linear.set_dense_gradient(true);
+  CHECK(linear.dense_gradient(0) == nullptr);  // was a matrix of zeros: RigL grew from it
+  linear.backward(Mat::Random(5, 3), Mat::Random(4, 3), nullptr);
+  REQUIRE(linear.dense_gradient(0) != nullptr);
+  CHECK(linear.dense_gradient(0)->cwiseAbs().sum() > 0);
+  linear.zero_grad();
+  CHECK(linear.dense_gradient(0) == nullptr);
+  linear.backward(Mat::Random(5, 3), Mat::Random(4, 3), nullptr);
+  CHECK(linear.dense_gradient(0) != nullptr);
+  linear.set_dense_gradient(true);  // armed again: a new accumulation
+  CHECK(linear.dense_gradient(0) == nullptr);
+  // MaskedConv2d, on both paths
+  for (const auto path : {deepstruct::Execution::dense, deepstruct::Execution::sparse}) {
+    deepstruct::MaskedConv2d<double> conv(2, 3, deepstruct::Conv2dOptions{});
+    conv.set_execution(path);
+    const deepstruct::ImageShape in{2, 4, 4};
+    const Mat x = Mat::Random(in.size(), 2), g = Mat::Random(conv.output_shape(in).size(), 2);
+    Mat y, gx;
+    conv.set_dense_gradient(true);
+    CHECK(conv.dense_gradient(0) == nullptr);
+    conv.forward(x, in, y);
+    conv.backward(x, in, g, &gx);
+    CHECK(conv.dense_gradient(0) != nullptr);
+    conv.zero_grad();
+    CHECK(conv.dense_gradient(0) == nullptr);
+  }
+  // A recurrent layer: both of its masked weights
+  deepstruct::MaskedGRULayer<double> gru(3, 2);
+  gru.set_dense_gradient(true);
+  CHECK(gru.dense_gradient(0) == nullptr);
+  CHECK(gru.dense_gradient(1) == nullptr);
+  Mat y;
+  gru.forward(Mat::Random(3, 8), 4, y);
+  gru.backward(Mat::Random(3, 8), Mat::Random(2, 8), nullptr);
+  CHECK(gru.dense_gradient(0) != nullptr);
+  CHECK(gru.dense_gradient(1) != nullptr);
+  gru.zero_grad();
+  CHECK(gru.dense_gradient(0) == nullptr);
+  CHECK(gru.dense_gradient(1) == nullptr);
+}
+
+TEST_CASE("RigL::step: an update step without a backward since the dense gradients were armed is a state_error; nothing changes", "[sparse_training][rigl]") {
+  deepstruct::FFNOptions fo;
+  fo.seed = 1;
+  deepstruct::MaskedDeepFFN<float> model(8, 2, {6}, fo);
+  deepstruct::sparse_init(model, 0.3, {}, 1);
+  deepstruct::SGD<float> sgd;
+  deepstruct::MaskUpdateOptions o;
+  o.update_every = 1;
+  o.end = 10;
+  o.drop_fraction = 0.5;
+  deepstruct::RigL<deepstruct::SGD<float>, deepstruct::MaskedDeepFFN<float>> rigl(model, sgd, o);
+  const Mask m0 = model.layer(0).mask(), m1 = model.layer(1).mask();
+  CHECK_THROWS_AS(rigl.step(model), deepstruct::state_error);  // no forward/backward at all
+  CHECK_THROWS_WITH(rigl.step(model), test::contains("found none for '_layer_first.weight'"));
+  model.zero_grad();  // and after zero_grad without a backward
+  CHECK_THROWS_AS(rigl.step(model), deepstruct::state_error);
+  CHECK(model.layer(0).mask() == m0);
+  CHECK(model.layer(1).mask() == m1);
+  CHECK(rigl.steps() == 0);
+  CHECK(rigl.history().empty());
+  // The training loop (zero_grad, forward, backward, step) updates from the backward's gradient.
+  Eigen::MatrixXf x = Eigen::MatrixXf::Random(8, 16);
+  deepstruct::Labels y(16);
+  for (int i = 0; i < 16; ++i) y[i] = i % 2;
+  deepstruct::train_step(model, rigl, x, y);
+  CHECK(rigl.steps() == 1);
+  REQUIRE(rigl.history().size() == 1);
+  CHECK(rigl.history().back().layers[0].grown > 0);
+  // The next update step needs its own backward: the one before the last step does not count.
+  CHECK_THROWS_AS(rigl.step(model), deepstruct::state_error);
+  deepstruct::train_step(model, rigl, x, y);
+  CHECK(rigl.history().size() == 2);
 }
 
 namespace {

@@ -73,14 +73,18 @@ namespace detail {
 /// The dense gradient a layer keeps for sparse training's growth criterion (set_dense_gradient):
 /// while `on`, a backward computes the gradient of every entry of a masked weight into `step`
 /// and finish() adds it to `total` and, zero behind the mask, to the parameter gradient.
+/// `accumulated` says whether a backward finished since it was turned on or zeroed: until then
+/// there is no gradient to read (get() is null), not a gradient of zeros.
 template <typename Scalar>
 struct DenseGradient {
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
   bool on = false;
+  bool accumulated = false;
   Matrix total, step;
 
   void set(bool enable, Eigen::Index rows, Eigen::Index cols) {
     on = enable;
+    accumulated = false;
     if (on) {
       total.setZero(rows, cols);
     } else {
@@ -90,13 +94,15 @@ struct DenseGradient {
   }
   /// zero_grad: a new accumulation.
   void zero(Eigen::Index rows, Eigen::Index cols) {
+    accumulated = false;
     if (on) total.setZero(rows, cols);
   }
-  const Matrix* get() const { return on ? &total : nullptr; }
+  const Matrix* get() const { return on && accumulated ? &total : nullptr; }
   template <typename MaskType>
   void finish(const MaskType& mask, Matrix& grad) {
     total += step;
     grad += mask.select(step, Scalar(0));
+    accumulated = true;
   }
 };
 
@@ -332,7 +338,8 @@ class MaskedLayer : public Module<Scalar_> {
       DEEPSTRUCT_THROW(state_error, std::string(this->type_name()) + "::set_dense_gradient: this layer type keeps no dense gradient");
   }
   /// The dense gradient of masked weight k accumulated since zero_grad() while set_dense_gradient
-  /// was on, or nullptr when it was off.
+  /// was on, or nullptr when it was off or no backward (of a nonempty batch) has added to it since
+  /// it was turned on or since zero_grad().
   virtual const Matrix* dense_gradient(std::size_t) const { return nullptr; }
 
   /// The logical shape of masked weight k: {rows, cols} of its matrix by default; a layer whose
