@@ -82,6 +82,22 @@ TEST_CASE("allocate_densities: ERK as RigL allocates it (sparse_training.json)",
   CHECK(deepstruct::allocate_densities(conv, 0.2, erk)[0] != deepstruct::allocate_densities(conv, 0.2, er)[0]);
   CHECK_THROWS_AS(deepstruct::allocate_densities(shapes, 0.0), deepstruct::value_error);
   CHECK_THROWS_AS(deepstruct::allocate_densities({{3}}, 0.5), deepstruct::shape_error);
+  // A NaN or infinite erk_power made every layer dense without a word.
+  for (const double power : {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity(),
+                             -std::numeric_limits<double>::infinity()}) {
+    INFO("erk_power " << power);
+    deepstruct::AllocationOptions bad;
+    bad.erk_power = power;
+    CHECK_THROWS_AS(deepstruct::allocate_densities(shapes, 0.1, bad), deepstruct::value_error);
+    CHECK_THROWS_WITH(deepstruct::allocate_densities(shapes, 0.1, bad), test::contains("expected a finite erk_power"));
+    deepstruct::MaskedDeepFFN<float> model(8, 2, {6});
+    const auto mask = model.layer(0).mask();
+    CHECK_THROWS_AS(deepstruct::sparse_init(model, 0.1, bad, 1), deepstruct::value_error);
+    CHECK(model.layer(0).mask() == mask);
+  }
+  deepstruct::AllocationOptions half;
+  half.erk_power = 0.5;
+  CHECK(deepstruct::allocate_densities(shapes, 0.1, half)[0] < 1.0);
 }
 
 TEST_CASE("RigL, SET and the cosine schedule match the reference (sparse_training.json)", "[sparse_training][parity]") {

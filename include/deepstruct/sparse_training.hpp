@@ -59,12 +59,15 @@ struct AllocationOptions {
 /// {out, in, kh, kw}) so that the nonzeros total what `density` gives every sparse weight, as
 /// RigL allocates them: a weight in options.dense, or whose scaled ER(K) density would exceed 1,
 /// is dense (then the rest are scaled again). `dense_out` (if given) receives the indices of the
-/// dense ones. Throws value_error for a density outside (0, 1] or a bad index, shape_error for a
-/// shape with fewer than two dimensions or a dimension < 1.
+/// dense ones. Throws value_error for a density outside (0, 1], a NaN or infinite erk_power or a
+/// bad index, shape_error for a shape with fewer than two dimensions or a dimension < 1.
 inline std::vector<double> allocate_densities(const std::vector<std::vector<Eigen::Index>>& shapes, double density,
                                               const AllocationOptions& options = {}, std::vector<std::size_t>* dense_out = nullptr) {
   if (!(density > 0.0 && density <= 1.0))
     DEEPSTRUCT_THROW(value_error, "allocate_densities: expected a density in (0, 1], found " + std::to_string(density));
+  // A NaN or infinite power makes every raw density NaN, 0 or infinite: every layer came out dense.
+  if (!std::isfinite(options.erk_power))
+    DEEPSTRUCT_THROW(value_error, "allocate_densities: expected a finite erk_power, found " + std::to_string(options.erk_power));
   std::vector<char> dense(shapes.size(), 0);
   for (const std::size_t i : options.dense) {
     if (i >= shapes.size())
