@@ -136,6 +136,25 @@ TEMPLATE_TEST_CASE("prune: a NaN weight in a candidate neuron throws value_error
   }
 }
 
+TEST_CASE("prune_each_layer: all or nothing; a count too large for one layer prunes no layer", "[prune]") {
+  deepstruct::MaskedDeepFFN<float> model(4, 2, {3});  // 12 and 6 weights
+  CHECK_THROWS_AS(deepstruct::prune_each_layer(model, PruneAmount::count(8)), deepstruct::value_error);
+  CHECK_THROWS_WITH(deepstruct::prune_each_layer(model, PruneAmount::count(8)),
+                    test::contains("prune_each_layer (layer 1): expected to prune at most the 6 remaining candidates, found a count of 8"));
+  CHECK(model.layer(0).nnz() == 12);  // was 4: the first layer was pruned before the second threw
+  CHECK(model.layer(1).nnz() == 6);
+  // A NaN saliency in the second layer: the first is not pruned either.
+  Eigen::MatrixXf s = model.layer(1).weight().cwiseAbs();
+  s(1, 2) = std::numeric_limits<float>::quiet_NaN();
+  model.layer(1).set_saliency(s);
+  CHECK_THROWS_AS(deepstruct::prune_each_layer(model, PruneAmount::count(2)), deepstruct::value_error);
+  CHECK(model.layer(0).nnz() == 12);
+  model.layer(1).clear_saliency();
+  CHECK(deepstruct::prune_each_layer(model, PruneAmount::count(5)) == 10);
+  CHECK(model.layer(0).nnz() == 7);
+  CHECK(model.layer(1).nnz() == 1);
+}
+
 TEST_CASE("prune: iterative magnitude pruning with rewinding (lottery tickets)", "[prune]") {
   deepstruct::MaskedDeepFFN<double> model(12, 3, {10, 8});
   const auto initial = model.state_dict();

@@ -189,12 +189,27 @@ auto prune_global(Model& model, PruneAmount amount, const Select& select = Selec
 }
 
 /// Per-layer pruning of every masked layer of a model: each layer loses the same fraction (of the
-/// masked weights `select` accepts).
+/// masked weights `select` accepts). All or nothing: every layer's candidates and count are
+/// checked first, so a count larger than some layer's candidates or a NaN saliency throws
+/// value_error before any layer is pruned.
 template <typename Model, typename Select = AllWeights>
 auto prune_each_layer(Model& model, PruneAmount amount, const Select& select = Select{})
     -> decltype(model.maskable_layers(), Eigen::Index()) {
+  const auto layers = model.maskable_layers();
+  using Scalar = typename std::remove_pointer_t<typename decltype(layers)::value_type>::Scalar;
+  std::vector<std::vector<detail::Candidate>> candidates(layers.size());
+  std::vector<Eigen::Index> counts(layers.size());
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    detail::collect_active(*layers[l], l, candidates[l], select);  // l: messages name the layer
+    for (auto& c : candidates[l]) c.layer = 0;                      // prune_lowest below sees one layer
+    const std::string where = "prune_each_layer (layer " + std::to_string(l) + ")";
+    counts[l] = amount.of(static_cast<Eigen::Index>(candidates[l].size()), where.c_str());
+  }
   Eigen::Index total = 0;
-  for (auto* layer : model.maskable_layers()) total += prune_layer(*layer, amount, select);
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    detail::prune_lowest<Scalar>(candidates[l], counts[l], {layers[l]});
+    total += counts[l];
+  }
   return total;
 }
 
