@@ -155,6 +155,21 @@ TEST_CASE("prune_each_layer: all or nothing; a count too large for one layer pru
   CHECK(model.layer(1).nnz() == 1);
 }
 
+TEST_CASE("prune_global: a layer listed twice is a value_error naming its positions; nothing is pruned", "[prune]") {
+  MaskedLinear<float> a(4, 4, true, 1), b(4, 4, true, 2);
+  std::vector<deepstruct::MaskedLayer<float>*> twice{&a, &b, &a};
+  CHECK_THROWS_AS(deepstruct::prune_global(twice, PruneAmount::count(10)), deepstruct::value_error);
+  CHECK_THROWS_WITH(deepstruct::prune_global(twice, PruneAmount::count(10)),
+                    test::contains("expected every layer once, found the layer at position 2 already at position 0"));
+  std::vector<MaskedLinear<float>*> typed{&a, &a};  // the overload for a concrete layer type
+  CHECK_THROWS_AS(deepstruct::prune_global(typed, PruneAmount::count(10)), deepstruct::value_error);
+  CHECK(a.nnz() == 16);  // was 11 (10 reported pruned, 5 pruned)
+  CHECK(b.nnz() == 16);
+  std::vector<MaskedLinear<float>*> once{&a, &b};
+  CHECK(deepstruct::prune_global(once, PruneAmount::count(10)) == 10);
+  CHECK(a.nnz() + b.nnz() == 22);
+}
+
 TEST_CASE("prune: iterative magnitude pruning with rewinding (lottery tickets)", "[prune]") {
   deepstruct::MaskedDeepFFN<double> model(12, 3, {10, 8});
   const auto initial = model.state_dict();

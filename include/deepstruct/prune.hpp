@@ -98,10 +98,16 @@ struct Candidate {
 
 template <typename Scalar>
 void check_layers(const std::vector<MaskedLayer<Scalar>*>& layers, const char* where) {
-  for (std::size_t l = 0; l < layers.size(); ++l)
+  for (std::size_t l = 0; l < layers.size(); ++l) {
     if (layers[l] == nullptr)
       DEEPSTRUCT_THROW(value_error, std::string(where) + ": expected pointers to masked layers, found a null pointer at position " +
                                         std::to_string(l));
+    // A layer listed twice would have its weights counted twice (and pruned once).
+    const auto first = std::find(layers.begin(), layers.begin() + static_cast<std::ptrdiff_t>(l), layers[l]);
+    if (first != layers.begin() + static_cast<std::ptrdiff_t>(l))
+      DEEPSTRUCT_THROW(value_error, std::string(where) + ": expected every layer once, found the layer at position " + std::to_string(l) +
+                                        " already at position " + std::to_string(first - layers.begin()));
+  }
 }
 
 /// Turns off the `k` lowest-scored candidates (ties by layer, masked weight, then position).
@@ -163,7 +169,8 @@ Eigen::Index prune_layer(MaskedLayer<Scalar>& layer, PruneAmount amount, const S
 }
 
 /// torch.nn.utils.prune.global_unstructured (L1): ranks the active weights of all layers together.
-/// Throws value_error (changing nothing) for a null pointer among the layers.
+/// Throws value_error (changing nothing) for a null pointer among the layers or a layer listed
+/// twice.
 template <typename Scalar, typename Select = AllWeights>
 Eigen::Index prune_global(const std::vector<MaskedLayer<Scalar>*>& layers, PruneAmount amount, const Select& select = Select{}) {
   detail::check_layers(layers, "prune_global");
