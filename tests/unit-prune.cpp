@@ -136,6 +136,25 @@ TEMPLATE_TEST_CASE("prune: a NaN weight in a candidate neuron throws value_error
   }
 }
 
+TEMPLATE_TEST_CASE("prune_neurons: a NaN behind the mask is ignored, a NaN in an active weight of a candidate neuron throws", "[prune]", float, double) {
+  using Mat = Eigen::Matrix<TestType, -1, -1>;
+  Mat w(2, 3);
+  w << 0.1, 5, 0.2,  // row 0: the smallest once (0, 1) is masked
+      1, 1, 1;
+  w(0, 1) = std::numeric_limits<TestType>::quiet_NaN();
+  Eigen::Matrix<bool, -1, -1> m = Eigen::Matrix<bool, -1, -1>::Constant(2, 3, true);
+  m(0, 1) = false;
+  MaskedLinear<TestType> behind(w, Eigen::Matrix<TestType, -1, 1>::Zero(2), m);
+  CHECK(deepstruct::prune_neurons(behind, PruneAmount::count(1)) == 1);
+  CHECK_FALSE(behind.mask().row(0).any());
+  CHECK(behind.mask().row(1).all());
+  // The same NaN in an active weight: value_error naming it, nothing pruned.
+  MaskedLinear<TestType> active(w, Eigen::Matrix<TestType, -1, 1>::Zero(2));
+  CHECK_THROWS_AS(deepstruct::prune_neurons(active, PruneAmount::count(1)), deepstruct::value_error);
+  CHECK_THROWS_WITH(deepstruct::prune_neurons(active, PruneAmount::count(1)), test::contains("found NaN at weight 1 of neuron (row) 0"));
+  CHECK(active.mask().all());
+}
+
 TEST_CASE("prune_each_layer: all or nothing; a count too large for one layer prunes no layer", "[prune]") {
   deepstruct::MaskedDeepFFN<float> model(4, 2, {3});  // 12 and 6 weights
   CHECK_THROWS_AS(deepstruct::prune_each_layer(model, PruneAmount::count(8)), deepstruct::value_error);

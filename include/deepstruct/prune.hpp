@@ -223,8 +223,8 @@ auto prune_each_layer(Model& model, PruneAmount amount, const Select& select = S
 /// torch.nn.utils.prune.ln_structured(dim=0): removes whole neurons (rows of masked weight `k`,
 /// the units it feeds) with the smallest L_p norm of their effective weights, among the neurons
 /// that still have an active weight. p may be any value > 0 or infinity. Returns the number of
-/// neurons pruned. Throws value_error, changing nothing, when a candidate neuron has a NaN
-/// effective weight.
+/// neurons pruned. Throws value_error, changing nothing, when a candidate neuron has a NaN in an
+/// active weight (a NaN behind the mask is ignored, as everywhere: W o M is taken with a select).
 template <typename Scalar>
 Eigen::Index prune_neurons(MaskedLayer<Scalar>& layer, PruneAmount amount, double p = 2.0, std::size_t k = 0) {
   if (!(p > 0.0)) DEEPSTRUCT_THROW(value_error, "prune_neurons: expected a norm order p > 0, found " + std::to_string(p));
