@@ -4,6 +4,8 @@
 #include <deepstruct/graph/generators.hpp>
 #include <deepstruct/graph/io.hpp>
 #include <deepstruct/graph/layer_index.hpp>
+#include <deepstruct/graph/svg.hpp>
+#include <deepstruct/sparse_training.hpp>
 #include <deepstruct/random.hpp>
 
 #include <algorithm>
@@ -11,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <limits>
+#include <locale>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
@@ -290,8 +293,79 @@ TEST_CASE("GraphML: labels read back as written; a control character XML cannot 
   for (std::size_t v = 0; v < 3; ++v) CHECK(back[v].label == g[v].label);
   g[2].label = std::string("x\x01y");
   std::ostringstream out;
-  CHECK_THROWS_WITH(deepstruct::write_graphml(out, g), test::contains("found U+0001 at byte 1 of the label of vertex 2"));
+  CHECK_THROWS_WITH(deepstruct::write_graphml(out, g), test::contains("found the control character U+0001 at byte 1 of the label of vertex 2"));
   CHECK(out.str().empty());
+}
+
+namespace {
+// Numbers as a German locale prints them: 1.000,5.
+struct GroupingNumbers : std::numpunct<char> {
+  char do_decimal_point() const override { return ','; }
+  char do_thousands_sep() const override { return '.'; }
+  std::string do_grouping() const override { return "\3"; }
+};
+struct GlobalLocale {
+  std::locale before;
+  explicit GlobalLocale(const std::locale& l) : before(std::locale::global(l)) {}
+  ~GlobalLocale() { std::locale::global(before); }
+};
+}  // namespace
+
+TEST_CASE("GraphML, DOT, SVG and the JSON lines are written in the classic locale whatever the program's", "[graph][io]") {
+  // A star of 1201 vertices: ids, layers and positions of 1000 and more, weights with decimals.
+  deepstruct::Dag g(1201);
+  for (std::size_t v = 1; v < 1201; ++v) add_edge(0, v, deepstruct::EdgeProperties{0.5}, g);
+  const std::string classic = graphml_text(g);
+  const std::locale german(std::locale::classic(), new GroupingNumbers);
+  {
+    GlobalLocale guard(german);
+    std::ostringstream numbers;
+    numbers << 1000.5;
+    REQUIRE(numbers.str() == "1.000,5");  // the locale is in force
+    std::ostringstream own;
+    own.imbue(german);  // and the caller's stream has it too
+    deepstruct::write_graphml(own, g);
+    CHECK(own.str() == classic);
+    CHECK(own.str().find("<node id=\"1000\">") != std::string::npos);
+    const deepstruct::Dag back = deepstruct::parse_graphml(own.str());
+    CHECK(num_edges(back) == 1200);
+    std::ostringstream dot, svg;
+    dot.imbue(german);
+    deepstruct::write_dot(dot, g);
+    CHECK(dot.str().find(" 1000;") != std::string::npos);
+    CHECK(dot.str().find("1.000") == std::string::npos);
+    svg.imbue(german);
+    deepstruct::write_svg(svg, g);
+    CHECK(svg.str().find("1.200") == std::string::npos);
+    CHECK(svg.str().find("1200") != std::string::npos);  // the layer's size in its label
+    deepstruct::UpdateRecord r;
+    r.step = 2500;
+    r.drop_fraction = 0.25;
+    const std::string json = deepstruct::to_json_line(r);
+    CHECK(json.find("\"step\":2500,\"drop_fraction\":0.25") != std::string::npos);
+  }
+}
+
+TEST_CASE("GraphML: labels must be UTF-8 XML can hold (value_error naming the byte); SVG replaces what it cannot hold", "[graph][io]") {
+  deepstruct::Dag g(2);
+  add_edge(0, 1, g);
+  g[1].label = "caf\xc3\xa9 \xe2\x86\x92 \xf0\x9f\x99\x82";  // UTF-8: cafe with an accent, an arrow, an emoji
+  CHECK(deepstruct::parse_graphml(graphml_text(g))[1].label == g[1].label);
+  for (const std::string bad : {std::string("caf\xe9"), std::string("x\xef\xbf\xbe"), std::string("\xed\xa0\x80"), std::string("\xc0\xaf"),
+                                std::string("ab\xe2\x86")}) {
+    INFO(bad);
+    g[1].label = bad;
+    std::ostringstream out;
+    CHECK_THROWS_WITH(deepstruct::write_graphml(out, g), test::contains("(not UTF-8, or a code point XML 1.0 cannot hold)") &&
+                                                            test::contains("of the label of vertex 1"));
+    CHECK(out.str().empty());
+    deepstruct::SvgOptions options;
+    options.vertex_labels = true;
+    std::ostringstream svg;
+    deepstruct::write_svg(svg, g, options);
+    CHECK(deepstruct::detail::xml_forbidden(svg.str()) == std::string::npos);
+    CHECK(svg.str().find("\xEF\xBF\xBD") != std::string::npos);
+  }
 }
 
 TEST_CASE("GraphML: networkx reads the layers of ffn_structure written without assign_layers", "[graph][io]") {

@@ -23,6 +23,7 @@
 #include <cstring>
 #include <functional>
 #include <iomanip>
+#include <locale>
 #include <numeric>
 #include <sstream>
 #include <string>
@@ -425,6 +426,7 @@ struct UpdateRecord {
 /// "numel":..,"density":..,"dropped":..,"grown":..,"regrown":..}, ...], <structure fields>}.
 inline std::string to_json_line(const UpdateRecord& r) {
   std::ostringstream out;
+  out.imbue(std::locale::classic());  // JSON, whatever the program's locale
   out << std::setprecision(17) << "{\"step\":" << r.step << ",\"drop_fraction\":" << r.drop_fraction << ",\"layers\":[";
   for (std::size_t i = 0; i < r.layers.size(); ++i) {
     const auto& l = r.layers[i];

@@ -34,6 +34,7 @@
 #include <utility>
 #include <vector>
 
+#include "deepstruct/detail/text_output.hpp"
 #include "deepstruct/errors.hpp"
 #include "deepstruct/graph/layer_index.hpp"
 #include "deepstruct/random.hpp"
@@ -590,9 +591,7 @@ namespace analysis {
 
 inline std::string json_number(double x) {
   if (!std::isfinite(x)) return "null";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.17g", x);
-  return buf;
+  return detail::c_number("%.17g", x);
 }
 
 inline std::string json_array(const std::vector<std::size_t>& v) {
@@ -611,9 +610,7 @@ inline std::string json_degrees(const DegreeStats& d) {
 
 inline std::string text_number(double x) {
   if (std::isnan(x)) return "not computed";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.6g", x);
-  return buf;
+  return detail::c_number("%.6g", x);
 }
 
 /// At most `limit` entries of v, then "... (k more)".

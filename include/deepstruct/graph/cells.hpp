@@ -11,6 +11,7 @@
 
 #include <Eigen/Core>
 #include <cstdio>
+#include <locale>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -60,6 +61,7 @@ template <typename Scalar>
 void write_cell_graphml(const std::string& path, DeepCellDAN<Scalar>& model) {
   const Dag g = cell_structure(model);
   std::ostringstream out;
+  out.imbue(std::locale::classic());  // whatever the program's locale: 1000, not "1.000"
   out.precision(17);
   out << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
          "<graphml xmlns=\"http://graphml.graphdrawing.org/xmlns\">\n"

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstddef>
 #include <limits>
+#include <locale>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -116,13 +117,15 @@ inline void write_evolution_svg(const std::string& path, const std::vector<Updat
   const double h = top + double(fields.size()) * (panel + gap);
   double x0 = double(records.front().step), x1 = double(records.back().step);
   if (x1 <= x0) x1 = x0 + 1;
-  auto num = [](double v) {
+  auto num = [](double v) {  // in the classic locale, whatever the program's
     std::ostringstream o;
+    o.imbue(std::locale::classic());
     o.precision(6);
     o << v;
     return o.str();
   };
   std::ostringstream out;
+  out.imbue(std::locale::classic());
   out << "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"no\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\""
       << w << "\" height=\"" << h << "\" viewBox=\"0 0 " << w << ' ' << h << "\" font-family=\"sans-serif\">\n"
       << "<rect x=\"0\" y=\"0\" width=\"" << w << "\" height=\"" << h << "\" fill=\"white\"/>\n"

@@ -14,6 +14,7 @@
 /// id order).
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -187,22 +188,40 @@ inline Dag watts_strogatz(std::size_t n, std::size_t k, double p, Generator& gen
 }
 
 /// Newman-Watts-Strogatz small world, as networkx.newman_watts_strogatz_graph: the same ring
-/// lattice, and for every lattice edge (u, u + j), with probability p, a shortcut (u, w) is added
-/// for a uniform w that is neither u nor a neighbour of u. The lattice stays, so there are
-/// n*floor(k/2) + (number of shortcuts) edges. Same arguments and complexity as watts_strogatz.
+/// lattice, and for every lattice edge, with probability p, a shortcut (u, w) is added from its
+/// lower endpoint u for a uniform w that is neither u nor a neighbour of u, the lattice edges
+/// taken in networkx's order (list(G.edges()): by lower endpoint, then as its neighbours were
+/// inserted; so vertex 0 gets k chances and vertex n-1 none, as there). The lattice stays, so
+/// there are n*floor(k/2) + (number of shortcuts) edges. Same arguments and complexity as
+/// watts_strogatz.
 inline Dag newman_watts_strogatz(std::size_t n, std::size_t k, double p, Generator& gen) {
   detail::check_ring("newman_watts_strogatz", n, k, p);
   detail::UndirectedGraph g(n);
   for (std::size_t j = 1; j <= k / 2; ++j)
     for (std::size_t u = 0; u < n; ++u) g.add_edge(u, (u + j) % n);
-  for (std::size_t j = 1; j <= k / 2; ++j)
-    for (std::size_t u = 0; u < n; ++u) {
-      if (!random::bernoulli(gen, p)) continue;
-      if (g.adj[u].size() >= n - 1) continue;
-      std::size_t w = random::uniform_index(gen, n);
-      while (w == u || g.has_edge(u, w)) w = random::uniform_index(gen, n);
-      g.add_edge(u, w);
+  // networkx's list(G.edges()) of the lattice: vertex a lists its neighbours b > a in the order
+  // their edges were added (j by j; within j, edge (a - j, a) before (a, a + j) unless it wraps).
+  std::vector<std::pair<std::size_t, std::size_t>> lattice;
+  lattice.reserve(n * (k / 2));
+  std::vector<std::size_t> order;
+  for (std::size_t a = 0; a < n; ++a) {
+    order.clear();
+    for (std::size_t j = 1; j <= k / 2; ++j) {
+      const std::size_t lo = (a + n - j) % n, hi = (a + j) % n;
+      for (const std::size_t b : a >= j ? std::array<std::size_t, 2>{lo, hi} : std::array<std::size_t, 2>{hi, lo})
+        if (std::find(order.begin(), order.end(), b) == order.end()) order.push_back(b);
     }
+    for (const std::size_t b : order)
+      if (b > a) lattice.emplace_back(a, b);
+  }
+  for (const auto& edge : lattice) {
+    const std::size_t u = edge.first;
+    if (!random::bernoulli(gen, p)) continue;
+    if (g.adj[u].size() >= n - 1) continue;
+    std::size_t w = random::uniform_index(gen, n);
+    while (w == u || g.has_edge(u, w)) w = random::uniform_index(gen, n);
+    g.add_edge(u, w);
+  }
   return detail::dag_from_pairs(n, g.pairs());
 }
 

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "deepstruct/detail/atomic_file.hpp"
+#include "deepstruct/detail/text_output.hpp"
 #include "deepstruct/errors.hpp"
 #include "deepstruct/graph/dag.hpp"
 #include "deepstruct/graph/layer_index.hpp"
@@ -314,28 +315,10 @@ inline bool parse_index(const std::string& s, std::size_t& value) {
   return true;
 }
 
-/// The first byte of s that XML 1.0 cannot hold (a control character other than tab, newline and
-/// carriage return), or npos.
-inline std::size_t xml_forbidden(const std::string& s) {
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') return i;
-  }
-  return std::string::npos;
-}
-
-/// "byte i of <what> (U+00XX)" for the error messages about xml_forbidden's byte.
-inline std::string xml_forbidden_message(const std::string& s, std::size_t i, const std::string& what) {
-  char code[8];
-  std::snprintf(code, sizeof code, "%02X", static_cast<unsigned>(static_cast<unsigned char>(s[i])));
-  return "expected text without control characters other than tab, newline and carriage return (XML 1.0 cannot hold them), "
-         "found U+00" + std::string(code) + " at byte " + std::to_string(i) + " of " + what;
-}
-
 /// Text for XML 1.0 element content that reads back as `s`: markup escaped, a carriage return as
-/// a character reference (readers turn a raw one into a newline). value_error for the control
-/// characters XML 1.0 cannot hold at all (a file with one is not well-formed: networkx and other
-/// readers refuse it).
+/// a character reference (readers turn a raw one into a newline). value_error for what XML 1.0
+/// cannot hold at all, control characters and bytes that are not UTF-8 (detail/text_output.hpp;
+/// a file with one is not well-formed: networkx and other readers refuse it).
 inline std::string xml_escape(const std::string& s) {
   const std::size_t bad = xml_forbidden(s);
   if (bad != std::string::npos) DEEPSTRUCT_THROW(value_error, "XML: " + xml_forbidden_message(s, bad, "a text"));
@@ -683,7 +666,11 @@ inline std::vector<std::size_t> graphml_layers(const Dag& g, GraphmlLayers which
 /// throw not_a_dag) before anything is written; without layer data (options.layer = false; no
 /// position data then either) the nodes are listed by id and a cyclic graph can be written.
 /// O(V log V + E).
-inline void write_graphml(std::ostream& out, const Dag& g, const GraphmlWriteOptions& options = {}) {
+inline void write_graphml(std::ostream& out, const Dag& g, const GraphmlWriteOptions& options = {});
+
+namespace detail {
+
+inline void write_graphml_text(std::ostream& out, const Dag& g, const GraphmlWriteOptions& options) {
   const std::size_t n = num_vertices(g);
   const bool layered = options.layer;
   const std::vector<std::size_t> layers = layered ? graphml_layers(g, options.layers) : std::vector<std::size_t>{};
@@ -757,6 +744,13 @@ inline void write_graphml(std::ostream& out, const Dag& g, const GraphmlWriteOpt
   out << "  </graph>\n</graphml>\n";
 }
 
+}  // namespace detail
+
+/// (In the classic locale whatever `out`'s or the global one: see detail/text_output.hpp.)
+inline void write_graphml(std::ostream& out, const Dag& g, const GraphmlWriteOptions& options) {
+  detail::write_in_classic_locale(out, [&](std::ostream& text) { detail::write_graphml_text(text, g, options); });
+}
+
 namespace detail {
 
 /// Writes text to the file at path (created or replaced) atomically (write_file_atomically: a
@@ -790,7 +784,11 @@ struct DotOptions {
 /// order, vertices ascending), then the edges in Boost's edge order. Throws value_error for a
 /// rankdir Graphviz does not know and, with group_by_layer, not_a_dag for a cyclic graph; both
 /// before anything is written to `out`. O(V + E).
-inline void write_dot(std::ostream& out, const Dag& g, const DotOptions& options = {}) {
+inline void write_dot(std::ostream& out, const Dag& g, const DotOptions& options = {});
+
+namespace detail {
+
+inline void write_dot_text(std::ostream& out, const Dag& g, const DotOptions& options) {
   if (options.rankdir != "LR" && options.rankdir != "TB" && options.rankdir != "RL" && options.rankdir != "BT")
     DEEPSTRUCT_THROW(value_error, "write_dot: expected rankdir LR, TB, RL or BT, found \"" + options.rankdir + "\"");
   const LayeredView view = options.group_by_layer ? LayeredView(g) : LayeredView();  // may throw not_a_dag
@@ -815,6 +813,13 @@ inline void write_dot(std::ostream& out, const Dag& g, const DotOptions& options
     out << ";\n";
   }
   out << "}\n";
+}
+
+}  // namespace detail
+
+/// (In the classic locale, as write_graphml.)
+inline void write_dot(std::ostream& out, const Dag& g, const DotOptions& options) {
+  detail::write_in_classic_locale(out, [&](std::ostream& text) { detail::write_dot_text(text, g, options); });
 }
 
 /// write_dot to the file at `path`; io_error naming the path and errno's reason when it cannot

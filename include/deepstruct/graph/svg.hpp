@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "deepstruct/detail/atomic_file.hpp"
+#include "deepstruct/detail/text_output.hpp"
 #include "deepstruct/errors.hpp"
 #include "deepstruct/graph/dag.hpp"
 #include "deepstruct/graph/layer_index.hpp"
@@ -68,30 +69,31 @@ namespace svg {
 inline std::string escape(const std::string& s) {
   std::string out;
   out.reserve(s.size());
-  for (char c : s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const char c = s[i];
+    const std::size_t len = detail::xml_char_length(s, i);
+    if (len == 0) {
+      // What XML 1.0 cannot hold: a control character becomes a space, a byte that is not UTF-8
+      // (or U+FFFE, U+FFFF, a surrogate) the replacement character U+FFFD - it is a picture.
+      out += static_cast<unsigned char>(c) < 0x20 ? " " : "\xEF\xBF\xBD";
+      ++i;
+      continue;
+    }
     switch (c) {
       case '&': out += "&amp;"; break;
       case '<': out += "&lt;"; break;
       case '>': out += "&gt;"; break;
       case '"': out += "&quot;"; break;
       case '\'': out += "&apos;"; break;
-      default:
-        // Control characters other than tab/newline are not allowed in XML 1.0.
-        if (static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\n' && c != '\r')
-          out += ' ';
-        else
-          out += c;
+      default: out.append(s, i, len);
     }
+    i += len;
   }
   return out;
 }
 
 /// A coordinate with two decimals (enough at any zoom a browser offers, and compact).
-inline std::string num(double x) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f", x);
-  return buf;
-}
+inline std::string num(double x) { return detail::c_number("%.2f", x); }
 
 inline void check_options(const SvgOptions& o) {
   auto positive = [](double x, const char* name) {
@@ -115,9 +117,15 @@ inline void check_options(const SvgOptions& o) {
 }  // namespace svg
 }  // namespace detail
 
-/// Writes g as an SVG document to out. Throws not_a_dag when g has a cycle (and no layers are
+/// Writes g as an SVG document to out (in the classic locale whatever `out`'s or the global one;
+/// nothing is written when it throws). Throws not_a_dag when g has a cycle (and no layers are
 /// given), value_error on bad options or layers.
-inline void write_svg(std::ostream& out, const Dag& g, const SvgOptions& options = {}) {
+inline void write_svg(std::ostream& out, const Dag& g, const SvgOptions& options = {});
+
+namespace detail {
+namespace svg {
+
+inline void write_svg_text(std::ostream& out, const Dag& g, const SvgOptions& options) {
   using detail::svg::escape;
   using detail::svg::num;
   detail::svg::check_options(options);
@@ -242,6 +250,13 @@ inline void write_svg(std::ostream& out, const Dag& g, const SvgOptions& options
     }
   }
   out << "</g>\n</svg>\n";
+}
+
+}  // namespace svg
+}  // namespace detail
+
+inline void write_svg(std::ostream& out, const Dag& g, const SvgOptions& options) {
+  detail::write_in_classic_locale(out, [&](std::ostream& text) { detail::svg::write_svg_text(text, g, options); });
 }
 
 /// Writes g as an SVG file. The picture is drawn in memory first and written atomically (a
