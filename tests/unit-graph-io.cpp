@@ -351,7 +351,7 @@ TEST_CASE("GraphML: labels must be UTF-8 XML can hold (value_error naming the by
   add_edge(0, 1, g);
   g[1].label = "caf\xc3\xa9 \xe2\x86\x92 \xf0\x9f\x99\x82";  // UTF-8: cafe with an accent, an arrow, an emoji
   CHECK(deepstruct::parse_graphml(graphml_text(g))[1].label == g[1].label);
-  for (const std::string bad : {std::string("caf\xe9"), std::string("x\xef\xbf\xbe"), std::string("\xed\xa0\x80"), std::string("\xc0\xaf"),
+  for (const std::string& bad : {std::string("caf\xe9"), std::string("x\xef\xbf\xbe"), std::string("\xed\xa0\x80"), std::string("\xc0\xaf"),
                                 std::string("ab\xe2\x86")}) {
     INFO(bad);
     g[1].label = bad;
