@@ -195,17 +195,29 @@ TEST_CASE("rigl_change and set_removal: a fraction outside [0, 1] is a value_err
   CHECK_THROWS_WITH(deepstruct::set_removal(w, big_m, 0.5), test::contains("expected a mask of the weight's shape 4x4, found 40x40"));
 }
 
-TEST_CASE("RigL::step: a NaN weight or gradient is a value_error naming the weight; nothing changes", "[sparse_training][rigl]") {
+namespace {
+// 8 -> 6 -> 2 at 30% density (seed 1), and RigL updating on every step until step 10: the
+// setting of the error tests below.
+deepstruct::MaskedDeepFFN<float> small_sparse_ffn() {
   deepstruct::FFNOptions fo;
   fo.seed = 1;
   deepstruct::MaskedDeepFFN<float> model(8, 2, {6}, fo);
   deepstruct::sparse_init(model, 0.3, {}, 1);
-  deepstruct::SGD<float> sgd;
+  return model;
+}
+deepstruct::MaskUpdateOptions rigl_every_step() {
   deepstruct::MaskUpdateOptions o;
   o.update_every = 1;
   o.end = 10;
   o.drop_fraction = 0.5;
-  deepstruct::RigL<deepstruct::SGD<float>, deepstruct::MaskedDeepFFN<float>> rigl(model, sgd, o);
+  return o;
+}
+}  // namespace
+
+TEST_CASE("RigL::step: a NaN weight or gradient is a value_error naming the weight; nothing changes", "[sparse_training][rigl]") {
+  deepstruct::MaskedDeepFFN<float> model = small_sparse_ffn();
+  deepstruct::SGD<float> sgd;
+  deepstruct::RigL<deepstruct::SGD<float>, deepstruct::MaskedDeepFFN<float>> rigl(model, sgd, rigl_every_step());
   Eigen::MatrixXf x = Eigen::MatrixXf::Random(8, 16);
   deepstruct::Labels y(16);
   for (int i = 0; i < 16; ++i) y[i] = i % 2;
@@ -381,16 +393,9 @@ TEST_CASE("dense gradients: none until a backward after turning them on or zero_
 }
 
 TEST_CASE("RigL::step: an update step without a backward since the dense gradients were armed is a state_error; nothing changes", "[sparse_training][rigl]") {
-  deepstruct::FFNOptions fo;
-  fo.seed = 1;
-  deepstruct::MaskedDeepFFN<float> model(8, 2, {6}, fo);
-  deepstruct::sparse_init(model, 0.3, {}, 1);
+  deepstruct::MaskedDeepFFN<float> model = small_sparse_ffn();
   deepstruct::SGD<float> sgd;
-  deepstruct::MaskUpdateOptions o;
-  o.update_every = 1;
-  o.end = 10;
-  o.drop_fraction = 0.5;
-  deepstruct::RigL<deepstruct::SGD<float>, deepstruct::MaskedDeepFFN<float>> rigl(model, sgd, o);
+  deepstruct::RigL<deepstruct::SGD<float>, deepstruct::MaskedDeepFFN<float>> rigl(model, sgd, rigl_every_step());
   const Mask m0 = model.layer(0).mask(), m1 = model.layer(1).mask();
   CHECK_THROWS_AS(rigl.step(model), deepstruct::state_error);  // no forward/backward at all
   CHECK_THROWS_WITH(rigl.step(model), test::contains("found none for '_layer_first.weight'"));
