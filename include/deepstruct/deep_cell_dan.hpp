@@ -287,13 +287,10 @@ class ReductionCell {
   void predict(const ConstMatrixRef& x, const ImageShape& in, Matrix& y) {
     // Straight into y, then ReLU and batch norm in place: no temporary. Unless y is x's memory
     // (predict(m, in, m)), which the convolution refuses: then through a temporary.
-    if (detail::shares_memory(x, y)) {
-      Matrix reduced;
-      conv_reduce.forward(x, in, reduced);
-      y = std::move(reduced);
-    } else {
-      conv_reduce.forward(x, in, y);
-    }
+    Matrix buffer;
+    Matrix& reduced = detail::shares_memory(x, y) ? buffer : y;
+    conv_reduce.forward(x, in, reduced);
+    if (&reduced == &buffer) y = std::move(buffer);
     y = y.cwiseMax(Scalar(0));
     batch_norm.predict(y, output_shape(in), y);
   }

@@ -78,16 +78,12 @@ class LayerNorm : public Module<Scalar_> {
   void apply(const Eigen::Ref<const Matrix>& x, Matrix& y) const {
     check_input(x, "apply");
     RowVector inv_std;
-    if (detail::partly_shares_memory(x, y)) {
-      // Writing y would resize it (freeing x) or overwrite columns of x not yet read.
-      Matrix out;
-      normalize(x, out, inv_std);
-      scale_shift(out, out);
-      y = std::move(out);
-      return;
-    }
-    normalize(x, y, inv_std);
-    scale_shift(y, y);
+    // Into y, unless writing y would resize it (freeing x) or overwrite columns of x not yet read.
+    Matrix buffer;
+    Matrix& out = detail::partly_shares_memory(x, y) ? buffer : y;
+    normalize(x, out, inv_std);
+    scale_shift(out, out);
+    if (&out == &buffer) y = std::move(buffer);
   }
 
   /// Adds dL/dweight and dL/dbias to the gradients and writes dL/dx (may alias grad_output).

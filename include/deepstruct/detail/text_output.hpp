@@ -19,14 +19,19 @@
 namespace deepstruct {
 namespace detail {
 
-/// Runs write(stream) on a string stream in the classic locale, then copies the text to `out`
-/// (nothing reaches `out` when write throws).
+/// What write(stream) writes to a string stream in the classic locale.
 template <typename Write>
-void write_in_classic_locale(std::ostream& out, Write&& write) {
+std::string classic_text(Write&& write) {
   std::ostringstream text;
   text.imbue(std::locale::classic());
   write(text);
-  out << text.str();
+  return text.str();
+}
+
+/// classic_text(write) copied to `out` (nothing reaches `out` when write throws).
+template <typename Write>
+void write_in_classic_locale(std::ostream& out, Write&& write) {
+  out << classic_text(write);
 }
 
 /// A double printed by snprintf with `format` ("%.17g", "%.2f") with a '.' as the decimal point

@@ -315,13 +315,8 @@ inline bool parse_index(const std::string& s, std::size_t& value) {
   return true;
 }
 
-/// Text for XML 1.0 element content that reads back as `s`: markup escaped, a carriage return as
-/// a character reference (readers turn a raw one into a newline). value_error for what XML 1.0
-/// cannot hold at all, control characters and bytes that are not UTF-8 (detail/text_output.hpp;
-/// a file with one is not well-formed: networkx and other readers refuse it).
-inline std::string xml_escape(const std::string& s) {
-  const std::size_t bad = xml_forbidden(s);
-  if (bad != std::string::npos) DEEPSTRUCT_THROW(value_error, "XML: " + xml_forbidden_message(s, bad, "a text"));
+/// xml_escape of a text xml_forbidden has already passed.
+inline std::string xml_escape_checked(const std::string& s) {
   std::string out;
   for (const char c : s) {
     switch (c) {
@@ -335,6 +330,16 @@ inline std::string xml_escape(const std::string& s) {
     }
   }
   return out;
+}
+
+/// Text for XML 1.0 element content that reads back as `s`: markup escaped, a carriage return as
+/// a character reference (readers turn a raw one into a newline). value_error for what XML 1.0
+/// cannot hold at all, control characters and bytes that are not UTF-8 (detail/text_output.hpp;
+/// a file with one is not well-formed: networkx and other readers refuse it).
+inline std::string xml_escape(const std::string& s) {
+  const std::size_t bad = xml_forbidden(s);
+  if (bad != std::string::npos) DEEPSTRUCT_THROW(value_error, "XML: " + xml_forbidden_message(s, bad, "a text"));
+  return xml_escape_checked(s);
 }
 
 /// Shortest-enough decimal for an exact round trip of a double (17 significant digits at most).
@@ -683,15 +688,7 @@ inline void write_graphml_text(std::ostream& out, const Dag& g, const GraphmlWri
   std::vector<std::size_t> order(n), position(n, 0);
   for (std::size_t v = 0; v < n; ++v) order[v] = v;
   if (layered) {
-    bool acyclic = options.layers != GraphmlLayers::stored;
-    if (!acyclic) {
-      try {
-        (void)layer_index(g);
-        acyclic = true;
-      } catch (const not_a_dag&) {
-      }
-    }
-    if (acyclic) {
+    try {  // (graphml_layers has thrown for a cyclic graph unless the layers are the stored ones)
       const LayeredView view(g);
       std::size_t i = 0;
       for (std::size_t l = 0; l < view.num_layers(); ++l)
@@ -699,7 +696,7 @@ inline void write_graphml_text(std::ostream& out, const Dag& g, const GraphmlWri
           order[i++] = v;
           position[v] = view.position_in_layer(v);
         }
-    } else {
+    } catch (const not_a_dag&) {
       std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
         if (layers[a] != layers[b]) return layers[a] < layers[b];
         return g[a].position < g[b].position;
@@ -710,7 +707,7 @@ inline void write_graphml_text(std::ostream& out, const Dag& g, const GraphmlWri
   }
   bool labels = false;
   for (std::size_t v = 0; v < n && options.label && !labels; ++v) labels = !g[v].label.empty();
-  // A label XML cannot hold throws before anything is written.
+  // A label XML cannot hold throws, naming the vertex (the labels are then escaped unchecked).
   for (std::size_t v = 0; v < n && labels; ++v)
     if (const std::size_t bad = detail::xml_forbidden(g[v].label); bad != std::string::npos)
       DEEPSTRUCT_THROW(value_error, "write_graphml: " + detail::xml_forbidden_message(g[v].label, bad, "the label of vertex " + std::to_string(v)));
@@ -733,7 +730,7 @@ inline void write_graphml_text(std::ostream& out, const Dag& g, const GraphmlWri
     out << '>';
     if (options.layer) out << "<data key=\"d0\">" << layers[v] << "</data>";
     if (positions) out << "<data key=\"d2\">" << position[v] << "</data>";
-    if (label) out << "<data key=\"d3\">" << detail::xml_escape(g[v].label) << "</data>";
+    if (label) out << "<data key=\"d3\">" << detail::xml_escape_checked(g[v].label) << "</data>";
     out << "</node>\n";
   }
   for (auto [e, e_end] = edges(g); e != e_end; ++e) {
@@ -767,9 +764,8 @@ inline void write_file_text(const std::string& path, const std::string& text, co
 /// file beside `path`, renamed over it): when anything fails (not_a_dag, a full disk), an existing
 /// file is left as it was and no partial file remains.
 inline void write_graphml(const std::string& path, const Dag& g, const GraphmlWriteOptions& options = {}) {
-  std::ostringstream text;
-  write_graphml(text, g, options);
-  detail::write_file_text(path, text.str(), "write_graphml");
+  const std::string text = detail::classic_text([&](std::ostream& out) { detail::write_graphml_text(out, g, options); });
+  detail::write_file_text(path, text, "write_graphml");
 }
 
 /// How write_dot draws the graph.
@@ -826,9 +822,8 @@ inline void write_dot(std::ostream& out, const Dag& g, const DotOptions& options
 /// be written. The document is made in memory first and written atomically (as write_graphml):
 /// when anything fails (value_error, not_a_dag, a full disk), an existing file is left as it was.
 inline void write_dot(const std::string& path, const Dag& g, const DotOptions& options = {}) {
-  std::ostringstream text;
-  write_dot(text, g, options);
-  detail::write_file_text(path, text.str(), "write_dot");
+  const std::string text = detail::classic_text([&](std::ostream& out) { detail::write_dot_text(out, g, options); });
+  detail::write_file_text(path, text, "write_dot");
 }
 
 }  // namespace deepstruct

@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <limits>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -207,10 +206,9 @@ void save_dan(const std::string& prefix, const MaskedDeepDAN<Scalar>& model, con
                                   "connections), found a graph with " + std::to_string(d.layer_sizes.size()) + " layers and " +
                                   std::to_string(skips) + " skip connections for a network with " +
                                   std::to_string(model.num_hidden_layers()) + " and " + std::to_string(model.skips().size()));
-  std::ostringstream graphml;
-  write_graphml(graphml, dag);
+  const std::string graphml = detail::classic_text([&](std::ostream& out) { detail::write_graphml_text(out, dag, {}); });
   const NpzArchive npz = to_npz(model.state_dict());
-  detail::write_file_text(prefix + ".graphml", graphml.str());
+  detail::write_file_text(prefix + ".graphml", graphml);
   npz.save(prefix + ".npz");
 }
 

@@ -263,9 +263,8 @@ inline void write_svg(std::ostream& out, const Dag& g, const SvgOptions& options
 /// temporary file beside `path`, renamed over it): bad input or a failed write (io_error naming
 /// the path and errno's reason) leaves an existing file as it was and no partial file behind.
 inline void write_svg(const std::string& path, const Dag& g, const SvgOptions& options = {}) {
-  std::ostringstream svg;
-  write_svg(svg, g, options);
-  detail::write_file_atomically_text(path, svg.str(), "write_svg: cannot write '" + path + "'");
+  const std::string svg = detail::classic_text([&](std::ostream& out) { detail::svg::write_svg_text(out, g, options); });
+  detail::write_file_atomically_text(path, svg, "write_svg: cannot write '" + path + "'");
 }
 
 }  // namespace deepstruct
