@@ -3,7 +3,16 @@
 # the system include path (Boost), and run; blocks without main() are snippets and are skipped.
 #
 #   cmake -DSOURCE_DIR=<repo> -DWORK_DIR=<scratch> -DCXX=<c++ compiler> -DEIGEN_INCLUDE=<dir(s)>
-#         [-DDOCS=docs/a.md,docs/b.md] [-DCXXFLAGS="-Wall -Wextra"] -P tests/cmake/docs_examples.cmake
+#         [-DDOCS=docs/a.md,docs/b.md] [-DCXXFLAGS="-Wall -Wextra"] [-DCOMPILED_LIBRARY=<lib.a>]
+#         [-DPART=<i> -DPARTS=<n>] -P tests/cmake/docs_examples.cmake
+#
+# PART and PARTS (optional): check only examples i, i + n, i + 2n, ... (1-based, counted over all
+# the files in order), so that n tests share the examples and ctest -j runs them side by side.
+# COMPILED_LIBRARY (optional): compile the examples in the compiled mode (DEEPSTRUCT_EXTERN_TEMPLATES,
+# docs/benchmarks.md#compile-time) and link them against that deepstruct::compiled archive, instead
+# of instantiating the library in every example (ctest does: 0.6-0.7x the time). CXXFLAGS must then
+# hold the flags the archive was built with that decide Eigen's memory settings (-march=...,
+# sanitizers), or the link fails on DEEPSTRUCT_COMPILED_ABI.
 #
 # DOCS (optional) lists the markdown files to check, relative to SOURCE_DIR or absolute, separated
 # by commas, semicolons or spaces; the default is every docs/*.md. Each example runs in its own
@@ -49,11 +58,30 @@ set(_extra_flags "")
 if(DEFINED CXXFLAGS AND NOT "${CXXFLAGS}" STREQUAL "")
   separate_arguments(_extra_flags UNIX_COMMAND "${CXXFLAGS}")
 endif()
+set(_part 1)
+set(_parts 1)
+if(DEFINED PARTS AND NOT "${PARTS}" STREQUAL "")
+  if(NOT PARTS MATCHES "^[1-9][0-9]*$" OR NOT PART MATCHES "^[1-9][0-9]*$" OR PART GREATER PARTS)
+    message(FATAL_ERROR "docs_examples.cmake: expected -DPART=<i> -DPARTS=<n> with 1 <= i <= n, found PART=${PART} PARTS=${PARTS}")
+  endif()
+  set(_part ${PART})
+  set(_parts ${PARTS})
+endif()
+set(_library "")
+if(DEFINED COMPILED_LIBRARY AND NOT "${COMPILED_LIBRARY}" STREQUAL "")
+  if(NOT EXISTS "${COMPILED_LIBRARY}")
+    message(FATAL_ERROR "docs_examples.cmake: expected the deepstruct::compiled archive, found no file ${COMPILED_LIBRARY} "
+                        "(build the target deepstruct_compiled first)")
+  endif()
+  list(APPEND _extra_flags -DDEEPSTRUCT_EXTERN_TEMPLATES=1)
+  set(_library "${COMPILED_LIBRARY}")
+endif()
 
 file(REMOVE_RECURSE "${WORK_DIR}")
 file(MAKE_DIRECTORY "${WORK_DIR}")
 set(_failures "")
 set(_examples 0)
+set(_index 0)  # examples seen in all the files so far (for PART / PARTS)
 
 foreach(_file IN LISTS _files)
   file(RELATIVE_PATH _rel "${SOURCE_DIR}" "${_file}")
@@ -94,13 +122,18 @@ foreach(_file IN LISTS _files)
     if(_has_main EQUAL -1)
       continue()  # a snippet, not a program
     endif()
+    math(EXPR _index "${_index} + 1")
+    math(EXPR _mine "(${_index} - 1) % ${_parts} + 1")
+    if(NOT _mine EQUAL _part)
+      continue()  # another part's example
+    endif()
     math(EXPR _examples "${_examples} + 1")
     set(_where "${_rel}: block ${_block} (line ${_line})")
     set(_dir "${WORK_DIR}/${_id}_${_block}")
     file(MAKE_DIRECTORY "${_dir}")
     file(WRITE "${_dir}/example.cpp" "${_code}")
     message(STATUS "${_where}: compiling")
-    execute_process(COMMAND "${CXX}" -std=c++17 -O1 ${_includes} ${_extra_flags} example.cpp -o example
+    execute_process(COMMAND "${CXX}" -std=c++17 -O1 ${_includes} ${_extra_flags} example.cpp ${_library} -o example
                     WORKING_DIRECTORY "${_dir}"
                     RESULT_VARIABLE _compiled OUTPUT_VARIABLE _compile_out ERROR_VARIABLE _compile_out)
     if(NOT _compiled EQUAL 0)
@@ -125,6 +158,7 @@ if(_failures)
   message(FATAL_ERROR "docs examples failed:\n  ${_list}")
 endif()
 if(_examples EQUAL 0)
-  message(FATAL_ERROR "docs_examples.cmake: expected at least one ```cpp block with int main( in ${_file_count} file(s), found none")
+  message(FATAL_ERROR "docs_examples.cmake: expected at least one ```cpp block with int main( in ${_file_count} file(s) "
+                      "for part ${_part} of ${_parts}, found ${_index} in all")
 endif()
 message(STATUS "${_examples} docs examples in ${_file_count} file(s) compiled and ran")
