@@ -13,16 +13,25 @@
 #include <deepstruct/deepstruct.hpp>
 #include <deepstruct/graph.hpp>
 
+#include "example_cli.hpp"
 #include "fashion_mnist_data.hpp"
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <iostream>
+#include <limits>
 #include <string>
 #include <vector>
 
 namespace {
+
+const char* const usage =
+    "usage: dan_fashion_mnist [--data DIR] [--svg FILE] [--n N] [--k K] [--p P] [--epochs N] [--seed S] [--train-samples N] "
+    "[--quiet]";
+
+using examples::usage_error;
+using examples::whole_number;
 
 struct Args {
   std::string data = "/usr/share/datasets/fashion-mnist";
@@ -42,38 +51,32 @@ Args parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "dan_fashion_mnist: %s needs a value\n", arg.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+    auto value = [&] { return examples::option_value(argc, argv, i); };
     if (arg == "--data") a.data = value();
     else if (arg == "--svg") a.svg = value();
-    else if (arg == "--n") a.n = std::stoul(value());
-    else if (arg == "--k") a.k = std::stoul(value());
-    else if (arg == "--p") a.p = std::stod(value());
-    else if (arg == "--epochs") a.epochs = std::stoi(value());
-    else if (arg == "--seed") a.seed = std::stoull(value());
-    else if (arg == "--train-samples") a.train_samples = std::stol(value());
+    else if (arg == "--n") a.n = static_cast<std::size_t>(whole_number(arg, value(), std::numeric_limits<std::size_t>::max()));
+    else if (arg == "--k") a.k = static_cast<std::size_t>(whole_number(arg, value(), std::numeric_limits<std::size_t>::max()));
+    else if (arg == "--p") a.p = examples::probability(arg, value());
+    else if (arg == "--epochs") a.epochs = static_cast<int>(whole_number(arg, value(), std::numeric_limits<int>::max()));
+    else if (arg == "--seed") a.seed = whole_number(arg, value(), std::numeric_limits<std::uint64_t>::max());
+    else if (arg == "--train-samples")
+      a.train_samples = static_cast<long>(whole_number(arg, value(), std::numeric_limits<long>::max()));
     else if (arg == "--quiet") a.quiet = true;
-    else {
-      std::fprintf(stderr,
-                   "usage: dan_fashion_mnist [--data DIR] [--svg FILE] [--n N] [--k K] [--p P] [--epochs N] [--seed S] [--train-samples N] "
-                   "[--quiet]\n");
-      std::exit(2);
-    }
+    else throw usage_error("expected one of the options below, found '" + arg + "'");
   }
   return a;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   const Args args = parse(argc, argv);
   const auto program_start = std::chrono::steady_clock::now();
   using Model = deepstruct::MaskedDeepDAN<float>;
+  // The structural prior first: a prior that watts_strogatz refuses (k >= n, n beyond 2^31 - 1)
+  // is reported before the data set is read.
+  const std::size_t n = args.n, k = args.k;
+  const double p = args.p;
+  deepstruct::Generator prior_gen(args.seed);
+  const deepstruct::Dag prior = deepstruct::watts_strogatz(n, k, p, prior_gen);
   examples::FashionMnist data;
   if (const int rc = examples::load_fashion_mnist("dan_fashion_mnist", args.data, args.train_samples, data)) return rc;
   const Model::Matrix& x_train = data.x_train;
@@ -81,11 +84,7 @@ int main(int argc, char** argv) {
   const deepstruct::Labels& y_train = data.y_train;
   const deepstruct::Labels& y_test = data.y_test;
 
-  // The structural prior and the network it makes.
-  const std::size_t n = args.n, k = args.k;
-  const double p = args.p;
-  deepstruct::Generator prior_gen(args.seed);
-  const deepstruct::Dag prior = deepstruct::watts_strogatz(n, k, p, prior_gen);
+  // The network the prior makes.
   deepstruct::DANOptions options;
   options.seed = args.seed;
   Model model = deepstruct::make_dan<float>(x_train.rows(), 10, prior, options);
@@ -153,7 +152,7 @@ int main(int argc, char** argv) {
   std::vector<std::size_t> layers;
   for (std::size_t t = 0; t < model.num_hidden_layers(); ++t)
     layers.insert(layers.end(), static_cast<std::size_t>(model.hidden_layer_size(t)), t);
-  try {
+  {
     const deepstruct::StructureReport report = deepstruct::analyze_hidden(model);
     std::printf("\n== the pruned structure (generate_structure: hidden neurons, %zu vertices, %zu edges;\n"
                 "   inputs: the layer-0 neurons, fed by the 784 pixels; outputs: the last-layer neurons, read by the 10 logits)\n",
@@ -184,12 +183,15 @@ int main(int argc, char** argv) {
                   n, k, p, 100 * keep);
     svg_options.title = title;
     svg_options.layers = layers;
-    deepstruct::write_svg(args.svg, structure, svg_options);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "dan_fashion_mnist: %s\n", e.what());
-    return 1;
+    deepstruct::write_svg(args.svg, structure, svg_options);  // io_error: reported by main
   }
   std::printf("wrote %s\n", args.svg.c_str());
   std::printf("total run time %.1f s\n", examples::seconds_since(program_start));
   return 0;
 }
+
+}  // namespace
+
+// Exit status: 0 done, 1 an error while running (e.g. the SVG cannot be written), 2 a bad command
+// line or a missing or unreadable data set.
+int main(int argc, char** argv) { return examples::guarded_main("dan_fashion_mnist", usage, run, argc, argv); }

@@ -44,6 +44,21 @@ inline double fraction(const std::string& option, const std::string& text) {
   return value;
 }
 
+/// The value of `option` as a number from 0 to 1 (a probability); usage_error for anything else
+/// ("-0.1", "1.5", "nan", "x").
+inline double probability(const std::string& option, const std::string& text) {
+  const std::string expected = "expected " + option + " to be a number from 0 to 1, found '" + text + "'";
+  std::size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    throw usage_error(expected);
+  }
+  if (used != text.size() || !(value >= 0.0 && value <= 1.0)) throw usage_error(expected);
+  return value;
+}
+
 /// The value after option argv[i] (advancing i to it); usage_error when there is none.
 inline std::string option_value(int argc, char** argv, int& i) {
   if (i + 1 >= argc) throw usage_error("expected a value after " + std::string(argv[i]) + ", found none");
