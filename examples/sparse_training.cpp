@@ -14,6 +14,7 @@
 #include "example_cli.hpp"
 #include "fashion_mnist_data.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -53,6 +54,7 @@ Args parse(int argc, char** argv) {
       if (a.only != "ffn" && a.only != "dan") throw usage_error("expected --only ffn or dan, found '" + a.only + "'");
     } else throw usage_error("expected one of the options below, found '" + arg + "'");
   }
+  if (a.epochs < 1) throw usage_error("expected --epochs >= 1, found 0");
   return a;
 }
 
@@ -128,7 +130,9 @@ std::vector<Row> compare(const char* name, const Model& fresh, const examples::F
     deepstruct::MaskUpdateOptions o;
     o.drop_fraction = 0.5;
     o.update_every = 50;
-    o.end = static_cast<long>(0.75 * double(total));  // RigL's T_end
+    // RigL's T_end, at least step 1 (RigL refuses 0): a run of fewer than 2 steps (--train-samples
+    // 128 --epochs 1) has no update step then, as every step after T_end.
+    o.end = std::max(1L, static_cast<long>(0.75 * double(total)));
     o.schedule = deepstruct::DropSchedule::cosine;
     deepstruct::RigL<deepstruct::Adam<Scalar>, Model> rigl(m, adam, o);
     deepstruct::StructureLog<Model> log(m);
