@@ -41,7 +41,7 @@ struct Args {
   long train_samples = 0;  // 0: all
   bool quiet = false;
   bool prune = true;
-  double static_density = 1.0;  // < 1: a fixed random mask from the start, no pruning
+  double static_density = 0;  // > 0 (--static-density D): a fixed random mask from the start, no pruning
 };
 
 Args parse(int argc, char** argv) {
@@ -77,7 +77,7 @@ int run(int argc, char** argv) {
   options.seed = args.seed;
   Model model(std::vector<Eigen::Index>{1, 28, 28}, 10, {300, 100}, options);
   std::printf("MaskedDeepFFN 784-300-100-10: %ld parameters\n", static_cast<long>(model.num_parameters()));
-  const bool static_mask = args.static_density < 1.0;
+  const bool static_mask = args.static_density > 0.0;  // also D = 1: a full mask, trained without pruning
   if (static_mask) {
     deepstruct::AllocationOptions allocation;
     allocation.method = deepstruct::DensityAllocation::uniform;
