@@ -88,7 +88,7 @@ int run(int argc, char** argv) {
   deepstruct::DANOptions options;
   options.seed = args.seed;
   Model model = deepstruct::make_dan<float>(x_train.rows(), 10, prior, options);
-  std::printf("prior: watts_strogatz(%zu, %zu, %.1f), seed %llu: %zu edges\n", n, k, p,
+  std::printf("prior: watts_strogatz(%zu, %zu, %g), seed %llu: %zu edges\n", n, k, p,
               static_cast<unsigned long long>(args.seed), static_cast<std::size_t>(boost::num_edges(prior)));
   std::printf("MaskedDeepDAN 784 -> [%zu hidden layers:", model.num_hidden_layers());
   for (std::size_t t = 0; t < model.num_hidden_layers(); ++t)
