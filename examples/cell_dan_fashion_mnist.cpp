@@ -60,6 +60,8 @@ Args parse(int argc, char** argv) {
   }
   if (a.width < 1) throw usage_error("expected --width >= 1, found 0");
   if (a.epochs < 1) throw usage_error("expected --epochs >= 1, found 0");
+  // No rounds would prune nothing and then report the dense accuracy as the pruned one.
+  if (a.rounds < 1) throw usage_error("expected --rounds >= 1, found 0");
   return a;
 }
 

@@ -62,6 +62,8 @@ Args parse(int argc, char** argv) {
     else if (arg == "--quiet") a.quiet = true;
     else throw usage_error("expected one of the options below, found '" + arg + "'");
   }
+  // No rounds would prune nothing and then report the dense model as the pruned one.
+  if (a.rounds < 1) throw usage_error("expected --rounds >= 1, found 0");
   return a;
 }
 

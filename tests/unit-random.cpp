@@ -28,6 +28,13 @@ TEST_CASE("random: the same seed gives the same draws; values are fixed by the s
   CHECK(deepstruct::random::uniform01(again) == static_cast<double>(x >> 11) * 0x1.0p-53);
 }
 
+TEST_CASE("random: uniform_index of an empty range is a value_error, not a division by zero", "[random]") {
+  deepstruct::Generator gen(7);
+  CHECK_THROWS_AS(deepstruct::random::uniform_index(gen, 0), deepstruct::value_error);
+  CHECK_THROWS_WITH(deepstruct::random::uniform_index(gen, 0), test::contains("expected n > 0"));
+  CHECK(deepstruct::random::uniform_index(gen, 1) == 0);
+}
+
 TEST_CASE("random: ranges and distributions", "[random]") {
   deepstruct::Generator gen(7);
   const int n = 200000;

@@ -13,6 +13,8 @@
 #include <random>
 #include <utility>
 
+#include "deepstruct/errors.hpp"
+
 namespace deepstruct {
 
 /// The generator every seeded function of deepstruct takes.
@@ -29,8 +31,10 @@ inline double uniform(Generator& gen, double lo, double hi) { return lo + (hi - 
 /// True with probability p.
 inline bool bernoulli(Generator& gen, double p) { return uniform01(gen) < p; }
 
-/// Uniform integer in [0, n), n > 0, without modulo bias (rejection on the top range).
+/// Uniform integer in [0, n) without modulo bias (rejection on the top range). Throws value_error
+/// for n = 0 (an empty range: there is no index to draw).
 inline std::uint64_t uniform_index(Generator& gen, std::uint64_t n) {
+  if (n == 0) DEEPSTRUCT_THROW(value_error, "uniform_index: expected n > 0 (an index in [0, n)), found n = 0");
   const std::uint64_t limit = ~std::uint64_t{0} - (~std::uint64_t{0} % n);
   std::uint64_t draw = gen();
   while (draw >= limit) draw = gen();
