@@ -1,6 +1,8 @@
 // Tests of <deepstruct/scalable.hpp>: ScalableDeepFFN.
 #include <deepstruct/scalable.hpp>
 
+#include <limits>
+
 #include "test_support.hpp"
 
 TEST_CASE("ScalableDeepFFN: sizes from proportions and a scale, as deepstruct", "[scalable]") {
@@ -22,4 +24,17 @@ TEST_CASE("ScalableDeepFFN: sizes from proportions and a scale, as deepstruct", 
   CHECK_THROWS_AS(deepstruct::ScalableDeepFFN({}), deepstruct::value_error);
   CHECK_THROWS_AS(deepstruct::ScalableDeepFFN({1.2, -0.2}), deepstruct::value_error);
   CHECK_THROWS_AS(family.draw(0), deepstruct::value_error);
+}
+
+TEST_CASE("ScalableDeepFFN: a precision or scale whose sizes cannot be computed is value_error", "[scalable][robustness]") {
+  // 10^309 is +inf in double: the rounded proportions were NaN and every layer silently got one
+  // neuron (deepstruct's draw fails there: numpy's round gives NaN, int(NaN) raises).
+  CHECK_THROWS_WITH(deepstruct::ScalableDeepFFN({0.5, 0.5}, 309), test::contains("expected precision in [1, 308]"));
+  CHECK(deepstruct::ScalableDeepFFN({0.5, 0.5}, 308).draw(10) == std::vector<Eigen::Index>{5, 5});
+  // A size of 2^63 does not convert to Eigen::Index (undefined; it gave one neuron on x86).
+  const Eigen::Index max = std::numeric_limits<Eigen::Index>::max();
+  CHECK_THROWS_WITH(deepstruct::ScalableDeepFFN({1.0}).draw(max), test::contains("expected layer sizes below 2^63") &&
+                                                                      test::contains("for proportion 0 at scale " + std::to_string(max)));
+  CHECK(deepstruct::ScalableDeepFFN({0.5, 0.5}).draw(Eigen::Index{1} << 62) ==
+        std::vector<Eigen::Index>{Eigen::Index{1} << 61, Eigen::Index{1} << 61});
 }
