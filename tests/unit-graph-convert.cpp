@@ -108,6 +108,29 @@ TEST_CASE("convert: ffn_structure of a single layer and bad stacks", "[graph][co
   CHECK_NOTHROW(deepstruct::ffn_structure({m, deepstruct::LayerMask::Ones(4, 2)}));
 }
 
+TEST_CASE("convert: masks naming more neurons than a graph can hold are refused before allocating", "[graph][convert][robustness]") {
+  // An empty mask holds no byte but names its neurons: these asked for a Dag of 2^44 vertices
+  // (std::bad_alloc at best, the OOM killer at worst) instead of a value_error.
+  const Eigen::Index huge = Eigen::Index{1} << 44;
+  CHECK_THROWS_WITH(deepstruct::bipartite_from_mask(deepstruct::LayerMask(0, huge)),
+                    test::contains("bipartite_from_mask: expected at most 2^31 - 1 = 2147483647 vertices, found n = " + std::to_string(huge)));
+  CHECK_THROWS_WITH(deepstruct::ffn_structure({deepstruct::LayerMask(0, huge)}, {true, true}),
+                    test::contains("ffn_structure: expected at most 2^31 - 1 = 2147483647 neurons, found " + std::to_string(huge) +
+                                   " in neuron layers 0..0 alone"));
+  // Neuron layers 0, 1.5e9, 0, 1.5e9, 0: each fits, together they do not.
+  const Eigen::Index wide = 1500000000;
+  const std::vector<deepstruct::LayerMask> stack = {deepstruct::LayerMask(wide, 0), deepstruct::LayerMask(0, wide),
+                                                    deepstruct::LayerMask(wide, 0), deepstruct::LayerMask(0, wide)};
+  CHECK_THROWS_WITH(deepstruct::ffn_structure(stack, {true, true}), test::contains("found 3000000000 in neuron layers 0..3 alone"));
+  // Within the vertex limit, beyond this machine's memory (96 bytes a vertex at least): the
+  // hidden layer of 2^31 - 1 neurons between two empty masks (206 GB at least).
+  CHECK_THROWS_WITH(deepstruct::ffn_structure({deepstruct::LayerMask(2147483647, 0), deepstruct::LayerMask(0, 2147483647)}),
+                    test::contains("ffn_structure: a graph of 2147483647 vertices"));
+  // What fits is unaffected.
+  CHECK(num_vertices(deepstruct::bipartite_from_mask(deepstruct::LayerMask(0, 1000))) == 1000);
+  CHECK(num_vertices(deepstruct::ffn_structure({deepstruct::LayerMask::Ones(3, 1000), deepstruct::LayerMask::Ones(2, 3)}, {true, true})) == 1005);
+}
+
 TEST_CASE("convert: dan_description matches deepstruct's MaskedDeepDAN", "[graph][convert]") {
   const auto fixture = test::load_json("masked_dan.json");
   REQUIRE(fixture["cases"].size() == 2);

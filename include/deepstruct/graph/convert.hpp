@@ -24,9 +24,12 @@ using LayerMask = Eigen::Matrix<bool, Eigen::Dynamic, Eigen::Dynamic>;
 
 /// The bipartite DAG of one layer: inputs are vertices 0..in-1, outputs in..in+out-1, and
 /// i -> in+o is an edge (weight 1) when mask(o, i). Every neuron is a vertex, also unconnected ones.
-/// Stored layers: 0 for the inputs, 1 for the outputs. O(in + out + in * out).
+/// Stored layers: 0 for the inputs, 1 for the outputs. Throws value_error, before allocating, for
+/// more than max_dag_vertices neurons or a graph that cannot fit in memory (an empty mask of
+/// 0 x 2^40 holds no byte but names 2^40 neurons). O(in + out + in * out).
 inline Dag bipartite_from_mask(const LayerMask& mask) {
   const auto out = static_cast<std::size_t>(mask.rows()), in = static_cast<std::size_t>(mask.cols());
+  detail::check_graph_size("bipartite_from_mask", in + out, static_cast<double>(mask.count()));
   Dag g(in + out);
   for (std::size_t v = in; v < in + out; ++v) g[v].layer = 1;
   for (std::size_t i = 0; i < in; ++i)
@@ -71,7 +74,9 @@ struct StructureOptions {
 /// the masks. The stored layer of a vertex is its neuron layer counted from the first layer kept
 /// (with include_input the inputs are layer 0; without, the first hidden layer is), also for a
 /// neuron without edges, which layer_index() would put in layer 0. Throws shape_error when
-/// consecutive masks do not chain and value_error when masks is empty. O(neurons + sum of mask sizes).
+/// consecutive masks do not chain, value_error when masks is empty, and value_error, before
+/// allocating, for more than max_dag_vertices neurons or a graph that cannot fit in memory.
+/// O(neurons + sum of mask sizes).
 inline Dag ffn_structure(const std::vector<LayerMask>& masks, const StructureOptions& options = {}) {
   if (masks.empty()) DEEPSTRUCT_THROW(value_error, "ffn_structure: expected at least one mask, found none");
   for (std::size_t k = 1; k < masks.size(); ++k)
@@ -85,7 +90,16 @@ inline Dag ffn_structure(const std::vector<LayerMask>& masks, const StructureOpt
   const std::size_t last = options.include_output ? K : K - 1;
   auto layer_size = [&](std::size_t l) { return static_cast<std::size_t>(l == 0 ? masks[0].cols() : masks[l - 1].rows()); };
   std::vector<std::size_t> offset(K + 2, 0);
-  for (std::size_t l = first; l <= last && l <= K; ++l) offset[l + 1] = offset[l] + layer_size(l);
+  double edges = 0.0;
+  for (std::size_t k = first; k < last; ++k) edges += static_cast<double>(masks[k].count());
+  for (std::size_t l = first; l <= last && l <= K; ++l) {
+    offset[l + 1] = offset[l] + layer_size(l);  // < 2^63 + 2^31: no wrap, the sum so far was checked
+    if (offset[l + 1] > max_dag_vertices)
+      DEEPSTRUCT_THROW(value_error, "ffn_structure: expected at most 2^31 - 1 = " + std::to_string(max_dag_vertices) +
+                                        " neurons, found " + std::to_string(offset[l + 1]) + " in neuron layers " + std::to_string(first) +
+                                        ".." + std::to_string(l) + " alone");
+  }
+  detail::check_graph_size("ffn_structure", first <= last ? offset[last + 1] : 0, edges);
   Dag g(first <= last ? offset[last + 1] : 0);
   for (std::size_t l = first; l <= last && l <= K; ++l)
     for (std::size_t v = offset[l]; v < offset[l + 1]; ++v) g[v].layer = l - first;
