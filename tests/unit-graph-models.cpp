@@ -138,6 +138,21 @@ TEST_CASE("graph/models: ScalableDAN grows blocks, keeps layers, never drops a v
   CHECK(equal.block_sizes(8) == std::vector<std::size_t>{2, 2, 2, 2});
 }
 
+TEST_CASE("graph/models: ScalableDAN connects the blocks of a parallel base edge once", "[graph][models][scalable]") {
+  // deepstruct's base is a DiGraph: 0 -> 1 twice is one edge there, and one complete bipartite
+  // connection of the blocks. Here each copy added all 3 x 3 block edges again (36 edges instead
+  // of 18, and as many extra paths in analyze()).
+  Dag base(3);
+  for (auto [u, v] : std::vector<std::pair<int, int>>{{0, 1}, {0, 1}, {1, 2}, {0, 1}}) boost::add_edge(u, v, base);
+  const Dag grown = deepstruct::ScalableDAN(base).grow(9);
+  CHECK(boost::num_edges(grown) == 3 * 3 + 3 * 3);
+  CHECK(edge_set(grown).size() == boost::num_edges(grown));
+  Dag simple(3);
+  boost::add_edge(0, 1, simple);
+  boost::add_edge(1, 2, simple);
+  CHECK(edge_set(grown) == edge_set(deepstruct::ScalableDAN(simple).grow(9)));
+}
+
 TEST_CASE("graph/models: analyze a model; dead neurons agree with compaction", "[graph][models][analysis]") {
   deepstruct::MaskedDeepFFN<double> model(8, 3, {10, 6});
   deepstruct::Generator gen(4);

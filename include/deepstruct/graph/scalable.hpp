@@ -5,7 +5,8 @@
 /// ScalableDAN (deepstruct's): grows a small base DAG into a large one. Every base vertex v
 /// becomes a block of round(p_v * scale) neurons, and every base edge (u, v) becomes a complete
 /// bipartite connection from block(u) to block(v). A vertex keeps its layer: the blocks of layer-l
-/// vertices are in layer l of the grown DAG.
+/// vertices are in layer l of the grown DAG. Parallel base edges connect their blocks once (as in
+/// deepstruct, whose base graph is a networkx DiGraph), so the grown DAG has no parallel edges.
 ///
 /// A proportion that rounds to zero would silently cut every path through its vertex (deepstruct
 /// does that); here such a block keeps one neuron instead, and block_sizes() tells the sizes used.
@@ -14,7 +15,9 @@
 
 #include <cmath>
 #include <cstddef>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "deepstruct/errors.hpp"
@@ -78,17 +81,22 @@ class ScalableDAN {
   /// max_dag_vertices vertices or cannot fit in memory.
   Dag grow(std::size_t scale, std::vector<std::vector<std::size_t>>* blocks = nullptr) const {
     const std::vector<std::size_t> sizes = block_sizes(scale);
+    // The distinct base edges, in edge order: a parallel edge would repeat every block edge.
+    std::vector<std::pair<std::size_t, std::size_t>> base_edges;
+    std::set<std::pair<std::size_t, std::size_t>> seen;
+    for (auto [e, e_end] = boost::edges(base_); e != e_end; ++e) {
+      const std::pair<std::size_t, std::size_t> uv(boost::source(*e, base_), boost::target(*e, base_));
+      if (seen.insert(uv).second) base_edges.push_back(uv);
+    }
     double edges = 0.0;
-    for (auto [e, e_end] = boost::edges(base_); e != e_end; ++e)
-      edges += static_cast<double>(sizes[boost::source(*e, base_)]) * static_cast<double>(sizes[boost::target(*e, base_)]);
+    for (const auto& [u, v] : base_edges) edges += static_cast<double>(sizes[u]) * static_cast<double>(sizes[v]);
     std::size_t vertices = 0;
     for (const std::size_t s : sizes) vertices += s;
     detail::check_graph_size("ScalableDAN::grow", vertices, edges);
     std::vector<std::size_t> first(sizes.size() + 1, 0);
     for (std::size_t v = 0; v < sizes.size(); ++v) first[v + 1] = first[v] + sizes[v];
     Dag g(first.back());
-    for (auto [e, e_end] = boost::edges(base_); e != e_end; ++e) {
-      const std::size_t u = boost::source(*e, base_), v = boost::target(*e, base_);
+    for (const auto& [u, v] : base_edges) {
       for (std::size_t a = first[u]; a < first[u + 1]; ++a)
         for (std::size_t b = first[v]; b < first[v + 1]; ++b) boost::add_edge(a, b, g);
     }
