@@ -1,4 +1,5 @@
 // Tests of <deepstruct/graph/convert.hpp>.
+#include <deepstruct/graph/build.hpp>
 #include <deepstruct/graph/convert.hpp>
 #include <deepstruct/random.hpp>
 
@@ -129,6 +130,21 @@ TEST_CASE("convert: masks naming more neurons than a graph can hold are refused 
   // What fits is unaffected.
   CHECK(num_vertices(deepstruct::bipartite_from_mask(deepstruct::LayerMask(0, 1000))) == 1000);
   CHECK(num_vertices(deepstruct::ffn_structure({deepstruct::LayerMask::Ones(3, 1000), deepstruct::LayerMask::Ones(2, 3)}, {true, true})) == 1005);
+}
+
+TEST_CASE("convert: masks larger than memory are value_error before allocating", "[graph][convert][robustness]") {
+  // Two layers of a million neurons, 0 -> each of layer 1: a 1e6 x 1e6 mask is 1 TB. These ended
+  // in std::bad_alloc (or, for masks just under the memory, in the OOM killer).
+  const std::size_t half = 1000000;
+  std::vector<std::pair<std::size_t, std::size_t>> edges;
+  for (std::size_t v = half; v < 2 * half; ++v) edges.emplace_back(0, v);
+  const deepstruct::Dag g = deepstruct::dag_from_edges(2 * half, edges);
+  const deepstruct::LayeredView view(g);
+  REQUIRE(view.layer_sizes() == std::vector<std::size_t>{half, half});
+  CHECK_THROWS_WITH(deepstruct::dan_description(view), test::contains("dan_description: a description with 1 masks of 1e+12 entries in all needs at least") &&
+                                                           test::contains("of physical memory of this machine"));
+  CHECK_THROWS_WITH(view.mask(0, 1), test::contains("LayeredView::mask: the mask of layers 0 -> 1 (1000000 x 1000000) needs at least"));
+  CHECK_THROWS_WITH(deepstruct::mask_from_bipartite(g, half), test::contains("mask_from_bipartite: a mask of 1000000 x 1000000 needs at least"));
 }
 
 TEST_CASE("convert: dan_description matches deepstruct's MaskedDeepDAN", "[graph][convert]") {

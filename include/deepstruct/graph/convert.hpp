@@ -8,8 +8,10 @@
 
 #include <Eigen/Core>
 #include <cstddef>
+#include <cstdio>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "deepstruct/dan_description.hpp"
@@ -40,13 +42,16 @@ inline Dag bipartite_from_mask(const LayerMask& mask) {
 
 /// The mask of a bipartite DAG whose first `in_count` vertices are the inputs and the others the
 /// outputs (the inverse of bipartite_from_mask). Throws value_error when in_count exceeds the
-/// number of vertices or an edge does not go from an input to an output. O(V + E + in * out).
+/// number of vertices, when the in x out mask cannot fit in memory, or when an edge does not go
+/// from an input to an output. O(V + E + in * out).
 /// For a DAG whose layers say which vertices are inputs, LayeredView(g).mask(0, 1) is the same.
 inline LayerMask mask_from_bipartite(const Dag& g, std::size_t in_count) {
   const std::size_t n = num_vertices(g);
   if (in_count > n)
     DEEPSTRUCT_THROW(value_error, "mask_from_bipartite: expected at most " + std::to_string(n) + " inputs (the number of vertices), found " +
                                       std::to_string(in_count));
+  detail::check_fits_memory<value_error>("mask_from_bipartite", "a mask of " + std::to_string(n - in_count) + " x " + std::to_string(in_count),
+                                         static_cast<double>(n - in_count) * static_cast<double>(in_count));
   LayerMask mask = LayerMask::Constant(static_cast<Eigen::Index>(n - in_count), static_cast<Eigen::Index>(in_count), false);
   for (auto [e, e_end] = edges(g); e != e_end; ++e) {
     const std::size_t u = source(*e, g), v = target(*e, g);
@@ -121,15 +126,16 @@ inline Dag ffn_structure(const std::vector<LayerMask>& masks, const StructureOpt
 }
 
 /// The layers and masks of a MaskedDeepDAN built on the DAG behind `view` (see DanDescription for
-/// which connections are listed). Throws value_error for a graph without vertices.
-/// O(V + sum over listed connections of |s| * |t|).
+/// which connections are listed). Throws value_error for a graph without vertices, and, before
+/// allocating any mask, when the masks together (one byte an entry) exceed the physical memory (a
+/// sparse random DAG of a million vertices has a first layer of 600,000 and a second of 250,000:
+/// 150 GB for that mask alone). O(V + sum over listed connections of |s| * |t|).
 inline DanDescription dan_description(const LayeredView& view) {
   if (view.num_layers() == 0) DEEPSTRUCT_THROW(value_error, "dan_description: expected a graph with at least one vertex, found an empty graph");
-  DanDescription d;
-  d.layer_sizes = view.layer_sizes();
-  d.layer_vertices.reserve(view.num_layers());
-  for (std::size_t l = 0; l < view.num_layers(); ++l) d.layer_vertices.push_back(view.vertices(l));
-  const auto& pairs = view.connections();  // by target, then source: deepstruct's order
+  const std::vector<std::size_t> sizes = view.layer_sizes();
+  // The (source, target) layers of every connection, in deepstruct's order: by target, then source.
+  std::vector<std::pair<std::size_t, std::size_t>> listed;
+  const auto& pairs = view.connections();
   std::size_t k = 0;
   for (std::size_t t = 1; t < view.num_layers(); ++t) {
     while (k < pairs.size() && pairs[k].target < t) ++k;
@@ -137,10 +143,23 @@ inline DanDescription dan_description(const LayeredView& view) {
     for (; k < pairs.size() && pairs[k].target == t; ++k) {
       const std::size_t s = pairs[k].source;
       if (s + 1 == t) main_done = true;
-      d.connections.push_back({s, t, view.mask(s, t)});
+      listed.emplace_back(s, t);
     }
-    if (!main_done) d.connections.push_back({t - 1, t, view.mask(t - 1, t)});  // empty main layer, last source
+    if (!main_done) listed.emplace_back(t - 1, t);  // empty main layer, last source
   }
+  double entries = 0.0;
+  for (const auto& [s, t] : listed) entries += static_cast<double>(sizes[s]) * static_cast<double>(sizes[t]);
+  char count[64];
+  std::snprintf(count, sizeof count, "%.4g", entries);
+  detail::check_fits_memory<value_error>("dan_description", "a description with " + std::to_string(listed.size()) + " masks of " +
+                                                                count + " entries in all",
+                                         entries);
+  DanDescription d;
+  d.layer_sizes = sizes;
+  d.layer_vertices.reserve(view.num_layers());
+  for (std::size_t l = 0; l < view.num_layers(); ++l) d.layer_vertices.push_back(view.vertices(l));
+  d.connections.reserve(listed.size());
+  for (const auto& [s, t] : listed) d.connections.push_back({s, t, view.mask(s, t)});
   return d;
 }
 

@@ -206,10 +206,14 @@ class LayeredView {
 
   /// The mask between layers s and t: rows are the vertices of t, columns those of s, both in
   /// layer order; entry (i, j) is true when vertices(s)[j] -> vertices(t)[i] is an edge.
+  /// Throws value_error, before allocating, when the |t| x |s| bytes exceed the physical memory.
   /// O(|s| * |t| + out-edges of layer s).
   Mask mask(std::size_t s, std::size_t t) const {
     check_layer(s);
     check_layer(t);
+    detail::check_fits_memory<value_error>("LayeredView::mask", "the mask of layers " + std::to_string(s) + " -> " + std::to_string(t) + " (" +
+                                               std::to_string(layers_[t].size()) + " x " + std::to_string(layers_[s].size()) + ")",
+                                           static_cast<double>(layers_[t].size()) * static_cast<double>(layers_[s].size()));
     Mask m = Mask::Constant(static_cast<Eigen::Index>(layers_[t].size()), static_cast<Eigen::Index>(layers_[s].size()), false);
     for (std::size_t j = 0; j < layers_[s].size(); ++j) {
       const std::size_t u = layers_[s][j];
