@@ -30,9 +30,8 @@ inline std::uint64_t whole_number(const std::string& option, const std::string& 
   return value;
 }
 
-/// The value of `option` as a number in (0, 1]; usage_error for anything else ("0", "1.5", "x").
-inline double fraction(const std::string& option, const std::string& text) {
-  const std::string expected = "expected " + option + " to be a number greater than 0 and at most 1, found '" + text + "'";
+/// `text` as a number, all of it ("0.5", not "0.5x"); usage_error(expected) otherwise.
+inline double number(const std::string& text, const std::string& expected) {
   std::size_t used = 0;
   double value = 0;
   try {
@@ -40,7 +39,15 @@ inline double fraction(const std::string& option, const std::string& text) {
   } catch (const std::exception&) {
     throw usage_error(expected);
   }
-  if (used != text.size() || !(value > 0.0 && value <= 1.0)) throw usage_error(expected);
+  if (used != text.size()) throw usage_error(expected);
+  return value;
+}
+
+/// The value of `option` as a number in (0, 1]; usage_error for anything else ("0", "1.5", "x").
+inline double fraction(const std::string& option, const std::string& text) {
+  const std::string expected = "expected " + option + " to be a number greater than 0 and at most 1, found '" + text + "'";
+  const double value = number(text, expected);
+  if (!(value > 0.0 && value <= 1.0)) throw usage_error(expected);
   return value;
 }
 
@@ -48,14 +55,8 @@ inline double fraction(const std::string& option, const std::string& text) {
 /// ("-0.1", "1.5", "nan", "x").
 inline double probability(const std::string& option, const std::string& text) {
   const std::string expected = "expected " + option + " to be a number from 0 to 1, found '" + text + "'";
-  std::size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    throw usage_error(expected);
-  }
-  if (used != text.size() || !(value >= 0.0 && value <= 1.0)) throw usage_error(expected);
+  const double value = number(text, expected);
+  if (!(value >= 0.0 && value <= 1.0)) throw usage_error(expected);
   return value;
 }
 
