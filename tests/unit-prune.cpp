@@ -223,3 +223,31 @@ TEST_CASE("prune: iterative magnitude pruning with rewinding (lottery tickets)",
   });
   CHECK(tuned.layer(0).weight()(0, 0) != initial.matrices.at("_layer_first.weight")(0, 0));
 }
+
+TEST_CASE("restore_parameters: a snapshot of another model is a shape_error naming the sizes, and changes nothing",
+          "[prune]") {
+  // The other models agree with the snapshot's first tensors (the first layer's weight and
+  // bias), then differ: a later tensor of another size, one tensor more, one fewer. Every
+  // parameter is checked before the first is written, as load_state_dict does.
+  deepstruct::MaskedDeepFFN<double> source(6, 2, {5, 4});
+  const auto snap = deepstruct::snapshot_parameters<double>(source);
+  for (const std::vector<Eigen::Index>& hidden : std::vector<std::vector<Eigen::Index>>{{5, 3}, {5, 4, 4}, {5}}) {
+    INFO("other hidden sizes: " << hidden.size() << " layers, the last of " << hidden.back());
+    deepstruct::FFNOptions options;
+    options.seed = 7;  // other weights than the snapshot's
+    deepstruct::MaskedDeepFFN<double> other(6, 2, hidden, options);
+    const auto before = other.state_dict();
+    REQUIRE(other.layer(0).weight() != source.layer(0).weight());
+    CHECK_THROWS_AS(deepstruct::restore_parameters(other, snap), deepstruct::shape_error);
+    const auto after = other.state_dict();
+    CHECK(after.matrices == before.matrices);
+    CHECK(after.vectors == before.vectors);
+  }
+  deepstruct::MaskedDeepFFN<double> narrower(6, 2, {5, 3});
+  try {
+    deepstruct::restore_parameters(narrower, snap);
+    FAIL("no exception");
+  } catch (const deepstruct::shape_error& e) {
+    CHECK_THAT(std::string(e.what()), test::contains("parameter 2 of size 15") && test::contains("has size 20"));
+  }
+}

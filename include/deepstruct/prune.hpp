@@ -267,20 +267,27 @@ ParameterSnapshot<Scalar> snapshot_parameters(Model& model) {
   return snap;
 }
 
-/// Writes a snapshot back (masks are left as they are).
+/// Writes a snapshot back (masks are left as they are). All or nothing: every parameter's size is
+/// checked against the snapshot before any value changes, so a snapshot of another model throws
+/// shape_error and leaves the model as it was.
 template <typename Scalar, typename Model>
 void restore_parameters(Model& model, const ParameterSnapshot<Scalar>& snap) {
   std::size_t k = 0;
   for_each_parameter(model, [&](const ParameterRef<Scalar>& p) {
-    if (k >= snap.size() || static_cast<Eigen::Index>(snap[k].size()) != p.size)
-      DEEPSTRUCT_THROW(shape_error, "restore_parameters: expected a snapshot of this model, found one whose parameter " +
-                                        std::to_string(k) + " does not fit");
-    std::copy(snap[k].begin(), snap[k].end(), p.value);
+    if (k < snap.size() && static_cast<Eigen::Index>(snap[k].size()) != p.size)
+      DEEPSTRUCT_THROW(shape_error, "restore_parameters: expected a snapshot of this model (parameter " + std::to_string(k) +
+                                        " of size " + std::to_string(p.size) + "), found one whose parameter " +
+                                        std::to_string(k) + " has size " + std::to_string(snap[k].size()));
     ++k;
   });
   if (k != snap.size())
-    DEEPSTRUCT_THROW(shape_error, "restore_parameters: expected " + std::to_string(k) + " parameters, found a snapshot of " +
-                                      std::to_string(snap.size()));
+    DEEPSTRUCT_THROW(shape_error, "restore_parameters: expected a snapshot of " + std::to_string(k) +
+                                      " parameters, found one of " + std::to_string(snap.size()));
+  k = 0;
+  for_each_parameter(model, [&](const ParameterRef<Scalar>& p) {
+    std::copy(snap[k].begin(), snap[k].end(), p.value);
+    ++k;
+  });
 }
 
 struct IterativePruningOptions {
