@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -902,4 +903,61 @@ TEST_CASE("threads: a DAN with a skip connection and a sparse layer trains to th
   REQUIRE(w1.size() >= 5);
   for (std::size_t k = 0; k < w1.size(); ++k) CHECK(w1[k] == w2[k]);
   CHECK(loss1.back() < loss1.front());
+}
+
+TEST_CASE("optimizers: PyTorch's rule keeps its NaN when a zero entry does not stay put (eps 0 as a float, infinite coefficients)",
+          "[optim][masked]") {
+  // A tenth of the entries active, no weight decay: the active-only plan would apply, but PyTorch
+  // turns an inactive entry with zero state into NaN when eps is 0 in the tensor's type (1e-50 as
+  // a float: 0 / 0) or a coefficient multiplying the zero is infinite (lr, momentum, dampening).
+  // sparse_steps must then give what updating every entry gives: the same values, NaN included.
+  auto check = [](auto scalar, auto make_optimizer) {
+    using S = decltype(scalar);
+    const Eigen::Index n = 40;
+    VectorModel<S> sparse;
+    sparse.value = Eigen::Matrix<S, -1, 1>::LinSpaced(n, S(-1), S(1));
+    sparse.mask = Eigen::Matrix<bool, -1, 1>::Constant(n, false);
+    for (Eigen::Index i = 0; i < n; i += 10) sparse.mask[i] = true;
+    sparse.grad = Eigen::Matrix<S, -1, 1>::Zero(n);
+    VectorModel<S> full = sparse;
+    auto a = make_optimizer(true), b = make_optimizer(false);
+    for (int t = 1; t <= 3; ++t) {
+      for (Eigen::Index i = 0; i < n; i += 10) sparse.grad[i] = full.grad[i] = std::sin(S(i + t));
+      a.step(sparse);
+      b.step(full);
+      INFO("step " << t);
+      Eigen::Index differ = 0, nan = 0;
+      for (Eigen::Index i = 0; i < n; ++i) {
+        differ += std::isnan(sparse.value[i]) ? !std::isnan(full.value[i]) : !(sparse.value[i] == full.value[i]);
+        nan += std::isnan(full.value[i]);
+      }
+      CHECK(differ == 0);
+      if (t == 3) CHECK(nan > 0);  // PyTorch's values: the inactive entries are NaN (SGD's from step 2)
+    }
+  };
+  auto adam = [](double eps, double lr) {
+    return [=](bool sparse_steps) {
+      deepstruct::AdamOptions o;
+      o.eps = eps;
+      o.lr = lr;
+      o.sparse_steps = sparse_steps;
+      return deepstruct::Adam<float>(o);
+    };
+  };
+  auto sgd = [](double lr, double momentum, double dampening) {
+    return [=](bool sparse_steps) {
+      deepstruct::SGDOptions o;
+      o.lr = lr;
+      o.momentum = momentum;
+      o.dampening = dampening;
+      o.sparse_steps = sparse_steps;
+      return deepstruct::SGD<double>(o);
+    };
+  };
+  const double inf = std::numeric_limits<double>::infinity();
+  SECTION("Adam, eps 1e-50: 0 as a float") { check(0.0f, adam(1e-50, 1e-3)); }
+  SECTION("Adam, an infinite lr") { check(0.0f, adam(1e-8, inf)); }
+  SECTION("SGD, an infinite lr") { check(0.0, sgd(inf, 0.0, 0.0)); }
+  SECTION("SGD, an infinite momentum") { check(0.0, sgd(0.1, inf, 0.0)); }
+  SECTION("SGD, an infinite dampening") { check(0.0, sgd(0.1, 0.9, -inf)); }
 }

@@ -298,6 +298,21 @@ const std::vector<Eigen::Index>* exact_skip_plan(const ParameterRef<Scalar>& p, 
   return &slot.dirty;
 }
 
+/// Whether an exact active-only step may be planned: `zero_is_fixed` tells that the rule leaves an
+/// entry with zero gradient and zero state exactly as it is in Scalar arithmetic (no infinite
+/// coefficient times that zero, no 0 / 0). When it does not, the step updates every entry, as
+/// PyTorch's, and the slot stops tracking: the active sets of such steps are not compared, so the
+/// next planned step scans the tensor again for entries that carry state.
+template <typename Scalar, typename Slot>
+const std::vector<Eigen::Index>* exact_skip_plan_if(bool zero_is_fixed, const ParameterRef<Scalar>& p, Slot& slot,
+                                                    std::vector<Eigen::Index>& scratch) {
+  if (!zero_is_fixed) {
+    slot.tracking = false;
+    return nullptr;
+  }
+  return exact_skip_plan(p, slot, scratch);
+}
+
 inline void check_non_negative(double value, const char* optimizer, const char* name) {
   if (!(value >= 0.0))
     DEEPSTRUCT_THROW(value_error, std::string(optimizer) + ": expected " + name + " >= 0, found " + std::to_string(value));
@@ -319,8 +334,8 @@ struct SGDOptions {
   /// PyTorch's rule (skip_inactive off) in O(active entries): without weight decay, a masked
   /// weight with at most a third of its entries active is stepped over its active entries and
   /// those inactive ones whose momentum is not zero yet (weights pruned mid-training) - the same
-  /// values as updating every entry, since the others have zero gradient and zero state. Off:
-  /// every entry on every step.
+  /// values as updating every entry, since the others have zero gradient and zero state (and lr,
+  /// momentum and dampening are finite as Scalars: inf * 0 is NaN). Off: every entry on every step.
   bool sparse_steps = true;
 };
 
@@ -372,8 +387,11 @@ class SGD : public detail::OptimizerBase<Scalar> {
       return;
     }
     // PyTorch's rule, active entries only where that gives the same values (no weight decay).
+    // A zero entry stays put unless lr, momentum or dampening is infinite as a Scalar (inf * 0 is
+    // NaN in PyTorch's update too).
+    const bool zero_is_fixed = std::isfinite(lr) && std::isfinite(mom) && std::isfinite(damp);
     if (options_.sparse_steps && options_.weight_decay == 0.0)
-      if (const std::vector<Eigen::Index>* dirty = detail::exact_skip_plan(p, slot, scratch_)) {
+      if (const std::vector<Eigen::Index>* dirty = detail::exact_skip_plan_if(zero_is_fixed, p, slot, scratch_)) {
         detail::for_each_active(p, entry);
         for (const Eigen::Index i : *dirty) entry(i);
         detail::prune_dirty<Scalar>(slot);
@@ -396,8 +414,8 @@ struct AdamOptions {
   /// PyTorch's semantics, every entry is updated.
   bool skip_inactive = false;
   /// PyTorch's rule in O(active entries) where it gives the same values (see
-  /// SGDOptions::sparse_steps; also needs eps > 0: with eps 0 PyTorch turns a weight with zero
-  /// moments into NaN).
+  /// SGDOptions::sparse_steps; also needs eps > 0 as a Scalar and a finite step size: with eps 0
+  /// PyTorch turns a weight with zero moments into NaN).
   bool sparse_steps = true;
 };
 
@@ -468,8 +486,10 @@ class AdamBase : public OptimizerBase<Scalar> {
       value -= step_size * m_map / (v_map.unaryExpr(exact_sqrt_op<Scalar>()) / sqrt_bc2 + eps);
     };
     const std::vector<Eigen::Index>* dirty = nullptr;
-    if (!options_.skip_inactive && options_.sparse_steps && options_.weight_decay == 0.0 && options_.eps > 0.0)
-      dirty = exact_skip_plan(p, slot, scratch_);
+    // A zero entry stays put when eps is positive as a Scalar (1e-50 is 0 in float: 0 / 0) and the
+    // step size finite (an infinite one times 0 is NaN), as in PyTorch's arithmetic.
+    if (!options_.skip_inactive && options_.sparse_steps && options_.weight_decay == 0.0)
+      dirty = exact_skip_plan_if(eps > Scalar(0) && std::isfinite(step_size), p, slot, scratch_);
     if ((options_.skip_inactive && p.mask != nullptr) || dirty != nullptr) {
       // The active entries only, in ascending order (and, on PyTorch's rule, the dirty ones). Runs of consecutive positions are updated in
       // place; isolated entries are gathered in chunks into contiguous buffers, updated with the
