@@ -415,6 +415,28 @@ TEST_CASE("Pooling: MaxPool2d, AvgPool2d and AdaptiveAvgPool2d as PyTorch (image
   CHECK_THROWS_AS(pool.output_shape({1, 3, 3}), deepstruct::shape_error);
 }
 
+TEST_CASE("Pooling: MaxPool2d's gradient goes to the first of tied values and to the last NaN, as PyTorch's", "[pool][parity]") {
+  // torch.nn.functional.max_pool2d(x, (1, 4)) on one 1x1x8 image, two windows, and the gradient of
+  // y.sum() (torch 1.13): [nan, 1, nan, 0] -> nan, gradient on the last NaN (index 2);
+  // [2, 2, 1, 2] -> 2, gradient on the first 2 (index 4).
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const ImageShape in{1, 1, 8};
+  Mat x(8, 1);
+  x << nan, 1, nan, 0, 2, 2, 1, 2;
+  deepstruct::Pool2dOptions o;
+  o.kernel = {1, 4};
+  deepstruct::MaxPool2d pool(o);
+  Mat y, gx;
+  pool.forward(x, in, y);
+  REQUIRE(y.rows() == 2);
+  CHECK(std::isnan(y(0)));
+  CHECK(y(1) == 2);
+  pool.backward(x, in, Mat::Ones(2, 1), gx);
+  Mat expected(8, 1);
+  expected << 0, 0, 1, 0, 1, 0, 0, 0;
+  CHECK(gx == expected);
+}
+
 TEST_CASE("Pooling: finite-difference gradients", "[pool][gradient]") {
   const ImageShape in{2, 5, 6};
   Mat x = Mat::Random(in.size(), 2);

@@ -4,7 +4,7 @@
 /// \file pooling.hpp
 /// Pooling on images (image.hpp's layout), with PyTorch's semantics (floor mode): MaxPool2d
 /// (padding reads as -infinity; the first largest value of a window takes the gradient, a NaN
-/// wins as in PyTorch), AvgPool2d (count_include_pad: the divisor is the window size, padding
+/// wins and of several NaNs the last, as in PyTorch), AvgPool2d (count_include_pad: the divisor is the window size, padding
 /// included), AdaptiveAvgPool2d (window i of n along an axis of size L covers
 /// [floor(i L / n), ceil((i + 1) L / n)), so (1, 1) is the global average). They have no
 /// parameters and keep nothing: backward takes the input forward saw. An output (y, grad_x) must
@@ -118,7 +118,9 @@ class MaxPool2d {
       for (Eigen::Index ix = x0; ix < x1; ++ix) {
         const Eigen::Index at = (c * in.height + iy) * in.width + ix;
         const auto v = x(at, b);
-        if (v > x(best, b) || (std::isnan(v) && !std::isnan(x(best, b)))) best = at;
+        // PyTorch's rule (max_pool2d's CPU and CUDA kernels): a larger value or any NaN takes
+        // over, so the first of tied values and the last NaN of a window take the gradient.
+        if (v > x(best, b) || std::isnan(v)) best = at;
       }
     return best;
   }
