@@ -160,6 +160,26 @@ TEST_CASE("MaskedConv2d: shapes, PyTorch's initialisation bound, named errors", 
                   deepstruct::shape_error);
 }
 
+TEST_CASE("MaskedConv2d: a dilation or padding whose arithmetic overflows is a shape_error, not a negative size", "[conv2d]") {
+  // dilation 2^62 * (3 - 1) + 1 wraps to a negative reach: without the check output_shape gave a
+  // negative height and forward aborted in Eigen's resize.
+  const Eigen::Index big = Eigen::Index(1) << 62;
+  deepstruct::Conv2dOptions o;
+  o.dilation = {big, 1};
+  deepstruct::MaskedConv2d<float> dilated(1, 1, o);
+  CHECK_THROWS_AS(dilated.output_shape({1, 5, 5}), deepstruct::shape_error);
+  Eigen::MatrixXf x = Eigen::MatrixXf::Ones(25, 1), y;
+  CHECK_THROWS_AS(dilated.forward(x, {1, 5, 5}, y), deepstruct::shape_error);
+  o = deepstruct::Conv2dOptions{};
+  o.padding = {0, big};
+  deepstruct::MaskedConv2d<float> padded(1, 1, o);
+  CHECK_THROWS_AS(padded.output_shape({1, 5, 5}), deepstruct::shape_error);
+  // An output of more than 2^63 values: 2^21 channels x (2^21 x 2^21) positions.
+  o = deepstruct::Conv2dOptions::square(1, 1, Eigen::Index(1) << 20);
+  deepstruct::MaskedConv2d<float> wide(1, Eigen::Index(1) << 21, o);
+  CHECK_THROWS_AS(wide.output_shape({1, 1, 1}), deepstruct::shape_error);
+}
+
 TEST_CASE("Image layers: an output sharing memory with an input is a shape_error, and nothing changes", "[conv2d][pool]") {
   const ImageShape in{2, 6, 6};
   // The same size (stride 1, padding 1): in place, the convolution would read what it has written.

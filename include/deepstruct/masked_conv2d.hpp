@@ -177,6 +177,14 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
     const Index size[2] = {in.height, in.width};
     Index result[2];
     for (int a = 0; a < 2; ++a) {
+      // In doubles first: a dilation or padding near 2^62 would overflow Index (and wrap to a
+      // negative output size) where no image could hold the kernel anyway.
+      const double reach_d = double(options_.dilation[a]) * double(options_.kernel[a] - 1) + 1.0,
+                   padded_d = double(size[a]) + 2.0 * double(options_.padding[a]);
+      if (reach_d > 9.0e18 || padded_d > 9.0e18)
+        DEEPSTRUCT_THROW(shape_error, std::string("MaskedConv2d: expected a dilated kernel and a padded input ") + (a == 0 ? "height" : "width") +
+                                          " below 2^63, found a kernel reach of " + std::to_string(reach_d) + " and a padded size of " +
+                                          std::to_string(padded_d) + " for " + to_string(in));
       const Index reach = options_.dilation[a] * (options_.kernel[a] - 1) + 1, padded = size[a] + 2 * options_.padding[a];
       if (reach > padded)
         DEEPSTRUCT_THROW(shape_error, std::string("MaskedConv2d: expected an input ") + (a == 0 ? "height" : "width") +
@@ -186,6 +194,7 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
     }
     out.height = result[0];
     out.width = result[1];
+    detail::check_image_shape(out, "MaskedConv2d (output)");  // channels * height * width must fit
     return out;
   }
 
