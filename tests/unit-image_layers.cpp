@@ -457,6 +457,35 @@ TEST_CASE("Pooling: MaxPool2d's gradient goes to the first of tied values and to
   CHECK(gx == expected);
 }
 
+TEST_CASE("Pooling: a kernel longer than 2^20 is a layer like any other; an adaptive output too large to count is a shape_error",
+          "[pool]") {
+  // torch.nn.functional.max_pool2d(torch.arange(2.**21 + 3).reshape(1, 1, 1, -1), (1, 2**21)) is
+  // [[[[2097151.]]]]: one window over a long row. The constructors used to try the window on a
+  // 2^20 x 2^20 image and threw shape_error for any longer kernel.
+  deepstruct::Pool2dOptions o;
+  o.kernel = {1, Eigen::Index(1) << 21};
+  deepstruct::MaxPool2d max(o);
+  deepstruct::AvgPool2d avg(o);
+  const ImageShape in{1, 1, (Eigen::Index(1) << 21) + 3};
+  CHECK(max.output_shape(in) == ImageShape{1, 1, 1});
+  Mat x(in.size(), 1), y;
+  for (Eigen::Index i = 0; i < x.size(); ++i) x(i) = static_cast<double>(i);
+  max.forward(x, in, y);
+  CHECK(y(0) == 2097151.0);
+  avg.forward(x, in, y);
+  CHECK(y(0) == Approx(1048575.5));
+  CHECK_THROWS_AS(max.output_shape({1, 1, 5}), deepstruct::shape_error);  // checked where the image is known
+  // Bad options are still refused at construction, without overflowing 2 * padding.
+  o.kernel = {3, std::numeric_limits<Eigen::Index>::max()};
+  o.padding = {0, (Eigen::Index(1) << 62) + 1};
+  CHECK_THROWS_AS(deepstruct::MaxPool2d(o), deepstruct::value_error);
+  // 2^40 x 2^40 outputs per channel: more than 2^63 values, which wrapped to 0 rows before.
+  deepstruct::AdaptiveAvgPool2d huge(Eigen::Index(1) << 40, Eigen::Index(1) << 40);
+  CHECK_THROWS_AS(huge.output_shape({1, 5, 5}), deepstruct::shape_error);
+  Mat small = Mat::Ones(25, 1);
+  CHECK_THROWS_AS(huge.forward(small, {1, 5, 5}, y), deepstruct::shape_error);
+}
+
 TEST_CASE("Pooling: finite-difference gradients", "[pool][gradient]") {
   const ImageShape in{2, 5, 6};
   Mat x = Mat::Random(in.size(), 2);

@@ -40,23 +40,33 @@ struct Pool2dOptions {
 
 namespace detail {
 
-/// Checks a pooling window for images of shape `in` and returns the output shape.
-inline ImageShape pool_output_shape(const Pool2dOptions& o, const ImageShape& in, const char* who) {
-  check_image_shape(in, who);
-  const Eigen::Index size[2] = {in.height, in.width};
-  Eigen::Index out[2];
+/// Checks a pooling window's options (PyTorch's rules): value_error for a kernel or stride < 1, a
+/// negative padding or one above half the kernel.
+inline void check_pool_options(const Pool2dOptions& o, const char* who) {
   for (int a = 0; a < 2; ++a) {
     const Eigen::Index k = o.kernel[a], s = o.stride[a] == 0 ? k : o.stride[a], p = o.padding[a];
     if (k < 1 || s < 1 || p < 0)
       DEEPSTRUCT_THROW(value_error, std::string(who) + ": expected kernel and stride >= 1 and padding >= 0, found " + std::to_string(k) +
                                         ", " + std::to_string(s) + ", " + std::to_string(p));
-    if (2 * p > k)
+    if (p > k / 2)  // 2p > k, without overflowing
       DEEPSTRUCT_THROW(value_error, std::string(who) + ": expected padding at most half the kernel (PyTorch's rule), found padding " +
                                         std::to_string(p) + " for kernel " + std::to_string(k));
-    if (size[a] + 2 * p < k)
+  }
+}
+
+/// Checks a pooling window for images of shape `in` and returns the output shape.
+inline ImageShape pool_output_shape(const Pool2dOptions& o, const ImageShape& in, const char* who) {
+  check_image_shape(in, who);
+  check_pool_options(o, who);
+  const Eigen::Index size[2] = {in.height, in.width};
+  Eigen::Index out[2];
+  for (int a = 0; a < 2; ++a) {
+    const Eigen::Index k = o.kernel[a], s = o.stride[a] == 0 ? k : o.stride[a], p = o.padding[a];
+    const Eigen::Index uncovered = k - 2 * p;  // >= 0: what the padding leaves of the kernel
+    if (size[a] < uncovered)
       DEEPSTRUCT_THROW(shape_error, std::string(who) + ": expected an input whose padded size holds the kernel " + std::to_string(k) +
                                         ", found " + to_string(in));
-    out[a] = (size[a] + 2 * p - k) / s + 1;
+    out[a] = (size[a] - uncovered) / s + 1;
   }
   return ImageShape{in.channels, out[0], out[1]};
 }
@@ -66,7 +76,7 @@ inline ImageShape pool_output_shape(const Pool2dOptions& o, const ImageShape& in
 /// torch.nn.MaxPool2d(kernel, stride, padding) (dilation 1, floor mode).
 class MaxPool2d {
  public:
-  explicit MaxPool2d(const Pool2dOptions& options = {}) : o_(options) { (void)detail::pool_output_shape(o_, ImageShape{1, 1 << 20, 1 << 20}, "MaxPool2d"); }
+  explicit MaxPool2d(const Pool2dOptions& options = {}) : o_(options) { detail::check_pool_options(o_, "MaxPool2d"); }
   ImageShape output_shape(const ImageShape& in) const { return detail::pool_output_shape(o_, in, "MaxPool2d"); }
 
   template <typename DX, typename Scalar>
@@ -130,7 +140,7 @@ class MaxPool2d {
 /// torch.nn.AvgPool2d(kernel, stride, padding) (floor mode, count_include_pad).
 class AvgPool2d {
  public:
-  explicit AvgPool2d(const Pool2dOptions& options = {}) : o_(options) { (void)detail::pool_output_shape(o_, ImageShape{1, 1 << 20, 1 << 20}, "AvgPool2d"); }
+  explicit AvgPool2d(const Pool2dOptions& options = {}) : o_(options) { detail::check_pool_options(o_, "AvgPool2d"); }
   ImageShape output_shape(const ImageShape& in) const { return detail::pool_output_shape(o_, in, "AvgPool2d"); }
 
   template <typename DX, typename Scalar>
@@ -158,7 +168,7 @@ class AvgPool2d {
   template <typename Fn>
   void visit(const ImageShape& in, const ImageShape& out, Eigen::Index batch, Fn&& fn) const {
     const Eigen::Index sh = o_.stride[0] == 0 ? o_.kernel[0] : o_.stride[0], sw = o_.stride[1] == 0 ? o_.kernel[1] : o_.stride[1];
-    const double scale = 1.0 / static_cast<double>(o_.kernel[0] * o_.kernel[1]);
+    const double scale = 1.0 / (static_cast<double>(o_.kernel[0]) * static_cast<double>(o_.kernel[1]));  // no Index overflow
     for (Eigen::Index b = 0; b < batch; ++b)
       for (Eigen::Index c = 0; c < in.channels; ++c)
         for (Eigen::Index oy = 0; oy < out.height; ++oy)
@@ -182,7 +192,9 @@ class AdaptiveAvgPool2d {
   }
   ImageShape output_shape(const ImageShape& in) const {
     detail::check_image_shape(in, "AdaptiveAvgPool2d");
-    return ImageShape{in.channels, h_, w_};
+    const ImageShape out{in.channels, h_, w_};
+    detail::check_image_shape(out, "AdaptiveAvgPool2d (output)");  // channels * height * width must fit
+    return out;
   }
 
   template <typename DX, typename Scalar>
