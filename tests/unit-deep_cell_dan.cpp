@@ -188,6 +188,27 @@ TEST_CASE("DeepCellDAN: graph errors, shapes, backward before forward", "[deep_c
   CHECK(model.node_output_shapes()[2] == ImageShape{1, 2, 2});
 }
 
+TEST_CASE("DeepCellDAN: a grad_input sharing memory with x or grad_logits is a shape_error, and no gradient is added",
+          "[deep_cell_dan]") {
+  // backward(x, g, &x) zeroed x before the input cells read it for their weight gradients: the
+  // first cell's convolution got a silently wrong gradient.
+  CellGraph g{3, {{0, 1}, {0, 2}, {1, 2}}};
+  DeepCellDAN<double> model(3, {1, 6, 6}, g, deepstruct::reduction_cells<double>());
+  Eigen::MatrixXd x = Eigen::MatrixXd::Random(36, 2), gl = Eigen::MatrixXd::Random(3, 2);
+  const Eigen::MatrixXd x0 = x;
+  (void)model.forward(x);
+  CHECK_THROWS_AS(model.backward(x, gl, &x), deepstruct::shape_error);
+  CHECK(x == x0);
+  CHECK_THROWS_AS(model.backward(x, gl, &gl), deepstruct::shape_error);
+  auto& conv = model.cell(0).as<ReductionCell<double>>()->conv_reduce;
+  CHECK(conv.weight_grad().isZero(0));
+  // The same call into a matrix of its own works.
+  Eigen::MatrixXd gx;
+  model.backward(x, gl, &gx);
+  CHECK(gx.rows() == 36);
+  CHECK(!conv.weight_grad().isZero(0));
+}
+
 TEST_CASE("DeepCellDAN: a new input size or a forward that throws leaves no forward for backward", "[deep_cell_dan]") {
   CellGraph chain{3, {{0, 1}, {1, 2}}};
   deepstruct::DeepCellDANOptions o;

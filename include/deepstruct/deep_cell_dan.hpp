@@ -504,6 +504,10 @@ class DeepCellDAN : public ModelBase<DeepCellDAN<Scalar_>, Scalar_> {
       DEEPSTRUCT_THROW(shape_error, "DeepCellDAN::backward: expected grad_logits of shape " +
                                         detail::shape_str(last_fc_.out_features(), x.cols()) + ", found " +
                                         detail::shape_str(grad_logits.rows(), grad_logits.cols()));
+    if (grad_input != nullptr) {  // before any gradient is added: the input cells read x after *grad_input is zeroed
+      detail::check_no_alias(x, *grad_input, "DeepCellDAN::backward", "grad_input", "x");
+      detail::check_no_alias(grad_logits, *grad_input, "DeepCellDAN::backward", "grad_input", "grad_logits");
+    }
     // The gradients go through members kept from step to step (same shapes, no allocation):
     // freed and allocated again, megabytes of them came back from the system every step, a page
     // fault per 4 KiB (see docs/benchmarks.md, "Image layers and DeepCellDAN").
