@@ -234,6 +234,18 @@ TEMPLATE_TEST_CASE("optimizers: masked weights stay inactive under SGD, Adam and
   }
 }
 
+TEST_CASE("optimizers: messages print the option as given, not rounded to six decimals", "[optim]") {
+  // std::to_string printed -1e-7 as "-0.000000", which reads as a valid lr.
+  deepstruct::SGDOptions sgd;
+  sgd.lr = -1e-7;
+  CHECK_THROWS_WITH(deepstruct::SGD<float>(sgd), test::contains("expected lr >= 0, found -1e-07"));
+  deepstruct::AdamOptions adam;
+  adam.beta2 = 1.0000001;
+  CHECK_THROWS_WITH(deepstruct::Adam<float>(adam), test::contains("expected betas in [0, 1), found (0.9, 1.0000001)"));
+  adam.beta2 = std::numeric_limits<double>::quiet_NaN();
+  CHECK_THROWS_WITH(deepstruct::Adam<float>(adam), test::contains("found (0.9, nan)"));
+}
+
 TEST_CASE("optimizers: bad options and a changed model throw", "[optim]") {
   deepstruct::SGDOptions so;
   so.lr = -1;

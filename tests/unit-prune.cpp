@@ -3,6 +3,8 @@
 #include <deepstruct/masked_deep_ffn.hpp>
 #include <deepstruct/prune.hpp>
 
+#include <limits>
+
 #include "test_support.hpp"
 
 using deepstruct::MaskedLinear;
@@ -67,6 +69,9 @@ TEMPLATE_TEST_CASE("prune: iterative pruning never revives a weight and counts a
   CHECK(smallest_kept >= largest_pruned);
   CHECK_THROWS_AS(deepstruct::prune_layer(layer, PruneAmount::count(76)), deepstruct::value_error);
   CHECK_THROWS_AS(PruneAmount::fraction(1.5), deepstruct::value_error);
+  // The message prints the fraction as given (std::to_string's six decimals printed "1.000000").
+  CHECK_THROWS_WITH(PruneAmount::fraction(1.0000000000000002), test::contains("found 1.0000000000000002"));
+  CHECK_THROWS_WITH(PruneAmount::fraction(-std::numeric_limits<double>::infinity()), test::contains("found -inf"));
   CHECK_THROWS_AS(PruneAmount::count(-1), deepstruct::value_error);
   CHECK(deepstruct::prune_layer(layer, PruneAmount::fraction(1.0)) == 75);
   CHECK(layer.nnz() == 0);

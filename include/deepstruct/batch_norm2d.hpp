@@ -38,9 +38,9 @@ class BatchNorm2d : public Module<Scalar_> {
   /// channels < 1, value_error for eps <= 0 or a momentum outside [0, 1].
   explicit BatchNorm2d(Index channels, double eps = 1e-5, double momentum = 0.1) : eps_(eps), momentum_(momentum) {
     if (channels < 1) DEEPSTRUCT_THROW(shape_error, "BatchNorm2d: expected channels >= 1, found " + std::to_string(channels));
-    if (!(eps > 0.0)) DEEPSTRUCT_THROW(value_error, "BatchNorm2d: expected eps > 0, found " + std::to_string(eps));
+    if (!(eps > 0.0)) DEEPSTRUCT_THROW(value_error, "BatchNorm2d: expected eps > 0, found " + detail::number_str(eps));
     if (!(momentum >= 0.0 && momentum <= 1.0))
-      DEEPSTRUCT_THROW(value_error, "BatchNorm2d: expected a momentum in [0, 1], found " + std::to_string(momentum));
+      DEEPSTRUCT_THROW(value_error, "BatchNorm2d: expected a momentum in [0, 1], found " + detail::number_str(momentum));
     weight_.setOnes(channels);
     bias_.setZero(channels);
     running_mean_.setZero(channels);

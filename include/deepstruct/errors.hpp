@@ -6,6 +6,7 @@
 /// and ends with the library source location that raised it, e.g. "[masked_linear.hpp:120]".
 
 #include <cstddef>
+#include <locale>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -62,6 +63,27 @@ template <typename Error>
   std::ostringstream out;
   out << message << " [" << file_basename(file) << ':' << line << ']';
   throw Error(out.str());
+}
+
+/// A double as messages print it: the shortest of 6 to 17 significant digits that reads back as
+/// the same value, in the classic locale ("-1e-07", "1.0000001", "0.3", "inf", "nan"), where
+/// std::to_string's six decimals print -1e-07 as "-0.000000" and 1.0000001 as "1.000000".
+inline std::string number_str(double x) {
+  if (x != x) return "nan";
+  if (x - x != 0.0) return x > 0 ? "inf" : "-inf";
+  std::string text;
+  for (int digits = 6; digits <= 17; ++digits) {
+    std::ostringstream out;
+    out.imbue(std::locale::classic());
+    out.precision(digits);
+    out << x;
+    text = out.str();
+    std::istringstream in(text);
+    in.imbue(std::locale::classic());
+    double back = 0.0;
+    if (in >> back && back == x) break;
+  }
+  return text;
 }
 
 /// "rows x cols", the way shapes are printed in every message.

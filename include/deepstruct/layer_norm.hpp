@@ -31,7 +31,7 @@ class LayerNorm : public Module<Scalar_> {
   explicit LayerNorm(Index features, double eps = 1e-5) : eps_(eps) {
     if (features <= 0)
       DEEPSTRUCT_THROW(shape_error, "LayerNorm: expected features >= 1, found " + std::to_string(features));
-    if (!(eps > 0.0)) DEEPSTRUCT_THROW(value_error, "LayerNorm: expected eps > 0, found " + std::to_string(eps));
+    if (!(eps > 0.0)) DEEPSTRUCT_THROW(value_error, "LayerNorm: expected eps > 0, found " + detail::number_str(eps));
     weight_ = Vector::Ones(features);
     bias_ = Vector::Zero(features);
     weight_grad_ = Vector::Zero(features);

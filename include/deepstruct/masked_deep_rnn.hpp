@@ -97,7 +97,7 @@ class MaskedDeepRNN : public ModelBase<MaskedDeepRNN<Scalar_>, Scalar_> {
   /// (input-to-hidden, hidden-to-hidden) become |W| >= threshold; nothing when neither is chosen.
   void apply_mask(double threshold, bool i2h, bool h2h) {
     if (!(threshold >= 0.0))
-      DEEPSTRUCT_THROW(value_error, "MaskedDeepRNN::apply_mask: expected a threshold >= 0, found " + std::to_string(threshold));
+      DEEPSTRUCT_THROW(value_error, "MaskedDeepRNN::apply_mask: expected a threshold >= 0, found " + detail::number_str(threshold));
     for (auto& l : layers_)
       for (std::size_t k = 0; k < 2; ++k)
         if ((k == 0 && i2h) || (k == 1 && h2h))

@@ -280,7 +280,7 @@ class MaskedLayer : public Module<Scalar_> {
   void recompute_mask(double theta = default_layer_theta) {
     if (!(theta >= 0.0))
       DEEPSTRUCT_THROW(value_error, std::string(this->type_name()) + "::recompute_mask: expected theta >= 0, found " +
-                                        std::to_string(theta));
+                                        detail::number_str(theta));
     for (std::size_t k = 0; k < num_masks(); ++k) {
       MaskedWeight<Scalar>& mw = masked_storage(k);
       mw.mask = (mw.value.array().abs() >= static_cast<Scalar>(theta)).matrix();
@@ -322,7 +322,7 @@ class MaskedLayer : public Module<Scalar_> {
   virtual void set_sparse_threshold(double threshold) {
     if (!(threshold >= 0.0 && threshold <= 1.0))
       DEEPSTRUCT_THROW(value_error, std::string(this->type_name()) + "::set_sparse_threshold: expected a density in [0, 1], found " +
-                                        std::to_string(threshold));
+                                        detail::number_str(threshold));
     sparse_threshold_ = threshold;
   }
   /// True if the products with masked weight k run the sparse kernels.

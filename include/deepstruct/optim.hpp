@@ -315,7 +315,7 @@ const std::vector<Eigen::Index>* exact_skip_plan_if(bool zero_is_fixed, const Pa
 
 inline void check_non_negative(double value, const char* optimizer, const char* name) {
   if (!(value >= 0.0))
-    DEEPSTRUCT_THROW(value_error, std::string(optimizer) + ": expected " + name + " >= 0, found " + std::to_string(value));
+    DEEPSTRUCT_THROW(value_error, std::string(optimizer) + ": expected " + name + " >= 0, found " + detail::number_str(value));
 }
 
 }  // namespace detail
@@ -349,8 +349,8 @@ class SGD : public detail::OptimizerBase<Scalar> {
     detail::check_non_negative(options.weight_decay, "SGD", "weight_decay");
     if (options.nesterov && (options.momentum <= 0.0 || options.dampening != 0.0))
       DEEPSTRUCT_THROW(value_error, "SGD: nesterov expects momentum > 0 and dampening 0, found momentum " +
-                                        std::to_string(options.momentum) + " and dampening " +
-                                        std::to_string(options.dampening));
+                                        detail::number_str(options.momentum) + " and dampening " +
+                                        detail::number_str(options.dampening));
   }
   const SGDOptions& options() const { return options_; }
   void set_lr(double lr) {
@@ -431,9 +431,9 @@ class AdamBase : public OptimizerBase<Scalar> {
     check_non_negative(options.weight_decay, name, "weight_decay");
     if (!(options.beta1 >= 0.0 && options.beta1 < 1.0 && options.beta2 >= 0.0 && options.beta2 < 1.0))
       DEEPSTRUCT_THROW(value_error, std::string(name) + ": expected betas in [0, 1), found (" +
-                                        std::to_string(options.beta1) + ", " + std::to_string(options.beta2) + ")");
+                                        detail::number_str(options.beta1) + ", " + detail::number_str(options.beta2) + ")");
     if (!(options.eps >= 0.0))
-      DEEPSTRUCT_THROW(value_error, std::string(name) + ": expected eps >= 0, found " + std::to_string(options.eps));
+      DEEPSTRUCT_THROW(value_error, std::string(name) + ": expected eps >= 0, found " + detail::number_str(options.eps));
   }
   const AdamOptions& options() const { return options_; }
   void set_lr(double lr) {

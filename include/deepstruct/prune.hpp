@@ -32,7 +32,7 @@ class PruneAmount {
  public:
   static PruneAmount fraction(double f) {
     if (!(f >= 0.0 && f <= 1.0))
-      DEEPSTRUCT_THROW(value_error, "PruneAmount::fraction: expected a fraction in [0, 1], found " + std::to_string(f));
+      DEEPSTRUCT_THROW(value_error, "PruneAmount::fraction: expected a fraction in [0, 1], found " + detail::number_str(f));
     return PruneAmount(f, -1);
   }
   static PruneAmount count(Eigen::Index n) {
@@ -227,7 +227,7 @@ auto prune_each_layer(Model& model, PruneAmount amount, const Select& select = S
 /// active weight (a NaN behind the mask is ignored, as everywhere: W o M is taken with a select).
 template <typename Scalar>
 Eigen::Index prune_neurons(MaskedLayer<Scalar>& layer, PruneAmount amount, double p = 2.0, std::size_t k = 0) {
-  if (!(p > 0.0)) DEEPSTRUCT_THROW(value_error, "prune_neurons: expected a norm order p > 0, found " + std::to_string(p));
+  if (!(p > 0.0)) DEEPSTRUCT_THROW(value_error, "prune_neurons: expected a norm order p > 0, found " + detail::number_str(p));
   const auto& mask = layer.mask(k);
   const auto w = mask.select(layer.weight(k), Scalar(0));
   std::vector<std::pair<double, Eigen::Index>> rows;

@@ -33,11 +33,11 @@ class ScalableDeepFFN {
     for (std::size_t i = 0; i < proportions_.size(); ++i) {
       if (!(proportions_[i] > 0.0))
         DEEPSTRUCT_THROW(value_error, "ScalableDeepFFN: expected positive proportions, found " +
-                                          std::to_string(proportions_[i]) + " at position " + std::to_string(i));
+                                          detail::number_str(proportions_[i]) + " at position " + std::to_string(i));
       sum += proportions_[i];
     }
     if (std::abs(sum - 1.0) >= 1e-3)
-      DEEPSTRUCT_THROW(value_error, "ScalableDeepFFN: expected proportions summing to 1, found a sum of " + std::to_string(sum));
+      DEEPSTRUCT_THROW(value_error, "ScalableDeepFFN: expected proportions summing to 1, found a sum of " + detail::number_str(sum));
     if (precision < 1 || precision > 308)
       DEEPSTRUCT_THROW(value_error, "ScalableDeepFFN: expected precision in [1, 308] (10^precision a finite double), found " +
                                         std::to_string(precision));

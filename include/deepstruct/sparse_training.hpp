@@ -65,10 +65,10 @@ struct AllocationOptions {
 inline std::vector<double> allocate_densities(const std::vector<std::vector<Eigen::Index>>& shapes, double density,
                                               const AllocationOptions& options = {}, std::vector<std::size_t>* dense_out = nullptr) {
   if (!(density > 0.0 && density <= 1.0))
-    DEEPSTRUCT_THROW(value_error, "allocate_densities: expected a density in (0, 1], found " + std::to_string(density));
+    DEEPSTRUCT_THROW(value_error, "allocate_densities: expected a density in (0, 1], found " + detail::number_str(density));
   // A NaN or infinite power makes every raw density NaN, 0 or infinite: every layer came out dense.
   if (!std::isfinite(options.erk_power))
-    DEEPSTRUCT_THROW(value_error, "allocate_densities: expected a finite erk_power, found " + std::to_string(options.erk_power));
+    DEEPSTRUCT_THROW(value_error, "allocate_densities: expected a finite erk_power, found " + detail::number_str(options.erk_power));
   std::vector<char> dense(shapes.size(), 0);
   for (const std::size_t i : options.dense) {
     if (i >= shapes.size())
@@ -310,7 +310,7 @@ void check_update_arguments(const char* where, const char* fraction_name, double
                             const std::string& name) {
   const std::string of = name.empty() ? std::string() : " of '" + name + "'";
   if (!(fraction >= 0.0 && fraction <= 1.0))
-    DEEPSTRUCT_THROW(value_error, std::string(where) + ": expected " + fraction_name + " in [0, 1], found " + std::to_string(fraction) + of);
+    DEEPSTRUCT_THROW(value_error, std::string(where) + ": expected " + fraction_name + " in [0, 1], found " + detail::number_str(fraction) + of);
   if (mask.rows() != w.rows() || mask.cols() != w.cols())
     DEEPSTRUCT_THROW(shape_error, std::string(where) + ": expected a mask of the weight's shape " + shape_str(w.rows(), w.cols()) + of +
                                       ", found " + shape_str(mask.rows(), mask.cols()));
@@ -470,7 +470,7 @@ class MaskUpdaterBase {
   MaskUpdaterBase(Model& model, Optimizer& optimizer, const MaskUpdateOptions& options, const Select& select, const char* name)
       : model_(model), optimizer_(optimizer), options_(options), select_(select) {
     if (!(options.drop_fraction >= 0.0 && options.drop_fraction <= 1.0))
-      DEEPSTRUCT_THROW(value_error, std::string(name) + ": expected a drop fraction in [0, 1], found " + std::to_string(options.drop_fraction));
+      DEEPSTRUCT_THROW(value_error, std::string(name) + ": expected a drop fraction in [0, 1], found " + detail::number_str(options.drop_fraction));
     if (options.update_every < 1)
       DEEPSTRUCT_THROW(value_error, std::string(name) + ": expected update_every >= 1, found " + std::to_string(options.update_every));
   }

@@ -33,7 +33,7 @@ namespace detail {
 
 inline void check_probability(const char* who, double p) {
   if (!(p >= 0.0 && p <= 1.0))
-    DEEPSTRUCT_THROW(value_error, std::string(who) + ": expected a probability p in [0, 1], found " + std::to_string(p));
+    DEEPSTRUCT_THROW(value_error, std::string(who) + ": expected a probability p in [0, 1], found " + detail::number_str(p));
 }
 
 /// Stores layer_index() in g[v].layer for a graph whose every edge goes from a lower to a higher

@@ -46,12 +46,12 @@ class ScalableDAN {
     double sum = 0.0;
     for (std::size_t v = 0; v < n; ++v) {
       if (!(proportions_[v] > 0.0))
-        DEEPSTRUCT_THROW(value_error, "ScalableDAN: expected positive proportions, found " + std::to_string(proportions_[v]) +
+        DEEPSTRUCT_THROW(value_error, "ScalableDAN: expected positive proportions, found " + detail::number_str(proportions_[v]) +
                                           " for vertex " + std::to_string(v));
       sum += proportions_[v];
     }
     if (std::abs(sum - 1.0) > 1e-6)
-      DEEPSTRUCT_THROW(value_error, "ScalableDAN: expected proportions summing to 1, found a sum of " + std::to_string(sum));
+      DEEPSTRUCT_THROW(value_error, "ScalableDAN: expected proportions summing to 1, found a sum of " + detail::number_str(sum));
   }
   /// Equal proportions 1/n (deepstruct's default).
   explicit ScalableDAN(Dag base) : ScalableDAN(base, std::vector<double>(boost::num_vertices(base), 1.0 / double(boost::num_vertices(base)))) {}

@@ -98,7 +98,7 @@ inline std::string num(double x) { return detail::c_number("%.2f", x); }
 inline void check_options(const SvgOptions& o) {
   auto positive = [](double x, const char* name) {
     if (!(x > 0.0) || !std::isfinite(x))
-      DEEPSTRUCT_THROW(value_error, std::string("write_svg: expected ") + name + " > 0, found " + std::to_string(x));
+      DEEPSTRUCT_THROW(value_error, std::string("write_svg: expected ") + name + " > 0, found " + detail::number_str(x));
   };
   positive(o.width, "width");
   positive(o.height, "height");
