@@ -132,6 +132,20 @@ TEST_CASE("convert: masks naming more neurons than a graph can hold are refused 
   CHECK(num_vertices(deepstruct::ffn_structure({deepstruct::LayerMask::Ones(3, 1000), deepstruct::LayerMask::Ones(2, 3)}, {true, true})) == 1005);
 }
 
+TEST_CASE("build: dag_from_edges refuses ids outside [0, n), self loops and cycles, naming the edge as given", "[graph][build]") {
+  using Signed = std::vector<std::pair<int, int>>;
+  using Unsigned = std::vector<std::pair<std::size_t, std::size_t>>;
+  // A negative id of a signed pair was printed as 18446744073709551615.
+  CHECK_THROWS_WITH(deepstruct::dag_from_edges(3, Signed{{0, 1}, {-1, 2}}),
+                    test::contains("expected vertex ids in [0, 3), found edge 1 (-1, 2)"));
+  CHECK_THROWS_WITH(deepstruct::dag_from_edges(3, Unsigned{{0, 3}}), test::contains("expected vertex ids in [0, 3), found edge 0 (0, 3)"));
+  CHECK_THROWS_WITH(deepstruct::dag_from_edges(3, Signed{{0, 1}, {2, 2}}), test::contains("expected no self loop, found edge 1 (2, 2)"));
+  CHECK_THROWS_AS(deepstruct::dag_from_edges(3, Signed{{0, 1}, {1, 2}, {2, 0}}), deepstruct::not_a_dag);
+  const deepstruct::Dag g = deepstruct::dag_from_edges(3, Signed{{0, 2}, {1, 2}, {0, 2}});
+  CHECK(num_edges(g) == 3);  // duplicates kept
+  CHECK(g[2].layer == 1);
+}
+
 TEST_CASE("convert: masks larger than memory are value_error before allocating", "[graph][convert][robustness]") {
   // Two layers of a million neurons, 0 -> each of layer 1: a 1e6 x 1e6 mask is 1 TB. These ended
   // in std::bad_alloc (or, for masks just under the memory, in the OOM killer).

@@ -27,7 +27,8 @@ namespace deepstruct {
 
 /// The DAG on vertices 0..n-1 with the directed edges (u, v) as given, in that order (duplicates
 /// kept, as Boost keeps parallel edges), its layers stored (layer_index). Throws value_error for
-/// an id >= n or a self loop, not_a_dag for a cycle. O(n + m): every out- and in-edge list and the
+/// an id outside [0, n) (negative ones of signed pairs included, printed as given) or a self loop,
+/// not_a_dag for a cycle. O(n + m): every out- and in-edge list and the
 /// edge list are sized once before the edges are added (about a second for 10 million edges).
 /// `edges` is any range (read twice) of pairs of integers: std::pair<std::size_t, std::size_t>,
 /// std::pair<std::uint32_t, std::uint32_t>, ...
@@ -35,10 +36,16 @@ template <typename Edges = std::vector<std::pair<std::size_t, std::size_t>>>
 Dag dag_from_edges(std::size_t n, const Edges& edges) {
   std::size_t k = 0;
   for (const auto& e : edges) {
+    // A negative id of a signed pair converts to a huge one, so one comparison catches both; the
+    // message prints the ids as given (-1, not 18446744073709551615).
     const auto u = static_cast<std::size_t>(e.first), v = static_cast<std::size_t>(e.second);
-    if (u >= n || v >= n)
-      DEEPSTRUCT_THROW(value_error, "dag_from_edges: expected vertex ids below " + std::to_string(n) + ", found edge " +
-                                        std::to_string(k) + " (" + std::to_string(u) + ", " + std::to_string(v) + ")");
+    const auto negative = [](const auto id) {
+      if constexpr (std::is_signed_v<std::decay_t<decltype(id)>>) return id < 0;
+      else return false;
+    };
+    if (negative(e.first) || negative(e.second) || u >= n || v >= n)
+      DEEPSTRUCT_THROW(value_error, "dag_from_edges: expected vertex ids in [0, " + std::to_string(n) + "), found edge " +
+                                        std::to_string(k) + " (" + std::to_string(e.first) + ", " + std::to_string(e.second) + ")");
     if (u == v)
       DEEPSTRUCT_THROW(value_error, "dag_from_edges: expected no self loop, found edge " + std::to_string(k) + " (" + std::to_string(u) +
                                         ", " + std::to_string(v) + ")");
