@@ -65,25 +65,24 @@ template <typename Error>
   throw Error(out.str());
 }
 
-/// A double as messages print it: the shortest of 6 to 17 significant digits that reads back as
-/// the same value, in the classic locale ("-1e-07", "1.0000001", "0.3", "inf", "nan"), where
-/// std::to_string's six decimals print -1e-07 as "-0.000000" and 1.0000001 as "1.000000".
-inline std::string number_str(double x) {
-  if (x != x) return "nan";
-  if (x - x != 0.0) return x > 0 ? "inf" : "-inf";
-  std::string text;
-  for (int digits = 6; digits <= 17; ++digits) {
-    std::ostringstream out;
-    out.imbue(std::locale::classic());
+/// A double as messages and text files print it: the shortest of `min_digits` to 17 significant
+/// digits that reads back as the same value, in the classic locale ("-1e-07", "1.0000001", "0.3";
+/// "nan", "inf", "-inf" as streams print them), where std::to_string's six decimals print -1e-07
+/// as "-0.000000" and 1.0000001 as "1.000000".
+inline std::string number_str(double x, int min_digits = 6) {
+  std::ostringstream out;
+  out.imbue(std::locale::classic());
+  for (int digits = min_digits;; ++digits) {
+    out.str("");
     out.precision(digits);
     out << x;
-    text = out.str();
-    std::istringstream in(text);
+    if (digits >= 17 || !(x - x == 0.0)) break;  // 17 always reads back; inf and nan print alike at any precision
+    std::istringstream in(out.str());
     in.imbue(std::locale::classic());
     double back = 0.0;
     if (in >> back && back == x) break;
   }
-  return text;
+  return out.str();
 }
 
 /// "rows x cols", the way shapes are printed in every message.

@@ -342,19 +342,8 @@ inline std::string xml_escape(const std::string& s) {
   return xml_escape_checked(s);
 }
 
-/// Shortest-enough decimal for an exact round trip of a double (17 significant digits at most).
-inline std::string format_double(double x) {
-  std::ostringstream out;
-  out.imbue(std::locale::classic());
-  for (int digits = 15; digits <= 17; ++digits) {
-    out.str("");
-    out.precision(digits);
-    out << x;
-    double back = 0;
-    if (!parse_double(out.str(), back) || back == x || x != x) break;
-  }
-  return out.str();
-}
+/// Shortest-enough decimal for an exact round trip of a double (15 to 17 significant digits).
+inline std::string format_double(double x) { return number_str(x, 15); }
 
 inline std::string read_file_text(const std::string& path) {
   errno = 0;
