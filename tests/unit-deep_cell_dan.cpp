@@ -209,6 +209,26 @@ TEST_CASE("DeepCellDAN: a grad_input sharing memory with x or grad_logits is a s
   CHECK(!conv.weight_grad().isZero(0));
 }
 
+TEST_CASE("DeepCellDAN: backward with another input than the last forward's is a state_error, and no gradient is added",
+          "[deep_cell_dan]") {
+  // The input cells' weight gradients read x in backward. Another batch of the same shape gave a
+  // gradient of neither batch without a word (MaskedDeepDAN already refused it).
+  CellGraph g{3, {{0, 1}, {0, 2}, {1, 2}}};
+  DeepCellDAN<double> model(3, {1, 6, 6}, g, deepstruct::reduction_cells<double>());
+  const Eigen::MatrixXd x = Eigen::MatrixXd::Random(36, 4), gl = Eigen::MatrixXd::Random(3, 4);
+  Eigen::MatrixXd other = x;
+  other(35, 3) += 0.5;  // the last entry: one of the 16 probed
+  (void)model.forward(x);
+  CHECK_THROWS_WITH(model.backward(other, gl), test::contains("its values differ"));
+  CHECK_THROWS_AS(model.backward(other, gl), deepstruct::state_error);
+  auto& conv = model.cell(0).as<ReductionCell<double>>()->conv_reduce;
+  CHECK(conv.weight_grad().isZero(0));
+  // The input of the forward, as a copy, is accepted.
+  const Eigen::MatrixXd copy = x;
+  model.backward(copy, gl);
+  CHECK(!conv.weight_grad().isZero(0));
+}
+
 TEST_CASE("DeepCellDAN: a new input size or a forward that throws leaves no forward for backward", "[deep_cell_dan]") {
   CellGraph chain{3, {{0, 1}, {1, 2}}};
   deepstruct::DeepCellDANOptions o;

@@ -50,6 +50,7 @@
 
 #include "deepstruct/batch_norm2d.hpp"
 #include "deepstruct/detail/alias.hpp"
+#include "deepstruct/detail/input_probe.hpp"
 #include "deepstruct/errors.hpp"
 #include "deepstruct/image.hpp"
 #include "deepstruct/masked_conv2d.hpp"
@@ -488,6 +489,7 @@ class DeepCellDAN : public ModelBase<DeepCellDAN<Scalar_>, Scalar_> {
   const Matrix& forward(const ConstMatrixRef& x) {
     check_input(x, "forward");
     batch_ = -1;  // a forward that throws part way leaves nothing for backward
+    probe_ = detail::InputProbe<Scalar>::of(x);  // before the run, as MaskedDeepDAN does
     run(x, training_, outputs_, out_shape_, inputs_, in_shape_, final_in_, final_shape_, conv_out_, bn_out_, pooled_, logits_, false);
     batch_ = x.cols();
     return logits_;
@@ -500,6 +502,11 @@ class DeepCellDAN : public ModelBase<DeepCellDAN<Scalar_>, Scalar_> {
     if (x.cols() != batch_)
       DEEPSTRUCT_THROW(shape_error, "DeepCellDAN::backward: expected the batch of the last forward (" + std::to_string(batch_) +
                                         " images), found " + std::to_string(x.cols()));
+    // The input cells' weight gradients read x: another matrix of the same shape would give
+    // gradients of neither input without a word.
+    if (!probe_.matches(x))
+      DEEPSTRUCT_THROW(state_error, "DeepCellDAN::backward: expected the input of the last forward, found another " +
+                                        detail::shape_str(x.rows(), x.cols()) + " matrix (its values differ)");
     if (grad_logits.rows() != last_fc_.out_features() || grad_logits.cols() != x.cols())
       DEEPSTRUCT_THROW(shape_error, "DeepCellDAN::backward: expected grad_logits of shape " +
                                         detail::shape_str(last_fc_.out_features(), x.cols()) + ", found " +
@@ -723,6 +730,7 @@ class DeepCellDAN : public ModelBase<DeepCellDAN<Scalar_>, Scalar_> {
   bool training_ = true;
   // What backward needs from the last forward.
   Eigen::Index batch_ = -1;
+  detail::InputProbe<Scalar> probe_;  // 16 entries of the last forward's input (backward compares them)
   std::vector<Matrix> outputs_, inputs_, grad_out_;
   std::vector<ImageShape> out_shape_, in_shape_;
   Matrix final_in_, conv_out_, bn_out_, pooled_, logits_;

@@ -19,9 +19,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
-#include <array>
 #include <cstdint>
-#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -30,6 +28,7 @@
 #include "deepstruct/dan_description.hpp"
 #include "deepstruct/detail/alias.hpp"
 #include "deepstruct/detail/compiled_mode.hpp"
+#include "deepstruct/detail/input_probe.hpp"
 #include "deepstruct/errors.hpp"
 #include "deepstruct/layer_norm.hpp"
 #include "deepstruct/masked_linear.hpp"
@@ -192,11 +191,6 @@ class MaskedDeepDAN : public ModelBase<MaskedDeepDAN<Scalar_>, Scalar_> {
  private:
   friend class MaskedDeepFFN<Scalar>;  // runs this engine under its own name
 
-  /// Up to 16 entries of an input spread over its column-major positions.
-  struct Probe {
-    std::array<Scalar, 16> value{};
-    Index count = 0;
-  };
   /// What a forward keeps: pre-activations, activated terms apart from their sum (for tanh and
   /// sigmoid, whose derivative reads them), the hidden layers, the logits, the batch size.
   struct Activations {
@@ -204,24 +198,8 @@ class MaskedDeepDAN : public ModelBase<MaskedDeepDAN<Scalar_>, Scalar_> {
     std::vector<Layer*> chain;  // predict_chain's layer pointers, set on every call (copies of a model point elsewhere)
     Matrix logits;
     Index batch = -1;           // of the last complete forward; -1: none
-    Probe probe;                // a few entries of its input (fingerprint)
+    detail::InputProbe<Scalar> probe;  // a few entries of its input (detail/input_probe.hpp)
   };
-
-  static Probe fingerprint(const Eigen::Ref<const Matrix>& x) {
-    Probe p;
-    const Index n = x.size();
-    p.count = std::min<Index>(16, n);
-    for (Index i = 0; i < p.count; ++i) {
-      const Index pos = p.count == 1 ? 0 : i * (n - 1) / (p.count - 1);
-      p.value[static_cast<std::size_t>(i)] = x(pos % x.rows(), pos / x.rows());
-    }
-    return p;
-  }
-  /// True when x has the probed entries bit for bit (NaN included).
-  static bool same_fingerprint(const Eigen::Ref<const Matrix>& x, const Probe& probe) {
-    const Probe now = fingerprint(x);
-    return now.count == probe.count && std::memcmp(now.value.data(), probe.value.data(), sizeof(Scalar) * static_cast<std::size_t>(now.count)) == 0;
-  }
 
   void build(Index inputs, Index outputs, const DanDescription& d, Generator& gen) {
     check_dan_description(d);
@@ -448,7 +426,7 @@ auto MaskedDeepDAN<Scalar_>::forward(const Eigen::Ref<const Matrix>& x) -> const
   train_.batch = -1;  // a failed forward leaves nothing for backward
   // Before the run: x may be the logits of the last forward (model.forward(model.forward(x0))),
   // which the run overwrites; backward then refuses what x has become.
-  train_.probe = fingerprint(x);
+  train_.probe = detail::InputProbe<Scalar>::of(x);
   run_forward(x, train_, train_.logits, true);
   train_.batch = x.cols();
   return train_.logits;
@@ -472,7 +450,7 @@ void MaskedDeepDAN<Scalar_>::backward(const Eigen::Ref<const Matrix>& x, const E
   if (x.rows() != inputs() || x.cols() != batch)
     DEEPSTRUCT_THROW(shape_error, std::string(name_) + "::backward: expected the input of the last forward, of shape " +
                                       detail::shape_str(inputs(), batch) + ", found " + detail::shape_str(x.rows(), x.cols()));
-  if (!same_fingerprint(x, train_.probe))
+  if (!train_.probe.matches(x))
     DEEPSTRUCT_THROW(state_error, std::string(name_) + "::backward: expected the input of the last forward, found another " +
                                       detail::shape_str(x.rows(), x.cols()) + " matrix (its values differ)");
   if (grad_logits.rows() != outputs() || grad_logits.cols() != batch)
