@@ -101,8 +101,8 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
   void for_each_parameter(ParameterVisitor<Scalar> fn) override {
     ensure_grad_buffers();
     const Scalar* weight_grad = weight_grad_.data();
-    const bool* mask = w_.mask.data();
-    this->update_weight([&](Matrix& w) { fn(ParameterRef<Scalar>{w.data(), weight_grad, w.size(), mask, nullptr}); });
+    const bool* mask_data = w_.mask.data();
+    this->update_weight([&](Matrix& w) { fn(ParameterRef<Scalar>{w.data(), weight_grad, w.size(), mask_data, nullptr}); });
     if (options_.bias) {
       fn(ParameterRef<Scalar>{bias_.data(), bias_grad_.data(), bias_.size(), nullptr});
     }

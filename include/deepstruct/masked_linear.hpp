@@ -61,19 +61,20 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
     reset_parameters(gen, false);
   }
 
-  /// From given parameters. `bias` of size 0 means no bias; `mask` defaults to all true.
-  MaskedLinear(const ConstMatrixRef& weight, const Eigen::Ref<const Vector>& bias, const Mask& mask) {
-    init_shape(weight.cols(), weight.rows(), bias.size() != 0, "MaskedLinear(weight, bias, mask)");
-    if (bias.size() != 0 && bias.size() != weight.rows())
+  /// From given parameters: the weight w (out x in), the bias b (size 0: no bias) and the mask m
+  /// (w's shape; all true when not given).
+  MaskedLinear(const ConstMatrixRef& w, const Eigen::Ref<const Vector>& b, const Mask& m) {
+    init_shape(w.cols(), w.rows(), b.size() != 0, "MaskedLinear(weight, bias, mask)");
+    if (b.size() != 0 && b.size() != w.rows())
       DEEPSTRUCT_THROW(shape_error, "MaskedLinear(weight, bias, mask): expected a bias of size " +
-                                        std::to_string(weight.rows()) + " (out_features) or 0, found " +
-                                        std::to_string(bias.size()));
-    w_.value = weight;
-    bias_ = bias;
-    set_mask(mask);
+                                        std::to_string(w.rows()) + " (out_features) or 0, found " +
+                                        std::to_string(b.size()));
+    w_.value = w;
+    bias_ = b;
+    set_mask(m);
   }
-  MaskedLinear(const ConstMatrixRef& weight, const Eigen::Ref<const Vector>& bias)
-      : MaskedLinear(weight, bias, Mask::Constant(weight.rows(), weight.cols(), true)) {}
+  MaskedLinear(const ConstMatrixRef& w, const Eigen::Ref<const Vector>& b)
+      : MaskedLinear(w, b, Mask::Constant(w.rows(), w.cols(), true)) {}
 
   // ---- the contract (Module, MaskedLayer) ------------------------------------------------------
 
@@ -94,9 +95,9 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
   void for_each_parameter(ParameterVisitor<Scalar> fn) override {
     ensure_grad_buffers();
     const Scalar* weight_grad = weight_grad_.data();
-    const bool* mask = w_.mask.data();
+    const bool* mask_data = w_.mask.data();
     const std::vector<Index>* active = &active_positions();
-    update_weight([&](Matrix& w) { fn(ParameterRef<Scalar>{w.data(), weight_grad, w.size(), mask, active}); });
+    update_weight([&](Matrix& w) { fn(ParameterRef<Scalar>{w.data(), weight_grad, w.size(), mask_data, active}); });
     if (has_bias_) update_bias([&](Vector& b) { fn(ParameterRef<Scalar>{b.data(), bias_grad_.data(), b.size(), nullptr}); });
   }
   /// deepstruct's state_dict entries, in its order: weight, bias (if any), _mask.
