@@ -60,10 +60,16 @@ inline double probability(const std::string& option, const std::string& text) {
   return value;
 }
 
-/// The value after option argv[i] (advancing i to it); usage_error when there is none.
+/// The value after option argv[i] (advancing i to it); usage_error when there is none, or when the
+/// next word is an option ("--json --quiet" would otherwise write a file named --quiet). A value
+/// may start with one dash ("-1" reaches the number check and is refused there).
 inline std::string option_value(int argc, char** argv, int& i) {
   if (i + 1 >= argc) throw usage_error("expected a value after " + std::string(argv[i]) + ", found none");
-  return argv[++i];
+  const std::string value = argv[i + 1];
+  if (value.size() > 2 && value.compare(0, 2, "--") == 0)
+    throw usage_error("expected a value after " + std::string(argv[i]) + ", found the option " + value);
+  ++i;
+  return value;
 }
 
 /// main() of an example: runs run(argc, argv) and reports what it throws on stderr, prefixed by
