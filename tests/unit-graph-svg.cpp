@@ -264,6 +264,28 @@ TEST_CASE("write_svg: files and errors", "[graph][svg]") {
   CHECK(text_of(bad_path) == before);
 }
 
+TEST_CASE("write_svg: a drawing narrower than a pixel per layer labels its first layer only", "[graph][svg][robustness]") {
+  // The step between labelled columns, ceil(44 / column width), was cast to std::size_t whatever its
+  // size: 8.8e301 became 0 and the label loop never ended (the stream grew until memory ran out).
+  Dag g(3);
+  add_edge(0, 1, g);
+  add_edge(1, 2, g);
+  SvgOptions o;
+  o.width = 1e-300;
+  o.height = 1e-300;
+  o.margin = 0;
+  std::ostringstream out;
+  deepstruct::write_svg(out, g, o);
+  const ptree doc = parse(out.str());
+  CHECK(count(group(doc.get_child("svg"), "labels"), "text") == 1);
+  CHECK(out.str().find(">L0 (1)<") != std::string::npos);
+  // Width given as the smallest subnormal: the column width underflows to 0.
+  o.width = o.height = std::numeric_limits<double>::denorm_min() * 4;
+  std::ostringstream tiny;
+  deepstruct::write_svg(tiny, g, o);
+  CHECK(count(group(parse(tiny.str()).get_child("svg"), "labels"), "text") == 1);
+}
+
 TEST_CASE("write_svg: a layer of SIZE_MAX is refused before anything is indexed", "[graph][svg][robustness]") {
   // Issue 14: depth = max + 1 wrapped to 0, the check passed and size[layer[v]]++ wrote out of bounds.
   Dag g(3);

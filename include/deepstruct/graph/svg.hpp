@@ -107,11 +107,11 @@ inline void check_options(const SvgOptions& o) {
   positive(o.edge_width, "edge_width");
   if (!(o.margin >= 0.0) || 2.0 * o.margin >= std::min(o.width, o.height))
     DEEPSTRUCT_THROW(value_error, "write_svg: expected 0 <= margin < min(width, height) / 2 = " +
-                                      std::to_string(std::min(o.width, o.height) / 2.0) + ", found " + std::to_string(o.margin));
+                                      detail::number_str(std::min(o.width, o.height) / 2.0) + ", found " + detail::number_str(o.margin));
   if (!(o.edge_opacity >= 0.0 && o.edge_opacity <= 1.0))
-    DEEPSTRUCT_THROW(value_error, "write_svg: expected edge_opacity in [0, 1], found " + std::to_string(o.edge_opacity));
+    DEEPSTRUCT_THROW(value_error, "write_svg: expected edge_opacity in [0, 1], found " + detail::number_str(o.edge_opacity));
   if (!(o.skip_bend >= 0.0 && o.skip_bend <= 1.0))
-    DEEPSTRUCT_THROW(value_error, "write_svg: expected skip_bend in [0, 1], found " + std::to_string(o.skip_bend));
+    DEEPSTRUCT_THROW(value_error, "write_svg: expected skip_bend in [0, 1], found " + detail::number_str(o.skip_bend));
 }
 
 }  // namespace svg
@@ -242,7 +242,10 @@ inline void write_svg_text(std::ostream& out, const Dag& g, const SvgOptions& op
         << "</text>\n";
   if (options.layer_labels) {
     // Every step-th column when they are too close for their labels.
-    const std::size_t step = depth > 1 && column < 44.0 ? static_cast<std::size_t>(std::ceil(44.0 / column)) : 1;
+    // (Capped at depth before the cast: on a drawing narrower than a pixel per layer the ratio
+    // can exceed any std::size_t, and such a cast is undefined.)
+    const double ratio = depth > 1 && column < 44.0 ? std::ceil(44.0 / column) : 1.0;
+    const std::size_t step = ratio >= static_cast<double>(depth) ? depth : static_cast<std::size_t>(ratio);
     for (std::size_t l = 0; l < depth; l += step) {
       const double x = depth > 1 ? m + column * static_cast<double>(l) : 0.5 * w;
       out << "<text x=\"" << num(x) << "\" y=\"" << num(h - m - 4.0) << "\" font-size=\"11\">L" << l << " (" << size[l]
