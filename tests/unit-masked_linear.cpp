@@ -604,6 +604,33 @@ TEMPLATE_TEST_CASE("MaskedLinear: update_weight and update_bias with a throwing 
   }
 }
 
+TEMPLATE_TEST_CASE("MaskedLinear: update_mask whose fn resizes the mask names update_mask and keeps the mask",
+                   "[masked_linear]", float, double) {
+  using Mask = typename MaskedLinear<TestType>::Mask;
+  std::mt19937_64 gen(37);
+  MaskedLinear<TestType> layer(uniform_matrix<TestType>(8, 10, gen), uniform_matrix<TestType>(8, 1, gen),
+                               random_mask<TestType>(8, 10, 0.5, gen));
+  const Mask before = layer.mask();
+  const Eigen::Index nnz = layer.nnz();
+  // Both forms (with and without the index): the message names the function the caller called
+  // (it said "set_mask: expected a mask of shape 8x10"), both shapes, and that nothing changed.
+  for (int form = 0; form < 2; ++form) {
+    INFO("form " << (form == 0 ? "update_mask(0, fn)" : "update_mask(fn)"));
+    try {
+      if (form == 0)
+        layer.update_mask(0, [](Mask& m) { m.resize(3, 4); });
+      else
+        layer.update_mask([](Mask& m) { m.resize(3, 4); });
+      FAIL("no exception for a resizing update_mask");
+    } catch (const deepstruct::shape_error& e) {
+      CHECK_THAT(std::string(e.what()), test::contains("MaskedLinear::update_mask: expected fn to keep the mask's shape 8x10"));
+      CHECK_THAT(std::string(e.what()), test::contains("found 3x4"));
+    }
+    CHECK(layer.mask() == before);
+    CHECK(layer.nnz() == nnz);
+  }
+}
+
 TEMPLATE_TEST_CASE("MaskedLinear: every mutator refreshes the dense product, the CSR and the CSC",
                    "[masked_linear]", float, double) {
   using Layer = MaskedLinear<TestType>;

@@ -247,6 +247,11 @@ class MaskedLayer : public Module<Scalar_> {
     check_k(k, "update_mask");
     Mask m = masked(k).mask;
     fn(m);
+    const MaskedWeight<Scalar>& mw = masked(k);
+    if (m.rows() != mw.mask.rows() || m.cols() != mw.mask.cols())
+      DEEPSTRUCT_THROW(shape_error, std::string(this->type_name()) + "::update_mask: expected fn to keep the mask's shape " +
+                                        detail::shape_str(mw.mask.rows(), mw.mask.cols()) + " (" + shape_note(k) + "), found " +
+                                        detail::shape_str(m.rows(), m.cols()) + " (the mask was left as it was)");
     set_mask(k, m);
   }
 
