@@ -604,6 +604,20 @@ TEMPLATE_TEST_CASE("MaskedLinear: update_weight and update_bias with a throwing 
   }
 }
 
+TEMPLATE_TEST_CASE("MaskedLinear: the constructor from parameters names itself for a mask of another shape", "[masked_linear]",
+                   float, double) {
+  using Mask = typename MaskedLinear<TestType>::Mask;
+  std::mt19937_64 gen(41);
+  // It said "MaskedLinear::set_mask: expected a mask of shape 8x10", a function the caller never called.
+  try {
+    MaskedLinear<TestType> layer(uniform_matrix<TestType>(8, 10, gen), uniform_matrix<TestType>(8, 1, gen), Mask::Constant(10, 8, true));
+    FAIL("no exception for a mask of another shape");
+  } catch (const deepstruct::shape_error& e) {
+    CHECK_THAT(std::string(e.what()), test::contains("MaskedLinear(weight, bias, mask): expected a mask of the weight's shape 8x10"));
+    CHECK_THAT(std::string(e.what()), test::contains("found 10x8"));
+  }
+}
+
 TEMPLATE_TEST_CASE("MaskedLinear: update_mask whose fn resizes the mask names update_mask and keeps the mask",
                    "[masked_linear]", float, double) {
   using Mask = typename MaskedLinear<TestType>::Mask;

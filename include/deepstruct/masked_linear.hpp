@@ -69,6 +69,10 @@ class MaskedLinear : public MaskedLayer<Scalar_> {
       DEEPSTRUCT_THROW(shape_error, "MaskedLinear(weight, bias, mask): expected a bias of size " +
                                         std::to_string(w.rows()) + " (out_features) or 0, found " +
                                         std::to_string(b.size()));
+    if (m.rows() != w.rows() || m.cols() != w.cols())
+      DEEPSTRUCT_THROW(shape_error, "MaskedLinear(weight, bias, mask): expected a mask of the weight's shape " +
+                                        detail::shape_str(w.rows(), w.cols()) + " (out_features x in_features), found " +
+                                        detail::shape_str(m.rows(), m.cols()));
     w_.value = w;
     bias_ = b;
     set_mask(m);
