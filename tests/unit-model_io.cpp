@@ -436,3 +436,40 @@ TEST_CASE("model_io: a LayerNorm DAN of one hidden layer from before 0.2.0 (no L
   partial.vectors.erase("layer_normalizations.0.bias");
   CHECK_THROWS_AS(other.load_state_dict(partial), deepstruct::shape_error);
 }
+
+TEST_CASE("model_io: a file without LayerNorm into a LayerNorm DAN names the file's own keys, not an added LN_0", "[model_io]") {
+  // Layers {2, 2, 1}, no skips. The old-file path (files before 0.2.0) adds the model's LN_0 to
+  // what it checks; a file with neither old nor new LayerNorm keys is not such a file, and the
+  // message listed layer_normalizations.0.* among "the keys" the file had.
+  deepstruct::DanDescription d;
+  d.layer_sizes = {2, 2, 1};
+  d.connections = {{0, 1, Eigen::Matrix<bool, -1, -1>::Constant(2, 2, true)}, {1, 2, Eigen::Matrix<bool, -1, -1>::Constant(1, 2, true)}};
+  deepstruct::DANOptions with_norm;
+  with_norm.use_layer_norm = true;
+  const std::string path = tmp("dan_no_ln_into_ln.npz");
+  deepstruct::save_npz(deepstruct::MaskedDeepDAN<float>(3, 2, d), path);
+  deepstruct::MaskedDeepDAN<float> model(3, 2, d, with_norm);
+  std::string message;
+  try {
+    deepstruct::load_npz(model, path);
+  } catch (const deepstruct::io_error& e) {
+    message = e.what();
+  }
+  INFO(message);
+  CHECK_THAT(message, test::contains("expected a 1-D tensor 'layer_normalizations.0.weight'"));
+  const std::size_t keys = message.find("(keys: ");
+  REQUIRE(keys != std::string::npos);
+  CHECK(message.find("layer_normalizations", keys) == std::string::npos);
+  // An old file still loads (layers_norm_hidden.<t-1>, no LN_0).
+  auto sd = model.state_dict();
+  for (const char* p : {".weight", ".bias"}) {
+    for (int t = 1; t <= 2; ++t) {
+      sd.vectors["layers_norm_hidden." + std::to_string(t - 1) + p] = sd.vectors.at("layer_normalizations." + std::to_string(t) + p);
+      sd.vectors.erase("layer_normalizations." + std::to_string(t) + p);
+    }
+    sd.vectors.erase(std::string("layer_normalizations.0") + p);
+  }
+  deepstruct::MaskedDeepDAN<float> other(3, 2, d, with_norm);
+  other.load_state_dict(sd);
+  CHECK(other.state_dict().matrices == model.state_dict().matrices);
+}

@@ -147,8 +147,15 @@ class MaskedDeepDAN : public ModelBase<MaskedDeepDAN<Scalar_>, Scalar_> {
   /// network of one hidden layer no LayerNorm key at all).
   template <typename OtherScalar>
   void load_state_dict(const StateDict<OtherScalar>& sd) {
-    bool legacy = options_.use_layer_norm;
-    for (const auto& kv : sd.vectors) legacy = legacy && kv.first.rfind("layer_normalizations.", 0) != 0;
+    // An old file: no layer_normalizations.* key, and the old keys (none at all for a network of
+    // one hidden layer). Any other state_dict is checked as it is, so a message lists its own keys
+    // (not the LN_0 the old-file path adds; a file without LayerNorm seemed to hold LN_0).
+    bool legacy = options_.use_layer_norm, old_keys = norms_.size() == 1;
+    for (const auto& kv : sd.vectors) {
+      legacy = legacy && kv.first.rfind("layer_normalizations.", 0) != 0;
+      old_keys = old_keys || kv.first.rfind("layers_norm_hidden.", 0) == 0;
+    }
+    legacy = legacy && old_keys;
     if (!legacy) {
       Base::load_state_dict(sd);
       return;
