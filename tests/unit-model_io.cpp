@@ -473,3 +473,20 @@ TEST_CASE("model_io: a file without LayerNorm into a LayerNorm DAN names the fil
   other.load_state_dict(sd);
   CHECK(other.state_dict().matrices == model.state_dict().matrices);
 }
+
+TEST_CASE("model_io: a LayerNorm parameter of the wrong dimension is named as such, also for a DAN of one hidden layer", "[model_io]") {
+  // One hidden layer: its old files had no LayerNorm key, so a state_dict without a 1-D
+  // layer_normalizations.* entry took the old-file path, which added the model's LN_0 beside the
+  // 2-D one the file has ("found 'layer_normalizations.0.weight' 2 times").
+  deepstruct::DanDescription d;
+  d.layer_sizes = {4};
+  deepstruct::DANOptions options;
+  options.use_layer_norm = true;
+  deepstruct::MaskedDeepDAN<double> model(3, 2, d, options);
+  auto sd = model.state_dict();
+  for (const std::string key : {"layer_normalizations.0.weight", "layer_normalizations.0.bias"}) {
+    sd.matrices[key] = sd.vectors.at(key).transpose();  // 1 x 4
+    sd.vectors.erase(key);
+  }
+  CHECK_THROWS_WITH(model.load_state_dict(sd), test::contains("expected a 1-D tensor 'layer_normalizations.0.weight' of size 4, found a 2-D tensor"));
+}

@@ -150,8 +150,9 @@ class MaskedDeepDAN : public ModelBase<MaskedDeepDAN<Scalar_>, Scalar_> {
     // An old file: no layer_normalizations.* key, and the old keys (none at all for a network of
     // one hidden layer). Any other state_dict is checked as it is, so a message lists its own keys
     // (not the LN_0 the old-file path adds; a file without LayerNorm seemed to hold LN_0).
+    // (Every kind of entry counts: a 2-D layer_normalizations.* is a wrong one, not an old file.)
     bool legacy = options_.use_layer_norm, old_keys = norms_.size() == 1;
-    for (const auto& kv : sd.vectors) {
+    for (const auto& kv : sd.key_kinds()) {
       legacy = legacy && kv.first.rfind("layer_normalizations.", 0) != 0;
       old_keys = old_keys || kv.first.rfind("layers_norm_hidden.", 0) == 0;
     }
