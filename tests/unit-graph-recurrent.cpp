@@ -95,3 +95,17 @@ TEST_CASE("unrolled_structure: a GRU or LSTM unit carries itself to the next ste
     CHECK(r.input_output_paths == (carry ? double(T * 2 * 3) : 2.0 * 3));
   }
 }
+
+TEST_CASE("unrolled_structure: too many steps throw value_error before anything is allocated", "[graph][recurrent]") {
+  MaskedDeepRNN<double> model(2, {2}, deepstruct::RNNOptions{});  // 4 vertices per step
+  // 2^62 steps * 4 vertices wrapped around to 0 vertices (and 2^62 + 1 to 4): the old code wrote
+  // the labels of vertices far outside the graph. -1 converted to SIZE_MAX gave a length_error.
+  for (const std::size_t steps : {std::size_t{1} << 62, (std::size_t{1} << 62) + 1, static_cast<std::size_t>(-1),
+                                  std::size_t{600000000}}) {
+    INFO(steps);
+    CHECK_THROWS_AS(deepstruct::unrolled_structure(model, steps), deepstruct::value_error);
+    CHECK_THROWS_AS(deepstruct::analyze(model, steps), deepstruct::value_error);
+  }
+  CHECK_THROWS_WITH(deepstruct::unrolled_structure(model, std::size_t{1} << 62), test::contains("steps * (inputs + units) = 4611686018427387904 * 4"));
+  CHECK(boost::num_vertices(deepstruct::unrolled_structure(model, 1000)) == 4000);
+}

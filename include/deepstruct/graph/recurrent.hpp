@@ -89,7 +89,8 @@ struct UnrolledLayout {
 /// whatever the masks hold (GRU's z * h, LSTM's cell state carry the unit), its weight one more
 /// than the gates that have an active weight there. Labels "x<t>.<i>" and "h<l>.<t>.<j>"; `layout` (if given) says where
 /// every neuron is. A linear head is not part of it (its mask is a plain layer's). Throws
-/// value_error for steps == 0. O(steps * edges of one step).
+/// value_error for steps == 0, and, before allocating, for more than max_dag_vertices vertices or
+/// a graph that cannot fit in the physical memory. O(steps * edges of one step).
 template <typename Scalar>
 Dag unrolled_structure(const MaskedDeepRNN<Scalar>& model, std::size_t steps, UnrolledLayout* layout = nullptr) {
   if (steps == 0) DEEPSTRUCT_THROW(value_error, "unrolled_structure: expected steps >= 1, found 0");
@@ -100,6 +101,22 @@ Dag unrolled_structure(const MaskedDeepRNN<Scalar>& model, std::size_t steps, Un
     u.layer_offset.push_back(u.units_per_step);
     u.hidden.push_back(static_cast<std::size_t>(model.layer(l).hidden_size()));
     u.units_per_step += u.hidden.back();
+  }
+  // steps * (inputs + units) vertices, checked before it is computed (it may wrap around) and
+  // before anything is allocated; the edges (at least): the masks' every step.
+  const std::size_t per_step = u.input_size + u.units_per_step;
+  if (steps > max_dag_vertices / per_step)
+    DEEPSTRUCT_THROW(value_error, "unrolled_structure: expected at most 2^31 - 1 = " + std::to_string(max_dag_vertices) +
+                                      " vertices, found steps * (inputs + units) = " + std::to_string(steps) + " * " + std::to_string(per_step));
+  {
+    double edges = 0;
+    for (std::size_t l = 0; l < u.hidden.size(); ++l) {
+      const auto& layer = model.layer(l);
+      const auto ih = (detail::gate_counts(layer.mask_i2h(), layer.hidden_size()).array() != 0).count();
+      const auto hh = (detail::gate_counts(layer.mask_h2h(), layer.hidden_size()).array() != 0).count();
+      edges += static_cast<double>(steps) * static_cast<double>(ih) + static_cast<double>(steps - 1) * static_cast<double>(hh);
+    }
+    detail::check_graph_size("unrolled_structure", u.num_vertices(), edges);
   }
   Dag g(u.num_vertices());
   for (std::size_t t = 0; t < steps; ++t) {
