@@ -5,7 +5,11 @@
 #include <deepstruct/sparse_training.hpp>
 #include <deepstruct/train.hpp>
 
+#include <cmath>
+#include <cstdlib>
 #include <fstream>
+#include <iterator>
+#include <locale>
 #include <sstream>
 
 #include "test_support.hpp"
@@ -79,4 +83,58 @@ TEST_CASE("StructureLog: RigL's updates with dead neurons, paths and skip spans;
   CHECK_THROWS_AS(deepstruct::write_evolution_svg(dir + "/none.svg", {}), deepstruct::value_error);
   deepstruct::write_graphml(dir + "/final.graphml", deepstruct::generate_structure(model));
   CHECK(boost::num_edges(deepstruct::read_graphml(dir + "/final.graphml")) == boost::num_edges(deepstruct::generate_structure(model)));
+}
+
+namespace {
+// The points of every panel's polyline, as numbers.
+std::vector<std::vector<std::pair<double, double>>> polylines(const std::string& path) {
+  std::ifstream svg(path);
+  const std::string text((std::istreambuf_iterator<char>(svg)), std::istreambuf_iterator<char>());
+  std::vector<std::vector<std::pair<double, double>>> out;
+  for (std::size_t at = text.find("<polyline"); at != std::string::npos; at = text.find("<polyline", at + 1)) {
+    const std::size_t begin = text.find("points=\"", at) + 8, end = text.find('"', begin);
+    std::istringstream points(text.substr(begin, end - begin));
+    points.imbue(std::locale::classic());
+    out.emplace_back();
+    std::string point;
+    while (points >> point) {
+      const std::size_t comma = point.find(',');
+      out.back().emplace_back(std::strtod(point.substr(0, comma).c_str(), nullptr), std::strtod(point.substr(comma + 1).c_str(), nullptr));
+    }
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("write_evolution_svg: every point inside its panel for constant large values and values near the double range", "[graph][evolution]") {
+  // A constant 1e17 (lo + 1 == lo: the range was 0 and every point NaN), and +-1e308 (hi - lo is
+  // inf: the largest value's point was inf / inf = NaN).
+  std::vector<deepstruct::UpdateRecord> records(3);
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    records[i].step = static_cast<long>(10 * i);
+    records[i].structure = {{"constant", 1e17}, {"wide", i == 0 ? -1e308 : i == 1 ? 0.0 : 1e308}, {"small", double(i)}};
+  }
+  const std::string path = std::string(DEEPSTRUCT_TEST_TMP_DIR) + "/evolution_range.svg";
+  deepstruct::write_evolution_svg(path, records, {"constant", "wide", "small"});
+  const auto lines = polylines(path);
+  REQUIRE(lines.size() == 3);
+  const double top = 40, panel = 150, gap = 30;
+  for (std::size_t f = 0; f < lines.size(); ++f) {
+    INFO("panel " << f);
+    REQUIRE(lines[f].size() == 3);
+    for (const auto& [x, y] : lines[f]) {
+      CHECK(std::isfinite(x));
+      CHECK(std::isfinite(y));
+      CHECK(x >= 70);
+      CHECK(x <= 700);
+      CHECK(y >= top + double(f) * (panel + gap));
+      CHECK(y <= top + double(f) * (panel + gap) + panel);
+    }
+  }
+  // -1e308, 0, 1e308: bottom, middle, top of the second panel.
+  CHECK(lines[1][0].second == Approx(top + panel + gap + panel));
+  CHECK(lines[1][1].second == Approx(top + panel + gap + panel / 2));
+  CHECK(lines[1][2].second == Approx(top + panel + gap));
+  // A constant sits at the bottom, as a constant of ordinary size does.
+  CHECK(lines[0][0].second == Approx(top + panel));
 }

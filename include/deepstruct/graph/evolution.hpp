@@ -141,9 +141,12 @@ inline void write_evolution_svg(const std::string& path, const std::vector<Updat
       }
     }
     if (!std::isfinite(lo)) lo = hi = 0;
-    if (hi <= lo) hi = lo + 1;
+    // A range of at least 1, and wide enough to tell hi from lo where 1 is below a value's
+    // resolution (a constant 1e17: lo + 1 == lo, and 0 / 0 would make every point NaN).
+    if (hi <= lo) hi = lo + std::max(1.0, std::abs(lo) * 1e-9);
     auto px = [&](double step) { return left + (step - x0) / (x1 - x0) * (w - left - right); };
-    auto py = [&](double v) { return y_bottom - (v - lo) / (hi - lo) * panel; };
+    // In halves: hi - lo and v - lo overflow for values near the double range (inf / inf = NaN).
+    auto py = [&](double v) { return y_bottom - (v / 2 - lo / 2) / (hi / 2 - lo / 2) * panel; };
     out << "<g class=\"panel\">\n<rect x=\"" << left << "\" y=\"" << y_top << "\" width=\"" << w - left - right << "\" height=\"" << panel
         << "\" fill=\"none\" stroke=\"#999\"/>\n"
         << "<text x=\"" << left << "\" y=\"" << y_top - 6 << "\" font-size=\"12\">" << detail::xml_escape(fields[f]) << "</text>\n"
