@@ -5,6 +5,7 @@
 #include <deepstruct/sparse_training.hpp>
 #include <deepstruct/train.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -137,4 +138,33 @@ TEST_CASE("write_evolution_svg: every point inside its panel for constant large 
   CHECK(lines[1][2].second == Approx(top + panel + gap));
   // A constant sits at the bottom, as a constant of ordinary size does.
   CHECK(lines[0][0].second == Approx(top + panel));
+}
+
+TEST_CASE("write_evolution_svg: the x axis spans the records' steps whatever their order", "[graph][evolution]") {
+  // Two updaters logged one after the other: steps 0, 10, 20, then 5, 15 of the second. The x
+  // range was the first to the last record's step (0..15): step 20 was drawn right of the panel.
+  std::vector<deepstruct::UpdateRecord> records(5);
+  const long steps[] = {0, 10, 20, 5, 15};
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    records[i].step = steps[i];
+    records[i].structure = {{"v", double(i)}};
+  }
+  const std::string path = std::string(DEEPSTRUCT_TEST_TMP_DIR) + "/evolution_order.svg";
+  deepstruct::write_evolution_svg(path, records, {"v"});
+  const auto lines = polylines(path);
+  REQUIRE(lines.size() == 1);
+  REQUIRE(lines[0].size() == 5);
+  for (std::size_t i = 0; i < 5; ++i) CHECK(lines[0][i].first == Approx(70 + double(steps[i]) / 20.0 * 630));
+  std::ifstream svg(path);
+  const std::string text((std::istreambuf_iterator<char>(svg)), std::istreambuf_iterator<char>());
+  CHECK_THAT(text, test::contains(">step 20<"));
+  // Descending steps: every point was left of the panel.
+  std::reverse(records.begin(), records.end());
+  deepstruct::write_evolution_svg(path, records, {"v"});
+  const auto reversed = polylines(path);
+  REQUIRE(reversed.size() == 1);
+  for (const auto& [x, y] : reversed[0]) {
+    CHECK(x >= 70);
+    CHECK(x <= 700);
+  }
 }

@@ -115,7 +115,13 @@ inline void write_evolution_svg(const std::string& path, const std::vector<Updat
   if (fields.empty()) DEEPSTRUCT_THROW(value_error, "write_evolution_svg: expected at least one field, found none");
   const double w = 720, panel = 150, left = 70, right = 20, top = 40, gap = 30;
   const double h = top + double(fields.size()) * (panel + gap);
-  double x0 = double(records.front().step), x1 = double(records.back().step);
+  // The steps' range, whatever the records' order (two updaters logged one after the other each
+  // count from 0).
+  double x0 = double(records.front().step), x1 = x0;
+  for (const auto& r : records) {
+    x0 = std::min(x0, double(r.step));
+    x1 = std::max(x1, double(r.step));
+  }
   if (x1 <= x0) x1 = x0 + 1;
   auto num = [](double v) {  // in the classic locale, whatever the program's
     std::ostringstream o;
