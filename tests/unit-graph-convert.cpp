@@ -146,6 +146,26 @@ TEST_CASE("build: dag_from_edges refuses ids outside [0, n), self loops and cycl
   CHECK(g[2].layer == 1);
 }
 
+TEST_CASE("build: a cycle is named as the caller knows it - dag_from_edges, and DagBuilder by label", "[graph][build]") {
+  // Both said "layer_index: ... through vertex 0": a function the caller never called, and for the
+  // builder an id where the caller wrote labels (here "1", as no label is "0").
+  using Unsigned = std::vector<std::pair<std::size_t, std::size_t>>;
+  CHECK_THROWS_WITH(deepstruct::dag_from_edges(3, Unsigned{{0, 1}, {1, 2}, {2, 1}}),
+                    Catch::Matchers::StartsWith("dag_from_edges: expected a directed acyclic graph, found a cycle through vertex "));
+  deepstruct::DagBuilder b;
+  b.add_edge(1, 2);
+  b.add_edge(2, 3);
+  b.add_edge(3, 1);
+  b.add_edge("in", 1);
+  try {
+    b.build();
+    FAIL("expected not_a_dag");
+  } catch (const deepstruct::not_a_dag& e) {
+    CHECK(e.vertex() == 0);
+    CHECK(std::string(e.what()) == "DagBuilder::build: expected a directed acyclic graph, found a cycle through '1' (vertex 0)");
+  }
+}
+
 TEST_CASE("convert: masks larger than memory are value_error before allocating", "[graph][convert][robustness]") {
   // Two layers of a million neurons, 0 -> each of layer 1: a 1e6 x 1e6 mask is 1 TB. These ended
   // in std::bad_alloc (or, for masks just under the memory, in the OOM killer).

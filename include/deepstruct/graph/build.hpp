@@ -25,6 +25,16 @@
 
 namespace deepstruct {
 
+namespace detail {
+
+/// layer_index's cycle message with `who` in place of "layer_index".
+inline std::string renamed_cycle_error(const not_a_dag& e, const std::string& who) {
+  const std::string what = e.what(), prefix = "layer_index: ";
+  return who + ": " + (what.compare(0, prefix.size(), prefix) == 0 ? what.substr(prefix.size()) : what);
+}
+
+}  // namespace detail
+
 /// The DAG on vertices 0..n-1 with the directed edges (u, v) as given, in that order (duplicates
 /// kept, as Boost keeps parallel edges), its layers stored (layer_index). Throws value_error for
 /// an id outside [0, n) (negative ones of signed pairs included, printed as given) or a self loop,
@@ -60,7 +70,12 @@ Dag dag_from_edges(std::size_t n, const Edges& edges) {
   }
   detail::reserve_edges(g, out_degree, in_degree);
   for (const auto& e : edges) boost::add_edge(static_cast<std::size_t>(e.first), static_cast<std::size_t>(e.second), g);
-  const std::vector<std::size_t> layers = layer_index(g);  // not_a_dag for a cycle
+  std::vector<std::size_t> layers;
+  try {
+    layers = layer_index(g);
+  } catch (const not_a_dag& e) {  // named as the caller knows it
+    throw not_a_dag(detail::renamed_cycle_error(e, "dag_from_edges"), e.vertex());
+  }
   for (std::size_t v = 0; v < n; ++v) g[v].layer = layers[v];
   return g;
 }
@@ -118,11 +133,18 @@ class DagBuilder {
   const std::vector<std::string>& labels() const { return labels_; }
 
   /// The DAG: vertices in insertion order with their labels, edges in insertion order, layers
-  /// stored. Throws not_a_dag (naming a vertex on the cycle) for a cyclic graph.
+  /// stored. Throws not_a_dag for a cyclic graph, its message naming a vertex on the cycle by
+  /// label (and id: e.vertex()).
   Dag build() const {
-    Dag g = dag_from_edges(labels_.size(), edges_);
-    for (std::size_t v = 0; v < labels_.size(); ++v) g[v].label = labels_[v];
-    return g;
+    try {
+      Dag g = dag_from_edges(labels_.size(), edges_);
+      for (std::size_t v = 0; v < labels_.size(); ++v) g[v].label = labels_[v];
+      return g;
+    } catch (const not_a_dag& e) {
+      throw not_a_dag("DagBuilder::build: expected a directed acyclic graph, found a cycle through '" + labels_[e.vertex()] + "' (vertex " +
+                          std::to_string(e.vertex()) + ")",
+                      e.vertex());
+    }
   }
 
  private:
