@@ -809,6 +809,26 @@ TEST_CASE("threads: models trained at once from two std::threads after set_num_t
   CHECK(weights(par_b) == weights(seq_b));
 }
 
+TEST_CASE("threads: set_num_threads from several threads at once leaves deepstruct's setting and Eigen's the same",
+          "[optim][threads]") {
+  // set_num_threads also sets Eigen's thread count, a plain int in Eigen: calls at once must take
+  // turns (before, two at once were a data race on it, which ThreadSanitizer reported, and the
+  // last call to store deepstruct's setting need not be the last to set Eigen's). This test
+  // shows the race only under ThreadSanitizer; without it, it holds the end state.
+  const test::RestoreThreads restore;
+  std::vector<std::thread> setters;
+  for (int t = 0; t < 4; ++t)
+    setters.emplace_back([t] {
+      for (int i = 0; i < 200; ++i) deepstruct::set_num_threads(1 + (t + i) % 5);
+    });
+  for (std::thread& s : setters) s.join();
+#if defined(_OPENMP)
+  CHECK(deepstruct::num_threads() == Eigen::nbThreads());
+#else
+  CHECK(Eigen::nbThreads() == 1);  // Eigen without OpenMP has one thread whatever it is told
+#endif
+}
+
 namespace {
 
 /// A seeded classification batch: features x batch inputs uniform in [-1, 1], labels 0..9.

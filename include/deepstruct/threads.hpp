@@ -22,6 +22,7 @@
 #include <cctype>
 #include <cstdlib>
 #include <exception>
+#include <mutex>
 #include <string>
 #include <type_traits>
 
@@ -32,7 +33,6 @@
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <thread>
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
@@ -97,9 +97,13 @@ inline int num_threads() {
 
 /// Sets the threads deepstruct may use (1 <= n <= 4096, as DEEPSTRUCT_NUM_THREADS; value_error
 /// otherwise), and Eigen's (Eigen::setNbThreads(n)) for the products outside deepstruct's kernels.
+/// Calls from several threads at once take turns: Eigen's setting is a plain int (two calls at
+/// once were a data race on it, and could leave Eigen's setting another than deepstruct's).
 inline void set_num_threads(int n) {
   if (n < 1 || n > 4096)
     DEEPSTRUCT_THROW(value_error, "set_num_threads: expected a number of threads from 1 to 4096, found " + std::to_string(n));
+  static std::mutex setting_mutex;
+  const std::lock_guard<std::mutex> lock(setting_mutex);
   detail::thread_setting().store(n, std::memory_order_relaxed);
   Eigen::setNbThreads(n);
 }
