@@ -22,7 +22,6 @@
 #include <cctype>
 #include <cstdlib>
 #include <exception>
-#include <mutex>
 #include <string>
 #include <type_traits>
 
@@ -33,6 +32,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <thread>
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
@@ -102,10 +102,13 @@ inline int num_threads() {
 inline void set_num_threads(int n) {
   if (n < 1 || n > 4096)
     DEEPSTRUCT_THROW(value_error, "set_num_threads: expected a number of threads from 1 to 4096, found " + std::to_string(n));
-  static std::mutex setting_mutex;
-  const std::lock_guard<std::mutex> lock(setting_mutex);
+  // A spin lock (the section is two stores): <mutex> costs every file that includes this header.
+  static std::atomic_flag busy = ATOMIC_FLAG_INIT;
+  while (busy.test_and_set(std::memory_order_acquire)) {
+  }
   detail::thread_setting().store(n, std::memory_order_relaxed);
   Eigen::setNbThreads(n);
+  busy.clear(std::memory_order_release);
 }
 
 /// One line for logs: the setting, where it came from, and whether OpenMP is compiled in.
