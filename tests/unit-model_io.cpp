@@ -418,17 +418,27 @@ TEST_CASE("model_io: load_ffn_npz checks that the shapes chain before it builds 
   CHECK_THROWS_AS(deepstruct::load_ffn_npz<float>(path), deepstruct::io_error);
 }
 
-TEST_CASE("model_io: a LayerNorm DAN of one hidden layer from before 0.2.0 (no LayerNorm key at all) loads", "[model_io]") {
+namespace {
+
+/// A LayerNorm DAN of 3 inputs, one hidden layer of 4 and 2 outputs (its files before 0.2.0 had
+/// no LayerNorm key at all).
+deepstruct::MaskedDeepDAN<double> one_hidden_layer_norm_dan() {
   deepstruct::DanDescription d;
   d.layer_sizes = {4};
   deepstruct::DANOptions options;
   options.use_layer_norm = true;
-  deepstruct::MaskedDeepDAN<double> model(3, 2, d, options);
+  return deepstruct::MaskedDeepDAN<double>(3, 2, d, options);
+}
+
+}  // namespace
+
+TEST_CASE("model_io: a LayerNorm DAN of one hidden layer from before 0.2.0 (no LayerNorm key at all) loads", "[model_io]") {
+  deepstruct::MaskedDeepDAN<double> model = one_hidden_layer_norm_dan();
   auto sd = model.state_dict();
   CHECK(sd.vectors.count("layer_normalizations.0.weight") == 1);  // deepstruct's unused LN_0
   sd.vectors.erase("layer_normalizations.0.weight");
   sd.vectors.erase("layer_normalizations.0.bias");
-  deepstruct::MaskedDeepDAN<double> other(3, 2, d, options);
+  deepstruct::MaskedDeepDAN<double> other = one_hidden_layer_norm_dan();
   other.load_state_dict(sd);
   CHECK(other.state_dict().matrices == model.state_dict().matrices);
   // A file with some of deepstruct's LayerNorm keys but not all is an error, not a legacy file.
@@ -478,11 +488,7 @@ TEST_CASE("model_io: a LayerNorm parameter of the wrong dimension is named as su
   // One hidden layer: its old files had no LayerNorm key, so a state_dict without a 1-D
   // layer_normalizations.* entry took the old-file path, which added the model's LN_0 beside the
   // 2-D one the file has ("found 'layer_normalizations.0.weight' 2 times").
-  deepstruct::DanDescription d;
-  d.layer_sizes = {4};
-  deepstruct::DANOptions options;
-  options.use_layer_norm = true;
-  deepstruct::MaskedDeepDAN<double> model(3, 2, d, options);
+  deepstruct::MaskedDeepDAN<double> model = one_hidden_layer_norm_dan();
   auto sd = model.state_dict();
   for (const std::string key : {"layer_normalizations.0.weight", "layer_normalizations.0.bias"}) {
     sd.matrices[key] = sd.vectors.at(key).transpose();  // 1 x 4
