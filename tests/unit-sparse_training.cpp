@@ -552,6 +552,24 @@ TEST_CASE("RigL in the training loop: invariants on an FFN", "[sparse_training][
   CHECK(line.find("\"name\":\"_layer_first.weight\"") != std::string::npos);
 }
 
+TEST_CASE("to_json_line: names with quotes, backslashes and control characters stay valid JSON", "[sparse_training]") {
+  // The names were written between quotes as they were: a structure field a user's logger named
+  // 'dead "hidden"' broke the line for every JSON reader.
+  deepstruct::UpdateRecord r;
+  r.step = 3;
+  r.layers.push_back({"layer \"0\".weight", 4, 8, 1, 1, 0});
+  const std::string odd = std::string("dead \"hidden\" \\ tab\t newline\n bell") + char(7);
+  r.structure = {{odd, 2.0}, {"paths", std::nan("")}};
+  const std::string line = deepstruct::to_json_line(r);
+  INFO(line);
+  CHECK(line.find('\n') == std::string::npos);  // one line
+  const nlohmann::json j = nlohmann::json::parse(line);
+  CHECK(j.at("step") == 3);
+  CHECK(j.at("layers").at(0).at("name") == "layer \"0\".weight");
+  CHECK(j.at(odd) == 2.0);
+  CHECK(j.at("paths").is_null());
+}
+
 TEST_CASE("RigL and SET skip a fully dense masked weight (ERK's forced-dense output layer): no weight is zeroed", "[sparse_training][rigl][set]") {
   Eigen::MatrixXf x;
   deepstruct::Labels y;

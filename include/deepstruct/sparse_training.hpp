@@ -422,21 +422,47 @@ struct UpdateRecord {
   std::vector<std::pair<std::string, double>> structure;
 };
 
+namespace detail {
+
+/// s as a JSON string: quoted, with '"', '\\' and the control characters escaped (a name of a
+/// user's own structure field may hold any of them).
+inline std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20) {
+      const char* hex = "0123456789abcdef";
+      out += "\\u00";
+      out += hex[u >> 4];
+      out += hex[u & 15];
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+}  // namespace detail
+
 /// The record as one line of JSON: {"step":..,"drop_fraction":..,"layers":[{"name":..,"nnz":..,
 /// "numel":..,"density":..,"dropped":..,"grown":..,"regrown":..}, ...], <structure fields>}.
+/// Names are JSON strings whatever they hold (quotes, backslashes and control characters escaped).
 inline std::string to_json_line(const UpdateRecord& r) {
   std::ostringstream out;
   out.imbue(std::locale::classic());  // JSON, whatever the program's locale
   out << std::setprecision(17) << "{\"step\":" << r.step << ",\"drop_fraction\":" << r.drop_fraction << ",\"layers\":[";
   for (std::size_t i = 0; i < r.layers.size(); ++i) {
     const auto& l = r.layers[i];
-    out << (i ? "," : "") << "{\"name\":\"" << l.name << "\",\"nnz\":" << l.nnz << ",\"numel\":" << l.numel
+    out << (i ? "," : "") << "{\"name\":" << detail::json_string(l.name) << ",\"nnz\":" << l.nnz << ",\"numel\":" << l.numel
         << ",\"density\":" << (l.numel ? double(l.nnz) / double(l.numel) : 0.0) << ",\"dropped\":" << l.dropped << ",\"grown\":" << l.grown
         << ",\"regrown\":" << l.regrown << "}";
   }
   out << "]";
   for (const auto& [name, value] : r.structure) {
-    out << ",\"" << name << "\":";
+    out << "," << detail::json_string(name) << ":";
     if (std::isfinite(value)) out << value;
     else out << "null";
   }
