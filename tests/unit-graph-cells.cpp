@@ -64,6 +64,31 @@ TEST_CASE("cell_structure, write_cell_graphml and the SVG: per-cell parameters a
   CHECK_THAT(picture, test::contains(g[3].label));
 }
 
+TEST_CASE("cell_structure: a cell that lost one weight is not labelled 100%, one that kept one not 0%", "[graph][cells]") {
+  // The share was printed with %.0f: 2303 of 2304 active weights read "100%", 1 of 2304 "0%".
+  deepstruct::CellGraph c{3, {{0, 1}, {1, 2}}};
+  deepstruct::DeepCellDANOptions o;
+  o.width = 16;
+  deepstruct::DeepCellDAN<float> model(10, {1, 8, 8}, c, deepstruct::keep_size_cells<float>(), o);
+  auto& one = model.cell(1).as<deepstruct::KeepSizeCell<float>>()->conv;
+  auto& two = model.cell(2).as<deepstruct::KeepSizeCell<float>>()->conv;
+  REQUIRE(model.cell_weights(1).second == 16 * 16 * 9);
+  one.update_mask([](auto& m) { m(0, 0) = false; });
+  two.update_mask([](auto& m) {
+    m.setConstant(false);
+    m(0, 0) = true;
+  });
+  const Dag g = deepstruct::cell_structure(model);
+  CHECK_THAT(g[0].label, Catch::Matchers::EndsWith(" p, 100%"));
+  CHECK_THAT(g[1].label, Catch::Matchers::EndsWith(" p, >99%"));
+  CHECK_THAT(g[2].label, Catch::Matchers::EndsWith(" p, <1%"));
+  two.update_mask([](auto& m) { m.setConstant(false); });
+  one.update_mask([](auto& m) { m.setConstant(true); m.leftCols(m.cols() / 3).setConstant(false); });
+  const Dag h = deepstruct::cell_structure(model);
+  CHECK_THAT(h[2].label, Catch::Matchers::EndsWith(" p, 0%"));
+  CHECK_THAT(h[1].label, Catch::Matchers::EndsWith(" p, 67%"));
+}
+
 TEST_CASE("conv2d_structure of a masked convolution: exactly the Jacobian's nonzero pattern", "[graph][cells][conv2d]") {
   deepstruct::Conv2dOptions o;
   o.kernel = {3, 2};

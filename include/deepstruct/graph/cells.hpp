@@ -10,7 +10,7 @@
 /// (conv2d_structure(conv, input)).
 
 #include <Eigen/Core>
-#include <cstdio>
+#include <cmath>
 #include <locale>
 #include <sstream>
 #include <string>
@@ -39,7 +39,8 @@ inline CellGraph cell_graph(const Dag& g) {
 
 /// One vertex per cell (the model's node ids), its edges, g[v].layer the cell's layer and
 /// g[v].label "<v>: <parameters> p, <active>%" (parameters, and the share of active weights of
-/// its masked layers, short enough to draw beside the vertex).
+/// its masked layers in whole percents, ">99" and "<1" where rounding would say 100 or 0; short
+/// enough to draw beside the vertex).
 template <typename Scalar>
 Dag cell_structure(DeepCellDAN<Scalar>& model) {
   Dag g(model.num_nodes());
@@ -47,8 +48,16 @@ Dag cell_structure(DeepCellDAN<Scalar>& model) {
   for (std::size_t v = 0; v < model.num_nodes(); ++v) {
     g[v].layer = model.layer(v);
     const auto w = model.cell_weights(v);
-    char density[32];
-    std::snprintf(density, sizeof density, "%.0f", w.second > 0 ? 100.0 * static_cast<double>(w.first) / static_cast<double>(w.second) : 100.0);
+    // Whole percents, but never "100%" for a cell that lost a weight or "0%" for one that kept
+    // one (99.6% rounded to 100, 0.4% to 0): ">99%" and "<1%" there.
+    std::string density = "100";
+    if (w.second > 0 && w.first < w.second) {
+      const double percent = 100.0 * static_cast<double>(w.first) / static_cast<double>(w.second);
+      if (w.first == 0) density = "0";
+      else if (percent < 1.0) density = "<1";
+      else if (percent > 99.0) density = ">99";
+      else density = std::to_string(static_cast<int>(std::lround(percent)));
+    }
     g[v].label = std::to_string(v) + ": " + std::to_string(model.cell_parameters(v)) + " p, " + density + "%";
   }
   return g;
