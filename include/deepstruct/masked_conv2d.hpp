@@ -183,8 +183,8 @@ class MaskedConv2d : public MaskedLayer<Scalar_> {
                    padded_d = double(size[a]) + 2.0 * double(options_.padding[a]);
       if (reach_d > 9.0e18 || padded_d > 9.0e18)
         DEEPSTRUCT_THROW(shape_error, std::string("MaskedConv2d: expected a dilated kernel and a padded input ") + (a == 0 ? "height" : "width") +
-                                          " below 2^63, found a kernel reach of " + std::to_string(reach_d) + " and a padded size of " +
-                                          std::to_string(padded_d) + " for " + to_string(in));
+                                          " below 2^63, found a kernel reach of " + detail::number_str(reach_d) + " and a padded size of " +
+                                          detail::number_str(padded_d) + " for " + to_string(in));
       const Index reach = options_.dilation[a] * (options_.kernel[a] - 1) + 1, padded = size[a] + 2 * options_.padding[a];
       if (reach > padded)
         DEEPSTRUCT_THROW(shape_error, std::string("MaskedConv2d: expected an input ") + (a == 0 ? "height" : "width") +

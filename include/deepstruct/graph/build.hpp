@@ -25,16 +25,6 @@
 
 namespace deepstruct {
 
-namespace detail {
-
-/// layer_index's cycle message with `who` in place of "layer_index".
-inline std::string renamed_cycle_error(const not_a_dag& e, const std::string& who) {
-  const std::string what = e.what(), prefix = "layer_index: ";
-  return who + ": " + (what.compare(0, prefix.size(), prefix) == 0 ? what.substr(prefix.size()) : what);
-}
-
-}  // namespace detail
-
 /// The DAG on vertices 0..n-1 with the directed edges (u, v) as given, in that order (duplicates
 /// kept, as Boost keeps parallel edges), its layers stored (layer_index). Throws value_error for
 /// an id outside [0, n) (negative ones of signed pairs included, printed as given) or a self loop,
@@ -70,12 +60,7 @@ Dag dag_from_edges(std::size_t n, const Edges& edges) {
   }
   detail::reserve_edges(g, out_degree, in_degree);
   for (const auto& e : edges) boost::add_edge(static_cast<std::size_t>(e.first), static_cast<std::size_t>(e.second), g);
-  std::vector<std::size_t> layers;
-  try {
-    layers = layer_index(g);
-  } catch (const not_a_dag& e) {  // named as the caller knows it
-    throw not_a_dag(detail::renamed_cycle_error(e, "dag_from_edges"), e.vertex());
-  }
+  const std::vector<std::size_t> layers = detail::layer_index_for(g, "dag_from_edges");  // not_a_dag for a cycle
   for (std::size_t v = 0; v < n; ++v) g[v].layer = layers[v];
   return g;
 }

@@ -19,10 +19,11 @@
 
 namespace deepstruct {
 
-/// The layer of every vertex, indexed by get(vertex_index, g, v). Throws not_a_dag naming a
-/// vertex on a cycle when g has one.
+namespace detail {
+
+/// layer_index, its cycle message naming `who` (the function the caller called).
 template <typename Graph>
-std::vector<std::size_t> layer_index(const Graph& g) {
+std::vector<std::size_t> layer_index_for(const Graph& g, const char* who) {
   BOOST_CONCEPT_ASSERT((boost::IncidenceGraphConcept<Graph>));
   BOOST_CONCEPT_ASSERT((boost::VertexListGraphConcept<Graph>));
   const auto index = get(boost::vertex_index, g);
@@ -65,12 +66,21 @@ std::vector<std::size_t> layer_index(const Graph& g) {
       seen[v] = true;
       v = pred[v];
     }
-    throw not_a_dag("layer_index: expected a directed acyclic graph, found a cycle through vertex " +
+    throw not_a_dag(std::string(who) + ": expected a directed acyclic graph, found a cycle through vertex " +
                         std::to_string(v) + " (" + std::to_string(n - queue.size()) + " of " + std::to_string(n) +
                         " vertices are on or behind cycles)",
                     v);
   }
   return layer;
+}
+
+}  // namespace detail
+
+/// The layer of every vertex, indexed by get(vertex_index, g, v). Throws not_a_dag naming a
+/// vertex on a cycle when g has one.
+template <typename Graph>
+std::vector<std::size_t> layer_index(const Graph& g) {
+  return detail::layer_index_for(g, "layer_index");
 }
 
 /// Stores layer_index(g) in the bundled `layer` property of a Dag.
